@@ -1,0 +1,168 @@
+//! Every setting of the bridge, read from the command line or the environment.
+//!
+//! One clap struct, so `imap-bridge --help` lists every setting with its environment name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// How the bridge protects its connection to the IMAP server.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS from the first byte (port 993 style).
+    Tls,
+    /// Plain TCP upgraded with STARTTLS before login (port 143 style); refused if not offered.
+    Starttls,
+    /// No encryption: only for loopback servers unless explicitly allowed.
+    Plain,
+}
+
+/// The bridge's settings.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "imap-bridge",
+    version,
+    about = "IMAP over HTTP: REST/JSON and server-sent events for any IMAP server"
+)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "IMAP_BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Host name of the IMAP server every user logs in to.
+    #[arg(long, env = "IMAP_BRIDGE_IMAP_HOST", default_value = "localhost")]
+    pub imap_host: String,
+
+    /// Port of the IMAP server (default: 993 for tls, 143 otherwise).
+    #[arg(long, env = "IMAP_BRIDGE_IMAP_PORT")]
+    pub imap_port: Option<u16>,
+
+    /// Connection security towards the IMAP server.
+    #[arg(
+        long,
+        env = "IMAP_BRIDGE_IMAP_SECURITY",
+        value_enum,
+        default_value = "tls"
+    )]
+    pub imap_security: Security,
+
+    /// Extra CA certificate(s) to trust for the IMAP server, PEM (added to the webpki roots).
+    #[arg(long, env = "IMAP_BRIDGE_IMAP_CA_FILE")]
+    pub imap_ca_file: Option<PathBuf>,
+
+    /// Allow `plain` security towards a host that is not a loopback address.
+    #[arg(long, env = "IMAP_BRIDGE_ALLOW_PLAINTEXT", default_value_t = false)]
+    pub allow_plaintext: bool,
+
+    /// Secret for signing tokens and sealing credentials (at least 32 bytes). When absent a
+    /// random key is generated: tokens then die with the process and replicas cannot share them.
+    #[arg(long, env = "IMAP_BRIDGE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Lifetime of an access token, in seconds.
+    #[arg(long, env = "IMAP_BRIDGE_TOKEN_TTL", default_value_t = 3600)]
+    pub token_ttl: u64,
+
+    /// Origins allowed to call the API from a browser, comma separated (none by default).
+    #[arg(long, env = "IMAP_BRIDGE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Most pooled IMAP sessions per user; keep it below the server's per-user connection limit
+    /// (Dovecot's `mail_max_userip_connections` is 10).
+    #[arg(long, env = "IMAP_BRIDGE_POOL_MAX_PER_USER", default_value_t = 4)]
+    pub pool_max_per_user: usize,
+
+    /// Most IMAP sessions the bridge keeps open in total, all users together.
+    #[arg(long, env = "IMAP_BRIDGE_POOL_MAX_TOTAL", default_value_t = 2000)]
+    pub pool_max_total: usize,
+
+    /// Seconds an unused pooled session stays logged in before it is logged out.
+    #[arg(long, env = "IMAP_BRIDGE_POOL_IDLE_TIMEOUT", default_value_t = 300)]
+    pub pool_idle_timeout: u64,
+
+    /// Seconds a request waits for a free pooled session before giving up with 503.
+    #[arg(long, env = "IMAP_BRIDGE_POOL_WAIT_TIMEOUT", default_value_t = 10)]
+    pub pool_wait_timeout: u64,
+
+    /// Seconds allowed to connect to the IMAP server, including TLS and login.
+    #[arg(long, env = "IMAP_BRIDGE_IMAP_CONNECT_TIMEOUT", default_value_t = 10)]
+    pub imap_connect_timeout: u64,
+
+    /// Seconds allowed for one IMAP command; a session that exceeds it is discarded.
+    #[arg(long, env = "IMAP_BRIDGE_IMAP_COMMAND_TIMEOUT", default_value_t = 30)]
+    pub imap_command_timeout: u64,
+
+    /// Largest message body accepted by APPEND, in bytes (413 beyond it).
+    #[arg(long, env = "IMAP_BRIDGE_MAX_APPEND_SIZE", default_value_t = 25 * 1024 * 1024)]
+    pub max_append_size: usize,
+
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "IMAP_BRIDGE_MAX_JSON_SIZE", default_value_t = 256 * 1024)]
+    pub max_json_size: usize,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `imap_bridge=debug`.
+    #[arg(long, env = "IMAP_BRIDGE_LOG", default_value = "info")]
+    pub log: String,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "IMAP_BRIDGE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl Config {
+    /// Settings with every default, pointed at the given IMAP server; for tests and embedding.
+    pub fn for_server(host: &str, port: u16, security: Security) -> Self {
+        let mut config = Config::parse_from(["imap-bridge"]);
+        config.imap_host = host.to_owned();
+        config.imap_port = Some(port);
+        config.imap_security = security;
+        config
+    }
+
+    /// The IMAP port in effect.
+    pub fn imap_port(&self) -> u16 {
+        self.imap_port.unwrap_or(match self.imap_security {
+            Security::Tls => 993,
+            Security::Starttls | Security::Plain => 143,
+        })
+    }
+
+    /// Idle time after which a pooled session is logged out.
+    pub fn pool_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.pool_idle_timeout)
+    }
+
+    /// Time a request waits for a pooled session.
+    pub fn pool_wait_timeout(&self) -> Duration {
+        Duration::from_secs(self.pool_wait_timeout)
+    }
+
+    /// Time allowed for connect + TLS + login.
+    pub fn imap_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.imap_connect_timeout)
+    }
+
+    /// Time allowed for one command.
+    pub fn imap_command_timeout(&self) -> Duration {
+        Duration::from_secs(self.imap_command_timeout)
+    }
+}

@@ -1,0 +1,120 @@
+//! `POST /v1/auth/login` and `POST /v1/auth/logout`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiJson, AuthUser};
+use crate::imap::{Credentials, UserKey};
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(logout))
+}
+
+/// Credentials for the IMAP server.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"username": "alice@example.com", "password": "correct horse battery staple"}))]
+pub struct LoginRequest {
+    /// IMAP login name.
+    #[schema(min_length = 1, max_length = 256)]
+    pub username: String,
+    /// IMAP password.
+    #[schema(min_length = 1, max_length = 1024, format = Password)]
+    pub password: String,
+}
+
+/// A new access token.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({
+    "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZUBleGFtcGxlLmNvbSJ9.c2lnbmF0dXJl",
+    "token_type": "Bearer",
+    "expires_in": 3600,
+    "user": "alice@example.com"
+}))]
+pub struct LoginResponse {
+    /// The bearer token for every other call.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The IMAP user name.
+    pub user: String,
+}
+
+/// Log in: the bridge checks the credentials with a real IMAP LOGIN and returns a token that
+/// carries them sealed.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in.", body = LoginResponse),
+        (status = 400, description = "Malformed body (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong user name or password (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unreachable or refuses connections (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server did not answer in time (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<axum::Json<LoginResponse>> {
+    if body.username.is_empty() || body.username.len() > 256 {
+        return Err(ApiError::invalid("`username` must be 1 to 256 bytes."));
+    }
+    if body.password.is_empty() || body.password.len() > 1024 {
+        return Err(ApiError::invalid("`password` must be 1 to 1024 bytes."));
+    }
+    // Validate both through the IMAP encoder before anything is sent.
+    crate::imap::encode::ImapString::new(&body.username)?;
+    crate::imap::encode::ImapString::new(&body.password)?;
+    let credentials = Credentials {
+        username: body.username,
+        password: SecretString::from(body.password),
+    };
+    let key = UserKey {
+        upstream: state.upstream.clone(),
+        username: credentials.username.clone(),
+    };
+    // Checking out a session logs in when the user has none; it stays pooled for the next call.
+    drop(state.pools.session(&key, &credentials).await?);
+    let issued = state.tokens.issue(&credentials);
+    Ok(axum::Json(LoginResponse {
+        access_token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        user: credentials.username,
+    }))
+}
+
+/// Log out: revokes the token and logs out the user's pooled IMAP sessions.
+#[utoipa::path(
+    post,
+    path = "/v1/auth/logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out."),
+        (status = 401, description = "Missing, invalid, expired or revoked token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn logout(State(state): State<AppState>, user: AuthUser) -> StatusCode {
+    state.tokens.revoke(&user.claims);
+    state.pools.close_user(&user.key);
+    StatusCode::NO_CONTENT
+}

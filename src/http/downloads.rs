@@ -1,0 +1,494 @@
+//! Downloads: `GET …/messages/{uid}/raw` and `GET …/messages/{uid}/attachments/{part_id}`.
+//!
+//! Bodies are streamed from the IMAP server in partial fetches of [`CHUNK`] bytes, so a 25 MB
+//! attachment never sits whole in memory. Both carry a strong ETag (the content of a UID is
+//! immutable for a given UIDVALIDITY), honour `If-None-Match` and single `Range`s, and are sent
+//! as attachments with `nosniff` and a sandboxing CSP, so nothing downloaded can run as a page
+//! of the bridge's origin.
+
+use std::io;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::Stream;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiPath, AuthUser};
+use crate::imap::Session;
+use crate::imap::encode::{MailboxName, PartId};
+use crate::mail::structure::{BodyPart, TransferEncoding};
+use crate::mail::transfer::TransferDecoder;
+
+/// Bytes read from the IMAP server per partial fetch.
+pub const CHUNK: u32 = 256 * 1024;
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(raw_message))
+        .routes(routes!(attachment))
+}
+
+/// The message exactly as the server stores it.
+#[utoipa::path(
+    get,
+    path = "/v1/mailboxes/{mailbox}/messages/{uid}/raw",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier download."),
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=1000-`."),
+    ),
+    responses(
+        (status = 200, description = "The message (`message/rfc822`).", content_type = "message/rfc822", body = Vec<u8>),
+        (status = 206, description = "The requested range.", content_type = "message/rfc822", body = Vec<u8>),
+        (status = 304, description = "Not modified (the ETag matches)."),
+        (status = 400, description = "Bad mailbox name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox or message (`mailbox_not_found`, `message_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 416, description = "The range lies outside the message (`range_not_satisfiable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn raw_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((mailbox, uid)): ApiPath<(String, u32)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let name = MailboxName::new(&mailbox)?;
+    if uid == 0 {
+        return Err(ApiError::invalid("UIDs start at 1."));
+    }
+    let mut session = user.session(&state).await?;
+    let (uid_validity, size) = session.message_size(&name, uid).await?;
+    let etag = format!("\"{uid_validity}-{uid}\"");
+    if matches_etag(&headers, &etag) {
+        return Ok(not_modified(&etag));
+    }
+    let size = u64::from(size);
+    let range = requested_range(&headers, size)?;
+    let (start, end) = range.unwrap_or((0, size));
+    let body = Body::from_stream(section_stream(session, uid, None, start, end));
+    let mut response = download_response(body, range.map(|r| (r, size)), Some(end - start));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("message/rfc822"),
+    );
+    h.insert(header::ETAG, header_value(&etag));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        disposition(&format!("message-{uid}.eml")),
+    );
+    Ok(response)
+}
+
+/// One attachment (or any body part), decoded from its transfer encoding.
+#[utoipa::path(
+    get,
+    path = "/v1/mailboxes/{mailbox}/messages/{uid}/attachments/{part_id}",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        ("part_id" = String, Path, description = "The part's `part_id` from the message view (IMAP section number, e.g. `2` or `1.2`)."),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier download."),
+        ("Range" = Option<String>, Header, description = "One byte range of the decoded content, e.g. `bytes=0-1023`."),
+    ),
+    responses(
+        (status = 200, description = "The decoded content, with its own Content-Type.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range of the decoded content.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 304, description = "Not modified (the ETag matches)."),
+        (status = 400, description = "Bad mailbox name, UID or part id (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The message's MIME structure exceeds the bridge's limits (`forbidden`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox, message or part (`mailbox_not_found`, `message_not_found`, `part_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 416, description = "The range lies outside the content (`range_not_satisfiable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn attachment(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((mailbox, uid, part_id)): ApiPath<(String, u32, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let name = MailboxName::new(&mailbox)?;
+    if uid == 0 {
+        return Err(ApiError::invalid("UIDs start at 1."));
+    }
+    let part_ref = PartId::parse(&part_id)?;
+    let mut session = user.session(&state).await?;
+    let (uid_validity, _, parts) = session
+        .message_structure(&name, uid, &state.walk_limits)
+        .await?;
+    let part = parts
+        .attachments
+        .iter()
+        .chain(&parts.text_parts)
+        .chain(&parts.html_parts)
+        .find(|p| p.part_id == part_id)
+        .cloned()
+        .ok_or_else(ApiError::part_not_found)?;
+    let etag = format!("\"{uid_validity}-{uid}-{part_id}\"");
+    if matches_etag(&headers, &etag) {
+        return Ok(not_modified(&etag));
+    }
+
+    let encoded_size = u64::from(part.encoded_size);
+    let identity = !matches!(
+        part.encoding,
+        TransferEncoding::Base64 | TransferEncoding::QuotedPrintable
+    );
+    let (body, range, length) = if identity {
+        let range = requested_range(&headers, encoded_size)?;
+        let (start, end) = range.unwrap_or((0, encoded_size));
+        let body = Body::from_stream(section_stream(session, uid, Some(part_ref), start, end));
+        (body, range.map(|r| (r, encoded_size)), Some(end - start))
+    } else if headers.contains_key(header::RANGE) {
+        // The decoded length is only known after decoding: one counting pass (constant
+        // memory) makes the range exact. Ranges are for resuming, so this is the rare path.
+        let total =
+            decoded_length(&mut session, uid, &part_ref, &part.encoding, encoded_size).await?;
+        let range = requested_range(&headers, total)?;
+        let (start, end) = range.unwrap_or((0, total));
+        let body = Body::from_stream(decoded_stream(
+            session,
+            uid,
+            part_ref,
+            part.encoding.clone(),
+            encoded_size,
+            (start, end),
+        ));
+        (body, range.map(|r| (r, total)), Some(end - start))
+    } else {
+        let body = Body::from_stream(decoded_stream(
+            session,
+            uid,
+            part_ref,
+            part.encoding.clone(),
+            encoded_size,
+            (0, u64::MAX),
+        ));
+        (body, None, None)
+    };
+    let mut response = download_response(body, range, length);
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type(&part));
+    h.insert(header::ETAG, header_value(&etag));
+    let filename = part
+        .filename
+        .clone()
+        .unwrap_or_else(|| format!("part-{part_id}"));
+    h.insert(header::CONTENT_DISPOSITION, disposition(&filename));
+    Ok(response)
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().trim_start_matches("W/"))
+        .any(|v| v == etag || v == "*")
+}
+
+fn not_modified(etag: &str) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, header_value(etag));
+    response
+}
+
+/// A single `bytes=` range of content of `size` bytes, as a half-open interval; `None` when
+/// absent or not a single range (multi-range requests get the whole content, as RFC 9110
+/// allows).
+fn requested_range(headers: &HeaderMap, size: u64) -> ApiResult<Option<(u64, u64)>> {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return Err(ApiError::range_not_satisfiable());
+    };
+    let parse = |s: &str| {
+        s.trim()
+            .parse::<u64>()
+            .map_err(|_| ApiError::range_not_satisfiable())
+    };
+    let (start, end) = match (first.trim().is_empty(), last.trim().is_empty()) {
+        (false, true) => (parse(first)?, size),
+        (false, false) => {
+            let (a, b) = (parse(first)?, parse(last)?);
+            if b < a {
+                return Err(ApiError::range_not_satisfiable());
+            }
+            (a, b.saturating_add(1).min(size))
+        }
+        (true, false) => {
+            let n = parse(last)?;
+            if n == 0 {
+                return Err(ApiError::range_not_satisfiable());
+            }
+            (size.saturating_sub(n), size)
+        }
+        (true, true) => return Err(ApiError::range_not_satisfiable()),
+    };
+    if start >= size {
+        return Err(ApiError::range_not_satisfiable());
+    }
+    Ok(Some((start, end)))
+}
+
+fn download_response(
+    body: Body,
+    range: Option<((u64, u64), u64)>,
+    length: Option<u64>,
+) -> Response {
+    let mut response = body.into_response();
+    if let Some(((start, end), total)) = range {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let last = end.saturating_sub(1);
+        response.headers_mut().insert(
+            header::CONTENT_RANGE,
+            header_value(&format!("bytes {start}-{last}/{total}")),
+        );
+    }
+    let h = response.headers_mut();
+    if let Some(length) = length {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; sandbox"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+    );
+    response
+}
+
+/// `attachment; filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).
+fn disposition(filename: &str) -> HeaderValue {
+    const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let cleaned: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_control() || c == '/' || c == '\\' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .take(200)
+        .collect();
+    let ascii: String = cleaned
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded = utf8_percent_encode(&cleaned, ATTR_CHAR);
+    header_value(&format!(
+        "attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+}
+
+fn content_type(part: &BodyPart) -> HeaderValue {
+    let is_token = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 127
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    let valid = part
+        .content_type
+        .split_once('/')
+        .is_some_and(|(t, s)| is_token(t) && is_token(s));
+    if !valid {
+        return HeaderValue::from_static("application/octet-stream");
+    }
+    match &part.charset {
+        Some(charset) if part.content_type.starts_with("text/") && is_token(charset) => {
+            header_value(&format!("{}; charset={charset}", part.content_type))
+        }
+        _ => header_value(&part.content_type),
+    }
+}
+
+fn to_io(e: crate::imap::ImapError) -> io::Error {
+    tracing::warn!(error = %e, "download interrupted");
+    io::Error::other("the IMAP server stopped sending the content")
+}
+
+/// The bytes `[start, end)` of a section (`None` = the whole message), in partial fetches.
+fn section_stream(
+    session: Session,
+    uid: u32,
+    part: Option<PartId>,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    futures::stream::try_unfold((session, start), move |(mut session, offset)| {
+        let part = part.clone();
+        async move {
+            if offset >= end {
+                return Ok(None);
+            }
+            let len = u32::try_from((end - offset).min(u64::from(CHUNK))).unwrap_or(CHUNK);
+            let at = u32::try_from(offset).map_err(|_| io::Error::other("offset beyond 4 GiB"))?;
+            let chunk = session
+                .read_section(uid, part.as_ref(), at, len)
+                .await
+                .map_err(to_io)?;
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            let next = offset + chunk.len() as u64;
+            Ok(Some((Bytes::from(chunk), (session, next))))
+        }
+    })
+}
+
+struct Decoding {
+    session: Session,
+    decoder: Option<TransferDecoder>,
+    encoded_offset: u64,
+    decoded_offset: u64,
+}
+
+/// Length of a part after transfer decoding, by decoding it once without keeping it.
+async fn decoded_length(
+    session: &mut Session,
+    uid: u32,
+    part: &PartId,
+    encoding: &TransferEncoding,
+    encoded_size: u64,
+) -> ApiResult<u64> {
+    let mut decoder = TransferDecoder::new(encoding);
+    let mut out = Vec::with_capacity(CHUNK as usize);
+    let mut total = 0u64;
+    let mut offset = 0u64;
+    while offset < encoded_size {
+        let at = u32::try_from(offset).map_err(|_| ApiError::range_not_satisfiable())?;
+        let chunk = session.read_section(uid, Some(part), at, CHUNK).await?;
+        offset += chunk.len() as u64;
+        out.clear();
+        decoder.decode_chunk(&chunk, &mut out);
+        total += out.len() as u64;
+        if chunk.len() < CHUNK as usize {
+            break;
+        }
+    }
+    out.clear();
+    decoder.finish(&mut out);
+    Ok(total + out.len() as u64)
+}
+
+/// A transfer-decoded part, cut to the decoded range `[start, end)`.
+fn decoded_stream(
+    session: Session,
+    uid: u32,
+    part: PartId,
+    encoding: TransferEncoding,
+    encoded_size: u64,
+    (want_start, want_end): (u64, u64),
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    let state = Decoding {
+        session,
+        decoder: Some(TransferDecoder::new(&encoding)),
+        encoded_offset: 0,
+        decoded_offset: 0,
+    };
+    futures::stream::try_unfold(state, move |mut st| {
+        let part = part.clone();
+        async move {
+            loop {
+                let Some(decoder) = st.decoder.as_mut() else {
+                    return Ok(None);
+                };
+                if st.decoded_offset >= want_end {
+                    return Ok(None);
+                }
+                let mut out = Vec::new();
+                let finished = if st.encoded_offset >= encoded_size {
+                    true
+                } else {
+                    let at = u32::try_from(st.encoded_offset)
+                        .map_err(|_| io::Error::other("offset beyond 4 GiB"))?;
+                    let chunk = st
+                        .session
+                        .read_section(uid, Some(&part), at, CHUNK)
+                        .await
+                        .map_err(to_io)?;
+                    st.encoded_offset += chunk.len() as u64;
+                    decoder.decode_chunk(&chunk, &mut out);
+                    chunk.len() < CHUNK as usize
+                };
+                if finished && let Some(decoder) = st.decoder.take() {
+                    decoder.finish(&mut out);
+                }
+                let from = st.decoded_offset;
+                st.decoded_offset += out.len() as u64;
+                let lo = want_start.saturating_sub(from).min(out.len() as u64) as usize;
+                let hi = want_end.saturating_sub(from).min(out.len() as u64) as usize;
+                if lo < hi {
+                    out.truncate(hi);
+                    out.drain(..lo);
+                    return Ok(Some((Bytes::from(out), st)));
+                }
+                if st.decoder.is_none() {
+                    return Ok(None);
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,146 @@
+//! Request extractors whose rejections come out as our problem+json errors, and the bearer
+//! authentication extractor.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::TokenClaims;
+use crate::imap::{Session, UserKey};
+
+/// JSON body, with problem+json rejections.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::unsupported_media_type(
+                "Send the body as application/json.",
+            )),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::payload_too_large(
+                    "The request body is too large.",
+                ))
+            }
+            Err(JsonRejection::JsonSyntaxError(_)) => {
+                Err(ApiError::invalid("The body is not valid JSON."))
+            }
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::invalid(format!(
+                "The JSON body does not have the expected shape: {}",
+                e.body_text().trim_start_matches(
+                    "Failed to deserialize the JSON body into the target type: "
+                )
+            ))),
+            Err(e) => Err(ApiError::invalid(format!(
+                "The request body could not be read: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// Query string, with problem+json rejections.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::invalid(format!(
+                    "Invalid query parameters: {}",
+                    e.body_text()
+                        .trim_start_matches("Failed to deserialize query string: ")
+                )))
+            }
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
+}
+
+/// Path parameters, with problem+json rejections.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::invalid(format!(
+                    "Invalid path parameter: {}",
+                    e.body_text().trim_start_matches("Invalid URL: ")
+                )))
+            }
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
+}
+
+/// The caller, authenticated by `Authorization: Bearer <token>`.
+pub struct AuthUser {
+    /// The verified token.
+    pub claims: TokenClaims,
+    /// Whose pool the user's sessions come from.
+    pub key: UserKey,
+}
+
+impl AuthUser {
+    /// A pooled IMAP session for this user.
+    pub async fn session(&self, state: &AppState) -> Result<Session, ApiError> {
+        Ok(state
+            .pools
+            .session(&self.key, &self.claims.credentials)
+            .await?)
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts).ok_or_else(|| {
+            ApiError::unauthorized("Send an access token as `Authorization: Bearer <token>`.")
+        })?;
+        let claims = state.tokens.verify(token)?;
+        let key = UserKey {
+            upstream: state.upstream.clone(),
+            username: claims.subject.clone(),
+        };
+        Ok(AuthUser { claims, key })
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim();
+    (!token.is_empty()).then_some(token)
+}

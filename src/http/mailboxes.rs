@@ -1,0 +1,133 @@
+//! `GET /v1/mailboxes`: folders with their roles and counts.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, Problem};
+use super::extract::AuthUser;
+use crate::imap::mailboxes::{MailboxInfo, SpecialUse};
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_mailboxes))
+}
+
+/// A mailbox's role.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The INBOX.
+    Inbox,
+    /// Sent mail.
+    Sent,
+    /// Drafts.
+    Drafts,
+    /// Deleted mail.
+    Trash,
+    /// Spam.
+    Junk,
+    /// Archive.
+    Archive,
+    /// All mail (virtual).
+    All,
+    /// Flagged mail (virtual).
+    Flagged,
+}
+
+impl From<SpecialUse> for Role {
+    fn from(s: SpecialUse) -> Self {
+        match s {
+            SpecialUse::Inbox => Role::Inbox,
+            SpecialUse::Sent => Role::Sent,
+            SpecialUse::Drafts => Role::Drafts,
+            SpecialUse::Trash => Role::Trash,
+            SpecialUse::Junk => Role::Junk,
+            SpecialUse::Archive => Role::Archive,
+            SpecialUse::All => Role::All,
+            SpecialUse::Flagged => Role::Flagged,
+        }
+    }
+}
+
+/// One mailbox.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "name": "Archive/2024", "delimiter": "/", "attributes": ["\\HasNoChildren"],
+    "special_use": null, "subscribed": true, "total": 1204, "unseen": 3,
+    "uid_validity": 1700000000, "uid_next": 1311
+}))]
+pub struct Mailbox {
+    /// Full name, UTF-8; use it percent-encoded as one path segment.
+    pub name: String,
+    /// Hierarchy delimiter.
+    pub delimiter: Option<String>,
+    /// LIST attributes as the server reports them.
+    pub attributes: Vec<String>,
+    /// Role from SPECIAL-USE (`inbox` for INBOX).
+    pub special_use: Option<Role>,
+    /// In the subscription list.
+    pub subscribed: bool,
+    /// Messages (0 for mailboxes that cannot hold any).
+    pub total: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+    /// UIDVALIDITY (0 for mailboxes that cannot hold messages).
+    pub uid_validity: u32,
+    /// UIDNEXT (0 for mailboxes that cannot hold messages).
+    pub uid_next: u32,
+}
+
+impl From<MailboxInfo> for Mailbox {
+    fn from(m: MailboxInfo) -> Self {
+        let counts = m.counts.unwrap_or_default();
+        Mailbox {
+            name: m.name.as_str().to_owned(),
+            delimiter: m.delimiter,
+            attributes: m.attributes,
+            special_use: m.special_use.map(Role::from),
+            subscribed: m.subscribed,
+            total: counts.total,
+            unseen: counts.unseen,
+            uid_validity: counts.uid_validity,
+            uid_next: counts.uid_next,
+        }
+    }
+}
+
+/// The mailbox list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MailboxList {
+    /// INBOX first, then in the server's order.
+    pub mailboxes: Vec<Mailbox>,
+}
+
+/// Every mailbox of the user, with role, subscription and message counts.
+#[utoipa::path(
+    get,
+    path = "/v1/mailboxes",
+    tag = "mailboxes",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The mailboxes.", body = MailboxList),
+        (status = 401, description = "Missing, invalid or expired token, or the IMAP server refused the stored credentials (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_mailboxes(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> ApiResult<Json<MailboxList>> {
+    let mut session = user.session(&state).await?;
+    let mut listed = session.list_mailboxes().await?;
+    listed.sort_by_key(|m| !m.name.is_inbox());
+    Ok(Json(MailboxList {
+        mailboxes: listed.into_iter().map(Mailbox::from).collect(),
+    }))
+}

@@ -1,0 +1,362 @@
+//! Header lists and message views: `GET /v1/mailboxes/{mailbox}/messages` and
+//! `GET /v1/mailboxes/{mailbox}/messages/{uid}`. Downloads live in [`super::downloads`].
+
+use axum::Json;
+use axum::extract::State;
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{ApiPath, ApiQuery, AuthUser};
+use crate::imap::encode::{ImapString, MailboxName, SearchKey};
+use crate::imap::messages::{Order, PageRequest, SortKey};
+use crate::imap::state::{PageCursor, query_fingerprint};
+use crate::mail::content::{Header, decode_text, parse_headers};
+use crate::mail::structure::Attachment;
+use crate::mail::summary::Summary;
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_messages))
+        .routes(routes!(get_message))
+}
+
+/// Sort key of a header list.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SortParam {
+    /// The order mail entered the folder (UID order).
+    #[default]
+    Arrival,
+    /// The Date header.
+    Date,
+    /// The sender.
+    From,
+    /// The subject.
+    Subject,
+    /// The size.
+    Size,
+}
+
+/// Direction of a header list.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderParam {
+    /// Newest (largest, last) first.
+    #[default]
+    Desc,
+    /// Oldest first.
+    Asc,
+}
+
+/// Paging, order and filters of a header list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Page size.
+    #[param(minimum = 1, maximum = 200, default = 50)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Sort key; anything but `arrival` needs IMAP SORT on the server.
+    #[param(inline)]
+    pub sort: Option<SortParam>,
+    /// Direction.
+    #[param(inline)]
+    pub order: Option<OrderParam>,
+    /// Only messages without (`true`) or with (`false`) `\Seen`.
+    pub unseen: Option<bool>,
+    /// Only messages with (`true`) or without (`false`) `\Flagged`.
+    pub flagged: Option<bool>,
+    /// Substring of the From header.
+    #[param(max_length = 1000)]
+    pub from: Option<String>,
+    /// Substring of the To header.
+    #[param(max_length = 1000)]
+    pub to: Option<String>,
+    /// Substring of the subject.
+    #[param(max_length = 1000)]
+    pub subject: Option<String>,
+    /// Substring of the headers or body.
+    #[param(max_length = 1000)]
+    pub text: Option<String>,
+    /// Received on or after this day (IMAP internal date).
+    pub since: Option<NaiveDate>,
+    /// Received before this day (IMAP internal date).
+    pub before: Option<NaiveDate>,
+}
+
+/// Longest accepted filter string.
+const MAX_FILTER_LEN: usize = 1000;
+
+impl ListQuery {
+    fn to_page_request(&self) -> ApiResult<PageRequest> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(ApiError::invalid("`limit` must be between 1 and 200."));
+        }
+        let mut filters = Vec::new();
+        let mut fingerprint_parts: Vec<String> = Vec::new();
+        match self.unseen {
+            Some(true) => filters.push(SearchKey::Unseen),
+            Some(false) => filters.push(SearchKey::Seen),
+            None => {}
+        }
+        match self.flagged {
+            Some(true) => filters.push(SearchKey::Flagged),
+            Some(false) => filters.push(SearchKey::Unflagged),
+            None => {}
+        }
+        fingerprint_parts.push(format!("{:?}{:?}", self.unseen, self.flagged));
+        for (field, value, make) in [
+            (
+                "from",
+                &self.from,
+                SearchKey::From as fn(ImapString) -> SearchKey,
+            ),
+            ("to", &self.to, SearchKey::To),
+            ("subject", &self.subject, SearchKey::Subject),
+            ("text", &self.text, SearchKey::Text),
+        ] {
+            if let Some(value) = value {
+                if value.is_empty() || value.len() > MAX_FILTER_LEN {
+                    return Err(ApiError::invalid(format!(
+                        "`{field}` must be 1 to {MAX_FILTER_LEN} bytes."
+                    )));
+                }
+                let s = ImapString::new(value)
+                    .map_err(|e| ApiError::invalid(format!("`{field}`: {e}")))?;
+                filters.push(make(s));
+                fingerprint_parts.push(format!("{field}={value}"));
+            }
+        }
+        if let (Some(since), Some(before)) = (self.since, self.before)
+            && since >= before
+        {
+            return Err(ApiError::invalid("`since` must be earlier than `before`."));
+        }
+        if let Some(d) = self.since {
+            filters.push(SearchKey::Since(d));
+            fingerprint_parts.push(format!("since={d}"));
+        }
+        if let Some(d) = self.before {
+            filters.push(SearchKey::Before(d));
+            fingerprint_parts.push(format!("before={d}"));
+        }
+        let sort = match self.sort.unwrap_or_default() {
+            SortParam::Arrival => SortKey::Arrival,
+            SortParam::Date => SortKey::Date,
+            SortParam::From => SortKey::From,
+            SortParam::Subject => SortKey::Subject,
+            SortParam::Size => SortKey::Size,
+        };
+        let order = match self.order.unwrap_or_default() {
+            OrderParam::Desc => Order::Desc,
+            OrderParam::Asc => Order::Asc,
+        };
+        fingerprint_parts.push(format!("{sort:?}/{order:?}"));
+        let parts: Vec<&str> = fingerprint_parts.iter().map(String::as_str).collect();
+        let query = query_fingerprint(&parts);
+        let cursor = match &self.cursor {
+            None => None,
+            Some(c) => {
+                let c: PageCursor = c.parse()?;
+                if c.query != query {
+                    return Err(ApiError::invalid(
+                        "The cursor belongs to a list with another sort or other filters.",
+                    ));
+                }
+                Some(c)
+            }
+        };
+        Ok(PageRequest {
+            limit,
+            cursor,
+            sort,
+            order,
+            filters,
+            query,
+        })
+    }
+}
+
+/// A page of the header list.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "mailbox": "INBOX",
+    "uid_validity": 1700000000,
+    "total": 10234,
+    "state": "s1.1700000000.48211.10301",
+    "messages": [{
+        "uid": 10300, "message_id": "<CAF=ab12@mail.example.com>",
+        "subject": "Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
+        "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
+        "date": "2024-03-01T10:15:00Z", "received_at": "2024-03-01T10:15:02Z",
+        "flags": ["\\Seen"], "size": 48213, "has_attachments": true, "in_reply_to": null
+    }],
+    "next_cursor": "c1.1700000000.10300.10234.5d41402a"
+}))]
+pub struct MessageList {
+    /// The mailbox.
+    pub mailbox: String,
+    /// UIDVALIDITY the UIDs belong to; a change means the client must start over.
+    pub uid_validity: u32,
+    /// Messages in the mailbox, or matching the filters.
+    pub total: u32,
+    /// Delta-sync state for `changes` and events.
+    pub state: String,
+    /// The page.
+    pub messages: Vec<Summary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A header list, newest first by default. Cost grows with `limit`, not with the mailbox.
+#[utoipa::path(
+    get,
+    path = "/v1/mailboxes/{mailbox}/messages",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment (`Archive%2F2024`)."),
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of summaries.", body = MessageList),
+        (status = 400, description = "Bad name, cursor, limit, date or filter (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cursor's UIDVALIDITY is gone (`uid_validity_changed`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_messages(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(mailbox): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<MessageList>> {
+    let name = MailboxName::new(&mailbox)?;
+    let request = query.to_page_request()?;
+    let mut session = user.session(&state).await?;
+    let page = session.header_page(&name, &request).await?;
+    Ok(Json(MessageList {
+        mailbox: name.as_str().to_owned(),
+        uid_validity: page.uid_validity,
+        total: page.total,
+        state: page.state.to_string(),
+        messages: page.messages,
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+/// Options of a message view.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MessageQuery {
+    /// Also set `\Seen` (reading never changes flags otherwise).
+    #[param(default = false)]
+    pub mark_seen: Option<bool>,
+}
+
+/// A message: summary, decoded headers, text and HTML bodies, attachment list.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "uid": 10300, "message_id": "<CAF=ab12@mail.example.com>",
+    "subject": "Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
+    "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
+    "date": "2024-03-01T10:15:00Z", "received_at": "2024-03-01T10:15:02Z",
+    "flags": ["\\Seen"], "size": 48213, "has_attachments": true, "in_reply_to": null,
+    "headers": [{"name": "Subject", "value": "Quarterly report"}, {"name": "From", "value": "Bob Martin <bob@example.com>"}],
+    "text": "Hi Alice,\n\nthe report is attached.\n\nBob\n",
+    "html": "<p>Hi Alice,</p><p>the report is attached.</p><p>Bob</p>",
+    "attachments": [{"part_id": "2", "filename": "Q1 report.pdf", "content_type": "application/pdf",
+                     "size": 40960, "content_id": null, "inline": false}]
+}))]
+pub struct MessageView {
+    /// Summary fields.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Every header, decoded, in message order.
+    pub headers: Vec<Header>,
+    /// The plain-text body, decoded to UTF-8.
+    pub text: Option<String>,
+    /// The HTML body, decoded to UTF-8.
+    pub html: Option<String>,
+    /// Attachments and inline parts, downloadable by `part_id`.
+    pub attachments: Vec<Attachment>,
+}
+
+/// One message, parsed.
+#[utoipa::path(
+    get,
+    path = "/v1/mailboxes/{mailbox}/messages/{uid}",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        MessageQuery,
+    ),
+    responses(
+        (status = 200, description = "The message.", body = MessageView),
+        (status = 400, description = "Bad mailbox name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The message's MIME structure exceeds the bridge's limits (`forbidden`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox or message (`mailbox_not_found`, `message_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((mailbox, uid)): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<MessageQuery>,
+) -> ApiResult<Json<MessageView>> {
+    let name = MailboxName::new(&mailbox)?;
+    if uid == 0 {
+        return Err(ApiError::invalid("UIDs start at 1."));
+    }
+    let mut session = user.session(&state).await?;
+    let detail = session
+        .message_detail(
+            &name,
+            uid,
+            query.mark_seen.unwrap_or(false),
+            &state.walk_limits,
+        )
+        .await?;
+    drop(session);
+    let join = |parts: &[crate::mail::structure::BodyPart]| -> Option<String> {
+        let texts: Vec<String> = parts
+            .iter()
+            .filter_map(|p| detail.bodies.get(&p.part_id).map(|raw| decode_text(raw, p)))
+            .collect();
+        (!texts.is_empty()).then(|| texts.join("\n"))
+    };
+    let text = join(&detail.parts.text_parts);
+    let html = join(&detail.parts.html_parts);
+    Ok(Json(MessageView {
+        headers: parse_headers(&detail.header),
+        text,
+        html,
+        attachments: detail
+            .parts
+            .attachments
+            .iter()
+            .map(|p| p.to_attachment())
+            .collect(),
+        summary: detail.summary,
+    }))
+}

@@ -1,0 +1,643 @@
+//! One IMAP session: our own tags and typed commands over async-imap's response framing.
+//!
+//! async-imap reads and parses server responses (imap-proto, literals and all); everything we
+//! send is built by [`super::encode::Command`], written here, and its tagged completion is
+//! interpreted here with its response code intact. A session whose command did not complete
+//! cleanly (error, timeout, or a future dropped mid-command) is marked unusable and never
+//! returns to a pool.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_imap::imap_proto::{self, Capability, Response, ResponseCode, Status};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, trace};
+
+use super::encode::{Command, ImapString, MailboxName};
+use super::error::{ImapError, Result};
+use super::transport::{ImapStream, Transport, Upstream};
+
+/// What the server said it supports.
+#[derive(Debug, Clone, Default)]
+pub struct Capabilities(HashSet<String>);
+
+impl Capabilities {
+    fn from_proto(caps: &[Capability<'_>]) -> Self {
+        Capabilities(
+            caps.iter()
+                .map(|c| match c {
+                    Capability::Imap4rev1 => "IMAP4REV1".to_owned(),
+                    Capability::Auth(a) => format!("AUTH={}", a.to_ascii_uppercase()),
+                    Capability::Atom(a) => a.to_ascii_uppercase(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Whether the capability (upper case, e.g. `"CONDSTORE"`) was advertised.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+
+    fn literal_plus(&self) -> bool {
+        self.has("LITERAL+")
+    }
+}
+
+/// A user's credentials for one upstream server.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The IMAP login name.
+    pub username: String,
+    /// The IMAP password.
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The mailbox a session has selected, as the session last heard of it.
+#[derive(Debug, Clone)]
+pub struct SelectedMailbox {
+    /// Its name.
+    pub name: MailboxName,
+    /// UIDVALIDITY reported at SELECT.
+    pub uid_validity: u32,
+    /// UIDNEXT reported at SELECT (not updated by later arrivals).
+    pub uid_next: u32,
+    /// Number of messages, kept current from EXISTS, EXPUNGE and VANISHED responses.
+    pub exists: u32,
+    /// HIGHESTMODSEQ at SELECT, when the server has CONDSTORE.
+    pub highest_modseq: Option<u64>,
+}
+
+/// A tagged completion: status plus the response code that matters to callers.
+#[derive(Debug)]
+pub struct Completion {
+    /// OK, NO or BAD.
+    pub status: Status,
+    /// The response code, upper-cased name and arguments as text (`"APPENDUID 7 42"`).
+    pub code: Option<String>,
+    /// APPENDUID from UIDPLUS: (uidvalidity, assigned uids).
+    pub append_uid: Option<(u32, Vec<u32>)>,
+    /// COPYUID from UIDPLUS: (uidvalidity, source uids, destination uids).
+    pub copy_uid: Option<(u32, Vec<u32>, Vec<u32>)>,
+    /// The human-readable text.
+    pub text: String,
+}
+
+impl Completion {
+    fn from_outcome(status: Status, outcome: &imap_proto::Outcome<'_>) -> Self {
+        let info = outcome.information.as_deref().unwrap_or("");
+        let mut append_uid = None;
+        let mut copy_uid = None;
+        let code = match &outcome.code {
+            Some(ResponseCode::AppendUid(validity, uids)) => {
+                append_uid = Some((*validity, expand_uid_set(uids)));
+                Some("APPENDUID".to_owned())
+            }
+            Some(ResponseCode::CopyUid(validity, from, to)) => {
+                copy_uid = Some((*validity, expand_uid_set(from), expand_uid_set(to)));
+                Some("COPYUID".to_owned())
+            }
+            Some(ResponseCode::TryCreate) => Some("TRYCREATE".to_owned()),
+            Some(ResponseCode::ReadOnly) => Some("READ-ONLY".to_owned()),
+            Some(ResponseCode::Alert) => Some("ALERT".to_owned()),
+            Some(ResponseCode::Parse) => Some("PARSE".to_owned()),
+            Some(_) => None,
+            // imap-proto leaves codes it does not know (RFC 5530's among them) in the text.
+            None => bracketed_code(info),
+        };
+        let text = match info.strip_prefix('[') {
+            Some(rest) if outcome.code.is_none() => rest
+                .split_once(']')
+                .map_or(info, |(_, t)| t.trim_start())
+                .to_owned(),
+            _ => info.to_owned(),
+        };
+        Completion {
+            status,
+            code,
+            append_uid,
+            copy_uid,
+            text,
+        }
+    }
+
+    /// OK → `Ok(self)`; NO and BAD → the matching error.
+    pub fn into_result(self) -> Result<Self> {
+        match self.status {
+            Status::Ok => Ok(self),
+            Status::No => Err(match self.code.as_deref().map(code_name) {
+                Some("NONEXISTENT" | "TRYCREATE") => ImapError::MailboxNotFound,
+                Some("ALREADYEXISTS") => ImapError::AlreadyExists,
+                Some("UNAVAILABLE" | "INUSE" | "LIMIT" | "OVERQUOTA" | "SERVERBUG") => {
+                    ImapError::Unavailable(self.text)
+                }
+                Some("AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED") => {
+                    ImapError::AuthenticationFailed
+                }
+                _ => ImapError::No {
+                    code: self.code,
+                    text: self.text,
+                },
+            }),
+            _ => Err(ImapError::Bad(self.text)),
+        }
+    }
+
+    /// The response code's name without arguments.
+    pub fn code_name(&self) -> Option<&str> {
+        self.code.as_deref().map(code_name)
+    }
+}
+
+fn code_name(code: &str) -> &str {
+    code.split(' ').next().unwrap_or(code)
+}
+
+fn bracketed_code(info: &str) -> Option<String> {
+    let rest = info.strip_prefix('[')?;
+    let (code, _) = rest.split_once(']')?;
+    Some(code.to_ascii_uppercase())
+}
+
+fn expand_uid_set(members: &[imap_proto::rfc4315::UidSetMember]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for m in members {
+        match m {
+            imap_proto::rfc4315::UidSetMember::Uid(u) => out.push(*u),
+            imap_proto::rfc4315::UidSetMember::UidRange(r) => {
+                // Bounded by what the server could have assigned for our own request.
+                out.extend(r.clone().take(1_000_000));
+            }
+        }
+    }
+    out
+}
+
+/// Limits for one session.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Connect, TLS handshake and login together.
+    pub connect_timeout: Duration,
+    /// One command, from sending it to its tagged completion.
+    pub command_timeout: Duration,
+}
+
+/// An authenticated IMAP session.
+pub struct Connection {
+    framed: async_imap::Client<ImapStream>,
+    next_tag: u32,
+    capabilities: Capabilities,
+    selected: Option<SelectedMailbox>,
+    limits: SessionLimits,
+    clean: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("selected", &self.selected.as_ref().map(|s| s.name.as_str()))
+            .field("clean", &self.clean)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Connects to `addr`, secures the link as `upstream` says, and logs in.
+    pub async fn open(
+        transport: &Transport,
+        upstream: &Upstream,
+        addr: SocketAddr,
+        credentials: &Credentials,
+        limits: SessionLimits,
+    ) -> Result<Connection> {
+        let username = ImapString::new(&credentials.username)?;
+        let password = ImapString::new(credentials.password.expose_secret())?;
+        let connecting = async {
+            let opened = transport.open(upstream, addr).await?;
+            let mut conn = Connection {
+                framed: async_imap::Client::new(opened.stream),
+                next_tag: 0,
+                capabilities: Capabilities::default(),
+                selected: None,
+                limits,
+                clean: true,
+            };
+            if !opened.greeting_read {
+                conn.read_greeting().await?;
+            }
+            if conn.capabilities.0.is_empty() {
+                conn.refresh_capabilities().await?;
+            }
+            conn.login(&username, &password).await?;
+            if conn.capabilities.has("QRESYNC") {
+                conn.run(&Command::new("ENABLE").atom("QRESYNC"), |_| Ok(()))
+                    .await?
+                    .into_result()?;
+            }
+            Ok(conn)
+        };
+        tokio::time::timeout(limits.connect_timeout, connecting)
+            .await
+            .map_err(|_| ImapError::Timeout)?
+    }
+
+    async fn read_greeting(&mut self) -> Result<()> {
+        let greeting = self.next_response().await?;
+        match greeting.parsed() {
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => {
+                if let Some(ResponseCode::Capabilities(caps)) = &outcome.code {
+                    self.capabilities = Capabilities::from_proto(caps);
+                }
+                Ok(())
+            }
+            Response::Data {
+                status: Status::PreAuth,
+                ..
+            } => Err(ImapError::Protocol(
+                "server greeted with PREAUTH; refusing an unchosen identity".into(),
+            )),
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => Err(ImapError::Unavailable(
+                outcome
+                    .information
+                    .as_deref()
+                    .unwrap_or("server said BYE")
+                    .to_owned(),
+            )),
+            _ => Err(ImapError::Protocol("unexpected greeting".into())),
+        }
+    }
+
+    async fn refresh_capabilities(&mut self) -> Result<()> {
+        let mut caps = None;
+        self.run(&Command::new("CAPABILITY"), |r| {
+            if let Response::Capabilities(c) = r {
+                caps = Some(Capabilities::from_proto(c));
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        self.capabilities =
+            caps.ok_or_else(|| ImapError::Protocol("no CAPABILITY response".into()))?;
+        Ok(())
+    }
+
+    async fn login(&mut self, username: &ImapString, password: &ImapString) -> Result<()> {
+        if self.capabilities.has("LOGINDISABLED") {
+            return Err(ImapError::Unsupported(
+                "LOGIN (the server disabled it on this connection)",
+            ));
+        }
+        let cmd = Command::new("LOGIN").string(username).string(password);
+        let mut caps = None;
+        let done = self
+            .run(&cmd, |r| {
+                if let Response::Capabilities(c) = r {
+                    caps = Some(Capabilities::from_proto(c));
+                }
+                Ok(())
+            })
+            .await?;
+        match done.status {
+            Status::Ok => {}
+            Status::No => {
+                return Err(match done.code_name() {
+                    Some("UNAVAILABLE" | "SERVERBUG" | "LIMIT" | "INUSE") => {
+                        ImapError::Unavailable(done.text)
+                    }
+                    _ => ImapError::AuthenticationFailed,
+                });
+            }
+            _ => return Err(ImapError::Bad(done.text)),
+        }
+        // Capabilities change after login; servers usually announce the new list in the OK.
+        match caps {
+            Some(c) => self.capabilities = c,
+            None => self.refresh_capabilities().await?,
+        }
+        Ok(())
+    }
+
+    /// Capabilities in effect after login.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Whether every command so far completed; an unclean session must be discarded.
+    pub fn is_clean(&self) -> bool {
+        self.clean
+    }
+
+    /// The mailbox this session has selected, if any.
+    pub fn selected(&self) -> Option<&SelectedMailbox> {
+        self.selected.as_ref()
+    }
+
+    /// Selects `name` unless it already is; a warm session costs no round trip.
+    pub async fn select(&mut self, name: &MailboxName) -> Result<SelectedMailbox> {
+        if let Some(selected) = &self.selected
+            && selected.name == *name
+        {
+            return Ok(selected.clone());
+        }
+        let mut cmd = Command::new("SELECT").mailbox(name);
+        if self.capabilities.has("CONDSTORE") {
+            cmd = cmd.atom("(CONDSTORE)");
+        }
+        // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.selected = Some(SelectedMailbox {
+            name: name.clone(),
+            uid_validity: 0,
+            uid_next: 0,
+            exists: 0,
+            highest_modseq: None,
+        });
+        let outcome = self
+            .run(&cmd, |_| Ok(()))
+            .await
+            .and_then(Completion::into_result);
+        match outcome {
+            Ok(_) => {
+                let selected = self.selected.clone().ok_or_else(|| {
+                    ImapError::Protocol("selected mailbox lost during SELECT".into())
+                })?;
+                if selected.uid_validity == 0 {
+                    self.clean = false;
+                    return Err(ImapError::Protocol("SELECT without UIDVALIDITY".into()));
+                }
+                Ok(selected)
+            }
+            Err(e) => {
+                self.selected = None;
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets the selected mailbox (after it was renamed or deleted under us).
+    pub fn forget_selected(&mut self) {
+        self.selected = None;
+    }
+
+    /// NOOP: keeps the session alive and collects pending mailbox updates.
+    pub async fn noop(&mut self) -> Result<()> {
+        self.run(&Command::new("NOOP"), |_| Ok(()))
+            .await?
+            .into_result()?;
+        Ok(())
+    }
+
+    /// Ends the session politely; errors are irrelevant because the session is going anyway.
+    pub async fn logout(mut self) {
+        let limits = self.limits;
+        let bye = async {
+            let _ = self.run(&Command::new("LOGOUT"), |_| Ok(())).await;
+            let _ = self.framed.get_mut().shutdown().await;
+        };
+        let _ = tokio::time::timeout(limits.command_timeout.min(Duration::from_secs(2)), bye).await;
+    }
+
+    /// Sends one command and reads every response up to its tagged completion.
+    ///
+    /// Untagged responses go to `on_response` (after the session's own bookkeeping). If it
+    /// fails, the rest of the command's responses are still drained so the session stays
+    /// usable, and the first error is returned.
+    pub async fn run<F>(&mut self, cmd: &Command, on_response: F) -> Result<Completion>
+    where
+        F: FnMut(&Response<'_>) -> Result<()> + Send,
+    {
+        let mut on_response = on_response;
+        let mut done = self
+            .run_pipelined(std::slice::from_ref(cmd), |_, r| on_response(r))
+            .await?;
+        Ok(done.remove(0))
+    }
+
+    /// Sends several commands back to back, one round trip for all, and returns their
+    /// completions in order. Untagged responses reach `on_response` with the index of the
+    /// command they answer (servers answer pipelined commands in order).
+    pub async fn run_pipelined<F>(
+        &mut self,
+        cmds: &[Command],
+        mut on_response: F,
+    ) -> Result<Vec<Completion>>
+    where
+        F: FnMut(usize, &Response<'_>) -> Result<()> + Send,
+    {
+        let timeout = self.limits.command_timeout;
+        match tokio::time::timeout(timeout, self.exchange(cmds, &mut on_response)).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.clean = false;
+                Err(ImapError::Timeout)
+            }
+        }
+    }
+
+    async fn exchange<F>(
+        &mut self,
+        cmds: &[Command],
+        on_response: &mut F,
+    ) -> Result<Vec<Completion>>
+    where
+        F: FnMut(usize, &Response<'_>) -> Result<()> + Send,
+    {
+        // Cleared only when every tagged completion has been read; a drop or an error on
+        // the way leaves the session marked unusable.
+        self.clean = false;
+        let literal_plus = self.capabilities.literal_plus();
+        let mut tags = Vec::with_capacity(cmds.len());
+        let mut handler_error = None;
+        for cmd in cmds {
+            self.next_tag = self.next_tag.wrapping_add(1);
+            let tag = format!("b{}", self.next_tag);
+            trace!(tag = %tag, command = %cmd.redacted(), "imap send");
+            let pieces = cmd.to_wire(&tag, literal_plus);
+            let last = pieces.len() - 1;
+            for (i, piece) in pieces.iter().enumerate() {
+                let stream = self.framed.get_mut();
+                stream.write_all(piece).await?;
+                stream.flush().await?;
+                if i < last {
+                    self.await_continuation(&tag, tags.len(), on_response, &mut handler_error)
+                        .await?;
+                }
+            }
+            tags.push(tag);
+        }
+
+        let mut completions = Vec::with_capacity(tags.len());
+        while completions.len() < tags.len() {
+            let response = self.next_response().await?;
+            let parsed = response.parsed();
+            match parsed {
+                Response::Done {
+                    tag,
+                    status,
+                    outcome,
+                } => {
+                    if tag.0 != tags[completions.len()] {
+                        return Err(ImapError::Protocol(format!("unexpected tag {}", tag.0)));
+                    }
+                    let status = match status {
+                        Status::Ok => Status::Ok,
+                        Status::No => Status::No,
+                        _ => Status::Bad,
+                    };
+                    completions.push(Completion::from_outcome(status, outcome));
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
+                    return Err(ImapError::Unavailable(format!(
+                        "server ended the session: {}",
+                        outcome.information.as_deref().unwrap_or("BYE")
+                    )));
+                }
+                Response::Continue(_) => {
+                    return Err(ImapError::Protocol(
+                        "unexpected continuation request".into(),
+                    ));
+                }
+                other => {
+                    self.observe(other);
+                    if handler_error.is_none()
+                        && let Err(e) = on_response(completions.len(), other)
+                    {
+                        handler_error = Some(e);
+                    }
+                }
+            }
+        }
+        self.clean = true;
+        match handler_error {
+            Some(e) => Err(e),
+            None => Ok(completions),
+        }
+    }
+
+    async fn await_continuation<F>(
+        &mut self,
+        tag: &str,
+        index: usize,
+        on_response: &mut F,
+        handler_error: &mut Option<ImapError>,
+    ) -> Result<()>
+    where
+        F: FnMut(usize, &Response<'_>) -> Result<()> + Send,
+    {
+        loop {
+            let response = self.next_response().await?;
+            match response.parsed() {
+                Response::Continue(_) => return Ok(()),
+                Response::Done {
+                    tag: t,
+                    status,
+                    outcome,
+                } if t.0 == tag => {
+                    // The server refused the literal: the command is over and the session is
+                    // in a known state.
+                    let status = if *status == Status::No {
+                        Status::No
+                    } else {
+                        Status::Bad
+                    };
+                    self.clean = true;
+                    Completion::from_outcome(status, outcome).into_result()?;
+                    return Err(ImapError::Protocol("literal refused".into()));
+                }
+                other => {
+                    self.observe(other);
+                    if handler_error.is_none()
+                        && let Err(e) = on_response(index, other)
+                    {
+                        *handler_error = Some(e);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn next_response(&mut self) -> Result<Received<impl Sized + Send + use<>>> {
+        match self.framed.read_response().await {
+            Ok(Some(data)) => Ok(Received {
+                data,
+                parsed: |d| d.parsed(),
+            }),
+            Ok(None) => Err(ImapError::Unavailable(
+                "the IMAP server closed the connection".into(),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::Other => {
+                debug!(error = %e, "unparseable IMAP response");
+                Err(ImapError::Protocol(
+                    "unparseable response from the IMAP server".into(),
+                ))
+            }
+            Err(e) => Err(ImapError::Io(e)),
+        }
+    }
+
+    /// Keeps the selected mailbox's counters in step with what the server announces.
+    fn observe(&mut self, response: &Response<'_>) {
+        let Some(selected) = self.selected.as_mut() else {
+            return;
+        };
+        match response {
+            Response::MailboxData(imap_proto::MailboxDatum::Exists(n)) => selected.exists = *n,
+            Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+            Response::Vanished {
+                earlier: false,
+                uids,
+            } => {
+                let gone: u64 = uids
+                    .iter()
+                    .map(|r| u64::from(r.end() - r.start()) + 1)
+                    .sum();
+                selected.exists = selected
+                    .exists
+                    .saturating_sub(u32::try_from(gone).unwrap_or(u32::MAX));
+            }
+            Response::Data {
+                status: Status::Ok,
+                outcome,
+            } => match outcome.code {
+                Some(ResponseCode::UidValidity(v)) => selected.uid_validity = v,
+                Some(ResponseCode::UidNext(n)) => selected.uid_next = n,
+                Some(ResponseCode::HighestModSeq(m)) => selected.highest_modseq = Some(m),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}
+
+/// One parsed server response. async-imap does not name its response type publicly, so it is
+/// carried generically together with the accessor for its parsed form.
+struct Received<T> {
+    data: T,
+    parsed: fn(&T) -> &Response<'_>,
+}
+
+impl<T> Received<T> {
+    fn parsed(&self) -> &Response<'_> {
+        (self.parsed)(&self.data)
+    }
+}

@@ -1,0 +1,96 @@
+//! The IMAP layer's one error type: what went wrong upstream, in terms a caller can act on.
+
+use std::io;
+
+use super::encode::InvalidArgument;
+
+/// Why an IMAP operation failed. The HTTP layer maps each kind to a status code once.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    /// A caller's value was refused before anything was sent.
+    #[error("{0}")]
+    InvalidArgument(#[from] InvalidArgument),
+    /// LOGIN was refused: wrong user name or password.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// The server cannot serve us now (`NO [UNAVAILABLE]`, too many connections, refused).
+    #[error("IMAP server unavailable: {0}")]
+    Unavailable(String),
+    /// The mailbox does not exist (`NO [NONEXISTENT]`, `[TRYCREATE]`).
+    #[error("mailbox not found")]
+    MailboxNotFound,
+    /// The mailbox already exists (`NO [ALREADYEXISTS]`).
+    #[error("mailbox already exists")]
+    AlreadyExists,
+    /// No message with that UID in the mailbox.
+    #[error("message not found")]
+    MessageNotFound,
+    /// No body part with that id in the message.
+    #[error("part not found")]
+    PartNotFound,
+    /// The mailbox's UIDVALIDITY is not the one the caller's state was built on.
+    #[error("UIDVALIDITY changed")]
+    UidValidityChanged {
+        /// The mailbox's current UIDVALIDITY.
+        current: u32,
+    },
+    /// The operation is not allowed on this mailbox (e.g. deleting INBOX).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The server answered NO for a reason with no better mapping.
+    #[error("IMAP server refused: {text}")]
+    No {
+        /// The RFC 5530 response code, when the server sent one.
+        code: Option<String>,
+        /// The server's human-readable text.
+        text: String,
+    },
+    /// The server answered BAD: it did not understand us.
+    #[error("IMAP server rejected the command: {0}")]
+    Bad(String),
+    /// The server's response could not be understood, or broke the protocol.
+    #[error("IMAP protocol error: {0}")]
+    Protocol(String),
+    /// The server lacks an extension this operation needs.
+    #[error("the IMAP server does not support {0}")]
+    Unsupported(&'static str),
+    /// STARTTLS was required but the server did not offer it, or it failed.
+    #[error("STARTTLS refused: {0}")]
+    StartTls(&'static str),
+    /// TLS handshake or certificate failure.
+    #[error("TLS failure: {0}")]
+    Tls(String),
+    /// A connect, login or command exceeded its time limit.
+    #[error("IMAP server timed out")]
+    Timeout,
+    /// No session could be had within the wait limit.
+    #[error("all IMAP sessions are busy")]
+    PoolExhausted,
+    /// The connection broke.
+    #[error("IMAP connection failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ImapError {
+    /// Whether the session that produced this error can still be used.
+    ///
+    /// Only a clean tagged NO leaves a session in a known state; anything else, a BAD included
+    /// (the server may have read our bytes differently from how we meant them), discards it.
+    pub fn session_survives(&self) -> bool {
+        matches!(
+            self,
+            ImapError::InvalidArgument(_)
+                | ImapError::MailboxNotFound
+                | ImapError::AlreadyExists
+                | ImapError::MessageNotFound
+                | ImapError::PartNotFound
+                | ImapError::UidValidityChanged { .. }
+                | ImapError::NotAllowed(_)
+                | ImapError::No { .. }
+                | ImapError::Unsupported(_)
+        )
+    }
+}
+
+/// Result of the IMAP layer.
+pub type Result<T, E = ImapError> = std::result::Result<T, E>;

@@ -1,0 +1,845 @@
+//! Reading messages: header pages, one message's structure and text, and body sections in
+//! chunks.
+//!
+//! Header pages in arrival order cost O(limit): the page is fetched by sequence window around
+//! the cursor's remembered position, then verified against the anchor UID, so neither new mail
+//! nor expunges between pages can make a page skip or repeat a message. Sorted or filtered pages
+//! need the server's SEARCH/SORT result for the whole mailbox, which is what IMAP offers (no
+//! ESEARCH parsing in imap-proto).
+
+use std::collections::HashMap;
+
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
+
+use super::connection::{Connection, SelectedMailbox};
+use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
+use super::error::{ImapError, Result};
+use super::state::{MailboxState, PageCursor};
+use crate::mail::structure::{self, BodyPart, MessageParts, WalkLimits};
+use crate::mail::summary::{Summary, summary_from_fetch};
+
+/// Attributes fetched for a header list entry.
+const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)";
+
+/// Order of a header page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// The order mail entered the folder (UID order).
+    Arrival,
+    /// The Date header.
+    Date,
+    /// The first From address.
+    From,
+    /// The subject, without reply prefixes.
+    Subject,
+    /// Message size.
+    Size,
+}
+
+/// Direction of a header page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest (or largest, or last) first.
+    Desc,
+    /// Oldest first.
+    Asc,
+}
+
+/// What page of headers to read.
+#[derive(Debug)]
+pub struct PageRequest {
+    /// Page size, 1..=200.
+    pub limit: u32,
+    /// Where to continue, from the previous page.
+    pub cursor: Option<PageCursor>,
+    /// Sort key.
+    pub sort: SortKey,
+    /// Direction.
+    pub order: Order,
+    /// SEARCH criteria (all must match); empty for every message.
+    pub filters: Vec<SearchKey>,
+    /// Fingerprint of sort + filters, stored in cursors.
+    pub query: u32,
+}
+
+/// One page of a header list.
+#[derive(Debug)]
+pub struct HeaderPage {
+    /// UIDVALIDITY the UIDs belong to.
+    pub uid_validity: u32,
+    /// Messages in the mailbox (or matching the filters).
+    pub total: u32,
+    /// Delta-sync state taken before the page was read.
+    pub state: MailboxState,
+    /// The page, in the requested order.
+    pub messages: Vec<Summary>,
+    /// Where the next page starts, if there is one.
+    pub next_cursor: Option<PageCursor>,
+}
+
+/// One message as needed for its detail view.
+#[derive(Debug)]
+pub struct MessageDetail {
+    /// Summary fields.
+    pub summary: Summary,
+    /// The raw header block.
+    pub header: Vec<u8>,
+    /// MIME parts by role.
+    pub parts: MessageParts,
+    /// Raw (transfer-encoded) content of the text parts, by part id.
+    pub bodies: HashMap<String, Vec<u8>>,
+    /// UIDVALIDITY of the mailbox.
+    pub uid_validity: u32,
+}
+
+/// Largest amount of one text or HTML part read for the detail view.
+pub const MAX_TEXT_PART: u32 = 4 * 1024 * 1024;
+
+#[derive(Debug)]
+struct Fetched {
+    seq: u32,
+    uid: u32,
+    summary: Summary,
+}
+
+fn collect_summaries(
+    into: &mut Vec<Fetched>,
+) -> impl FnMut(&Response<'_>) -> Result<()> + Send + '_ {
+    move |response| {
+        if let Response::Fetch(seq, attrs) = response
+            && attrs
+                .iter()
+                .any(|a| matches!(a, AttributeValue::Envelope(_)))
+            && let Some(summary) = summary_from_fetch(attrs)
+        {
+            into.push(Fetched {
+                seq: *seq,
+                uid: summary.uid,
+                summary,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// A page of message summaries from `mailbox`.
+    pub async fn header_page(
+        &mut self,
+        mailbox: &MailboxName,
+        req: &PageRequest,
+    ) -> Result<HeaderPage> {
+        let selected = self.select(mailbox).await?;
+        if let Some(cursor) = &req.cursor
+            && cursor.uid_validity != selected.uid_validity
+        {
+            return Err(ImapError::UidValidityChanged {
+                current: selected.uid_validity,
+            });
+        }
+        if req.sort == SortKey::Arrival && req.filters.is_empty() {
+            self.arrival_page(mailbox, req).await
+        } else {
+            self.searched_page(mailbox, req).await
+        }
+    }
+
+    fn current(&self) -> Result<SelectedMailbox> {
+        self.selected()
+            .cloned()
+            .ok_or_else(|| ImapError::Protocol("no mailbox selected".into()))
+    }
+
+    /// NOOP (to hear of new mail and expunges) and STATUS (for a fresh delta-sync state),
+    /// optionally followed by a FETCH of `window`, all in one round trip.
+    async fn refresh_and_fetch(
+        &mut self,
+        mailbox: &MailboxName,
+        window: Option<(u32, Option<u32>)>,
+    ) -> Result<(MailboxState, Vec<Fetched>)> {
+        let mut cmds = vec![
+            Command::new("NOOP"),
+            Command::new("STATUS")
+                .mailbox(mailbox)
+                .atom(if self.capabilities().has("CONDSTORE") {
+                    "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ)"
+                } else {
+                    "(UIDVALIDITY UIDNEXT)"
+                }),
+        ];
+        if let Some((lo, hi)) = window {
+            cmds.push(Command::new("FETCH").seq_range(lo, hi).atom(SUMMARY_ITEMS));
+        }
+        let mut status = Vec::new();
+        let mut fetched = Vec::new();
+        let done = {
+            let mut collect = collect_summaries(&mut fetched);
+            self.run_pipelined(&cmds, |_, r| {
+                if let Response::MailboxData(MailboxDatum::Status { status: attrs, .. }) = r {
+                    status = attrs.clone();
+                }
+                collect(r)
+            })
+            .await?
+        };
+        let mut done = done.into_iter();
+        for completion in done.by_ref().take(2) {
+            completion.into_result()?;
+        }
+        let fetch_ok = done.next().map(|c| c.into_result().is_ok()).unwrap_or(true);
+        let selected = self.current()?;
+        let mut state = MailboxState {
+            uid_validity: selected.uid_validity,
+            highest_modseq: selected.highest_modseq.unwrap_or(0),
+            uid_next: selected.uid_next.max(1),
+        };
+        for attr in status {
+            match attr {
+                StatusAttribute::UidValidity(v) => state.uid_validity = v,
+                StatusAttribute::UidNext(n) => state.uid_next = n.max(1),
+                StatusAttribute::HighestModSeq(m) => state.highest_modseq = m,
+                _ => {}
+            }
+        }
+        if state.uid_validity != selected.uid_validity {
+            // The mailbox was recreated under us; this session's view is worthless.
+            self.forget_selected();
+            return Err(ImapError::UidValidityChanged {
+                current: state.uid_validity,
+            });
+        }
+        if !fetch_ok {
+            // The window went stale (expunges announced by the NOOP): the caller re-plans.
+            fetched.clear();
+        }
+        Ok((state, fetched))
+    }
+
+    async fn fetch_seq(&mut self, lo: u32, hi: u32) -> Result<Vec<Fetched>> {
+        let mut fetched = Vec::new();
+        if lo == 0 || hi < lo {
+            return Ok(fetched);
+        }
+        let cmd = Command::new("FETCH")
+            .seq_range(lo, Some(hi))
+            .atom(SUMMARY_ITEMS);
+        self.run(&cmd, collect_summaries(&mut fetched))
+            .await?
+            .into_result()?;
+        Ok(fetched)
+    }
+
+    /// UIDs at the given sequence numbers (cheap probe used to locate an anchor).
+    async fn probe(&mut self, seqs: &[u32]) -> Result<Vec<(u32, u32)>> {
+        let set = UidSet::from_uids(seqs.iter().copied())?;
+        let mut found = Vec::new();
+        // A sequence set has the same syntax as a UID set.
+        let cmd = Command::new("FETCH").uid_set(&set).atom("(UID)");
+        self.run(&cmd, |r| {
+            if let Response::Fetch(seq, attrs) = r {
+                for a in attrs {
+                    if let AttributeValue::Uid(uid) = a {
+                        found.push((*seq, *uid));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    /// The number of messages whose UID is below `bound` (i.e. the sequence number of the last
+    /// such message), searched between `lo` (known below) and `hi` (known at or above), with
+    /// 16 probes per round trip.
+    async fn locate(&mut self, bound: u32, mut lo: u32, mut hi: u32) -> Result<u32> {
+        while hi - lo > 1 {
+            let span = hi - lo - 1;
+            let step = span.div_ceil(16).max(1);
+            let seqs: Vec<u32> = (1..=16)
+                .map(|i| lo + i * step)
+                .filter(|&s| s < hi)
+                .collect();
+            if seqs.is_empty() {
+                break;
+            }
+            let probes = self.probe(&seqs).await?;
+            if probes.len() != seqs.len() {
+                return Err(ImapError::Protocol(
+                    "sequence probe came back incomplete".into(),
+                ));
+            }
+            for (seq, uid) in probes {
+                if uid < bound {
+                    lo = lo.max(seq);
+                } else {
+                    hi = hi.min(seq);
+                }
+            }
+        }
+        Ok(lo)
+    }
+
+    async fn arrival_page(
+        &mut self,
+        mailbox: &MailboxName,
+        req: &PageRequest,
+    ) -> Result<HeaderPage> {
+        let limit = req.limit.max(1);
+        let before = self.current()?.exists;
+        let window = match (req.cursor, req.order) {
+            (None, Order::Desc) if before > 0 => {
+                Some((before.saturating_sub(limit - 1).max(1), None))
+            }
+            (None, Order::Asc) if before > 0 => {
+                Some((1, if before > limit { Some(limit) } else { None }))
+            }
+            _ => None,
+        };
+        let (state, mut first) = self.refresh_and_fetch(mailbox, window).await?;
+        let exists = self.current()?.exists;
+        let mut page = match (req.order, req.cursor) {
+            (_, _) if exists == 0 => Vec::new(),
+            (Order::Desc, None) => {
+                if first.is_empty() {
+                    first = self
+                        .fetch_seq(exists.saturating_sub(limit - 1).max(1), exists)
+                        .await?;
+                }
+                self.fill_down(first, u32::MAX, limit).await?
+            }
+            (Order::Asc, None) => {
+                if first.is_empty() {
+                    first = self.fetch_seq(1, exists.min(limit)).await?;
+                }
+                self.fill_up(first, 0, limit, exists).await?
+            }
+            (Order::Desc, Some(c)) => self.page_below(c, limit, exists).await?,
+            (Order::Asc, Some(c)) => self.page_above(c, limit, exists).await?,
+        };
+        match req.order {
+            Order::Desc => page.sort_unstable_by_key(|f| std::cmp::Reverse(f.uid)),
+            Order::Asc => page.sort_unstable_by_key(|f| f.uid),
+        }
+        page.truncate(limit as usize);
+        let next_cursor = match (req.order, page.last()) {
+            (Order::Desc, Some(last)) if last.seq > 1 => Some(last),
+            (Order::Asc, Some(last)) if last.seq < exists => Some(last),
+            _ => None,
+        }
+        .map(|last| PageCursor {
+            uid_validity: state.uid_validity,
+            anchor_uid: last.uid,
+            position: last.seq,
+            query: req.query,
+        });
+        Ok(HeaderPage {
+            uid_validity: state.uid_validity,
+            total: exists,
+            state,
+            messages: page.into_iter().map(|f| f.summary).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Completes a newest-first page: keeps messages below `bound`, then fetches further down
+    /// until `limit` are had or the mailbox's start is reached.
+    async fn fill_down(
+        &mut self,
+        mut have: Vec<Fetched>,
+        bound: u32,
+        limit: u32,
+    ) -> Result<Vec<Fetched>> {
+        have.retain(|f| f.uid < bound);
+        loop {
+            let lowest = have.iter().map(|f| f.seq).min();
+            let need = limit.saturating_sub(u32::try_from(have.len()).unwrap_or(u32::MAX));
+            match lowest {
+                Some(lowest) if need > 0 && lowest > 1 => {
+                    let lo = lowest.saturating_sub(need).max(1);
+                    let more = self.fetch_seq(lo, lowest - 1).await?;
+                    if more.is_empty() {
+                        return Ok(have);
+                    }
+                    have.extend(more);
+                }
+                _ => return Ok(have),
+            }
+        }
+    }
+
+    /// Completes an oldest-first page: keeps messages above `bound`, then fetches further up.
+    async fn fill_up(
+        &mut self,
+        mut have: Vec<Fetched>,
+        bound: u32,
+        limit: u32,
+        exists: u32,
+    ) -> Result<Vec<Fetched>> {
+        have.retain(|f| f.uid > bound);
+        loop {
+            let highest = have.iter().map(|f| f.seq).max();
+            let need = limit.saturating_sub(u32::try_from(have.len()).unwrap_or(u32::MAX));
+            match highest {
+                Some(highest) if need > 0 && highest < exists => {
+                    let hi = highest.saturating_add(need).min(exists);
+                    let more = self.fetch_seq(highest + 1, hi).await?;
+                    if more.is_empty() {
+                        return Ok(have);
+                    }
+                    have.extend(more);
+                }
+                _ => return Ok(have),
+            }
+        }
+    }
+
+    /// The `limit` messages just below the cursor's anchor.
+    async fn page_below(
+        &mut self,
+        cursor: PageCursor,
+        limit: u32,
+        exists: u32,
+    ) -> Result<Vec<Fetched>> {
+        let anchor = cursor.anchor_uid;
+        // Expunges only move the anchor down, so the remembered position is an upper bound
+        // for honest cursors; one extra message above it proves where the boundary is.
+        let hint = cursor.position.clamp(1, exists);
+        let hi = hint.saturating_add(1).min(exists);
+        let lo = hint.saturating_sub(limit).max(1);
+        let window = self.fetch_seq(lo, hi).await?;
+        let below = window.iter().filter(|f| f.uid < anchor).count();
+        let top_is_below = window
+            .iter()
+            .max_by_key(|f| f.seq)
+            .is_some_and(|f| f.uid < anchor);
+        let boundary = if below > 0 && !top_is_below {
+            None
+        } else if below == 0 {
+            if lo == 1 {
+                return Ok(Vec::new());
+            }
+            Some(self.locate(anchor, 0, lo).await?)
+        } else if hi < exists {
+            Some(self.locate(anchor, hi, exists + 1).await?)
+        } else {
+            None
+        };
+        let have = match boundary {
+            None => window,
+            Some(0) => return Ok(Vec::new()),
+            Some(b) => {
+                self.fetch_seq(b.saturating_sub(limit - 1).max(1), b)
+                    .await?
+            }
+        };
+        self.fill_down(have, anchor, limit).await
+    }
+
+    /// The `limit` messages just above the cursor's anchor.
+    async fn page_above(
+        &mut self,
+        cursor: PageCursor,
+        limit: u32,
+        exists: u32,
+    ) -> Result<Vec<Fetched>> {
+        let anchor = cursor.anchor_uid;
+        let hint = cursor.position.clamp(1, exists);
+        let lo = hint;
+        let hi = hint.saturating_add(limit).min(exists);
+        let window = self.fetch_seq(lo, hi).await?;
+        let bottom_is_at_or_below = window
+            .iter()
+            .min_by_key(|f| f.seq)
+            .is_some_and(|f| f.uid <= anchor);
+        let all_at_or_below = window.iter().all(|f| f.uid <= anchor);
+        // `locate(anchor + 1, ..)` counts messages with UID <= anchor.
+        let bound = anchor.saturating_add(1);
+        let boundary = if !bottom_is_at_or_below && lo > 1 {
+            Some(self.locate(bound, 0, lo).await?)
+        } else if all_at_or_below && hi < exists {
+            Some(self.locate(bound, hi, exists + 1).await?)
+        } else {
+            None
+        };
+        let have = match boundary {
+            None => window,
+            Some(b) if b >= exists => return Ok(Vec::new()),
+            Some(b) => {
+                self.fetch_seq(b + 1, b.saturating_add(limit).min(exists))
+                    .await?
+            }
+        };
+        self.fill_up(have, anchor, limit, exists).await
+    }
+
+    async fn searched_page(
+        &mut self,
+        mailbox: &MailboxName,
+        req: &PageRequest,
+    ) -> Result<HeaderPage> {
+        let limit = req.limit.max(1) as usize;
+        let (state, _) = self.refresh_and_fetch(mailbox, None).await?;
+        let ordered = match req.sort {
+            SortKey::Arrival => {
+                let mut uids = self.search_uids(&req.filters).await?;
+                uids.sort_unstable();
+                if req.order == Order::Desc {
+                    uids.reverse();
+                }
+                uids
+            }
+            key => self.sort_uids(key, req.order, &req.filters).await?,
+        };
+        let start = match req.cursor {
+            None => 0,
+            Some(c) => match ordered.iter().position(|&u| u == c.anchor_uid) {
+                Some(i) => i + 1,
+                None if req.sort == SortKey::Arrival => match req.order {
+                    Order::Desc => ordered.partition_point(|&u| u > c.anchor_uid),
+                    Order::Asc => ordered.partition_point(|&u| u < c.anchor_uid),
+                },
+                // The anchor left the result: continue from where it was.
+                None => (c.position as usize).min(ordered.len()),
+            },
+        };
+        let end = (start + limit).min(ordered.len());
+        let page_uids = &ordered[start..end];
+        let messages = self.summaries_by_uid(page_uids).await?;
+        let next_cursor = (end < ordered.len() && end > start).then(|| PageCursor {
+            uid_validity: state.uid_validity,
+            anchor_uid: ordered[end - 1],
+            position: u32::try_from(end).unwrap_or(u32::MAX),
+            query: req.query,
+        });
+        Ok(HeaderPage {
+            uid_validity: state.uid_validity,
+            total: u32::try_from(ordered.len()).unwrap_or(u32::MAX),
+            state,
+            messages,
+            next_cursor,
+        })
+    }
+
+    /// UIDs matching `filters` (every message when empty).
+    pub async fn search_uids(&mut self, filters: &[SearchKey]) -> Result<Vec<u32>> {
+        let mut uids = Vec::new();
+        let cmd = Command::new("UID SEARCH").search(filters);
+        self.run(&cmd, |r| {
+            if let Response::MailboxData(MailboxDatum::Search(found)) = r {
+                uids.extend_from_slice(found);
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        Ok(uids)
+    }
+
+    async fn sort_uids(
+        &mut self,
+        key: SortKey,
+        order: Order,
+        filters: &[SearchKey],
+    ) -> Result<Vec<u32>> {
+        if !self.capabilities().has("SORT") {
+            return Err(ImapError::Unsupported(
+                "SORT (only arrival order is available)",
+            ));
+        }
+        let criteria = match (key, order) {
+            (SortKey::Arrival, Order::Asc) => "(ARRIVAL)",
+            (SortKey::Arrival, Order::Desc) => "(REVERSE ARRIVAL)",
+            (SortKey::Date, Order::Asc) => "(DATE)",
+            (SortKey::Date, Order::Desc) => "(REVERSE DATE)",
+            (SortKey::From, Order::Asc) => "(FROM)",
+            (SortKey::From, Order::Desc) => "(REVERSE FROM)",
+            (SortKey::Subject, Order::Asc) => "(SUBJECT)",
+            (SortKey::Subject, Order::Desc) => "(REVERSE SUBJECT)",
+            (SortKey::Size, Order::Asc) => "(SIZE)",
+            (SortKey::Size, Order::Desc) => "(REVERSE SIZE)",
+        };
+        let mut uids = Vec::new();
+        let cmd = Command::new("UID SORT")
+            .atom(criteria)
+            .sort_criteria(filters);
+        self.run(&cmd, |r| {
+            if let Response::MailboxData(MailboxDatum::Sort(found)) = r {
+                uids.extend_from_slice(found);
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        Ok(uids)
+    }
+
+    /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are skipped).
+    async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let set = UidSet::from_uids(uids.iter().copied())?;
+        let mut fetched = Vec::new();
+        let cmd = Command::new("UID FETCH").uid_set(&set).atom(SUMMARY_ITEMS);
+        self.run(&cmd, collect_summaries(&mut fetched))
+            .await?
+            .into_result()?;
+        let mut by_uid: HashMap<u32, Summary> =
+            fetched.into_iter().map(|f| (f.uid, f.summary)).collect();
+        Ok(uids.iter().filter_map(|u| by_uid.remove(u)).collect())
+    }
+
+    /// One message's summary, header, MIME structure and text parts (two round trips: the
+    /// structure decides which parts to read). `mark_seen` sets `\Seen` in the second one.
+    pub async fn message_detail(
+        &mut self,
+        mailbox: &MailboxName,
+        uid: u32,
+        mark_seen: bool,
+        limits: &WalkLimits,
+    ) -> Result<MessageDetail> {
+        let selected = self.select(mailbox).await?;
+        let set = UidSet::single(uid)?;
+        let mut summary = None;
+        let mut header = None;
+        let mut structure_result = None;
+        let cmd = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])");
+        self.run(&cmd, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Envelope(_)))
+            {
+                summary = summary_from_fetch(attrs);
+                for attr in attrs {
+                    match attr {
+                        AttributeValue::BodySection { data, .. } => {
+                            header = Some(data.as_deref().unwrap_or_default().to_vec());
+                        }
+                        AttributeValue::BodyStructure(bs) => {
+                            structure_result = Some(structure::walk(bs, limits));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        let mut summary = summary.ok_or(ImapError::MessageNotFound)?;
+        let parts = match structure_result {
+            Some(Ok(parts)) => parts,
+            Some(Err(e)) => {
+                return Err(ImapError::NotAllowed(format!(
+                    "the message's MIME structure is refused: {e}"
+                )));
+            }
+            None => {
+                return Err(ImapError::Protocol(
+                    "no BODYSTRUCTURE in FETCH response".into(),
+                ));
+            }
+        };
+
+        let wanted: Vec<&BodyPart> = parts
+            .text_parts
+            .iter()
+            .chain(parts.html_parts.iter())
+            .collect();
+        let mut bodies = HashMap::new();
+        let mut cmds = Vec::new();
+        if !wanted.is_empty() {
+            let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+            for part in &wanted {
+                let id = PartId::parse(&part.part_id)?;
+                fetch = fetch.section("BODY.PEEK", &id, Some((0, MAX_TEXT_PART)));
+            }
+            cmds.push(fetch.atom(")"));
+        }
+        if mark_seen
+            && !summary
+                .flags
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case("\\Seen"))
+        {
+            cmds.push(
+                Command::new("UID STORE")
+                    .uid_set(&set)
+                    .atom("+FLAGS.SILENT (\\Seen)"),
+            );
+        }
+        if !cmds.is_empty() {
+            let wanted_ids: Vec<String> = wanted.iter().map(|p| p.part_id.clone()).collect();
+            let done = self
+                .run_pipelined(&cmds, |_, r| {
+                    if let Response::Fetch(_, attrs) = r {
+                        for attr in attrs {
+                            if let AttributeValue::BodySection {
+                                section: Some(section),
+                                data,
+                                ..
+                            } = attr
+                                && let Some(id) = section_part_id(section)
+                                && wanted_ids.contains(&id)
+                            {
+                                bodies.insert(id, data.as_deref().unwrap_or_default().to_vec());
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+            for completion in done {
+                completion.into_result()?;
+            }
+            if mark_seen
+                && !summary
+                    .flags
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case("\\Seen"))
+            {
+                summary.flags.push("\\Seen".to_owned());
+            }
+        }
+        Ok(MessageDetail {
+            summary,
+            header: header.unwrap_or_default(),
+            parts,
+            bodies,
+            uid_validity: selected.uid_validity,
+        })
+    }
+
+    /// The message's size, for raw downloads: (UIDVALIDITY, RFC822.SIZE).
+    pub async fn message_size(&mut self, mailbox: &MailboxName, uid: u32) -> Result<(u32, u32)> {
+        let selected = self.select(mailbox).await?;
+        let set = UidSet::single(uid)?;
+        let mut size = None;
+        let cmd = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom("(UID RFC822.SIZE)");
+        self.run(&cmd, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+            {
+                for attr in attrs {
+                    if let AttributeValue::Rfc822Size(s) = attr {
+                        size = Some(*s);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        Ok((
+            selected.uid_validity,
+            size.ok_or(ImapError::MessageNotFound)?,
+        ))
+    }
+
+    /// The message's size and MIME structure, for downloads.
+    pub async fn message_structure(
+        &mut self,
+        mailbox: &MailboxName,
+        uid: u32,
+        limits: &WalkLimits,
+    ) -> Result<(u32, u32, MessageParts)> {
+        let selected = self.select(mailbox).await?;
+        let set = UidSet::single(uid)?;
+        let mut size = None;
+        let mut parts = None;
+        let cmd = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom("(UID RFC822.SIZE BODYSTRUCTURE)");
+        self.run(&cmd, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+            {
+                for attr in attrs {
+                    match attr {
+                        AttributeValue::Rfc822Size(s) => size = Some(*s),
+                        AttributeValue::BodyStructure(bs) => {
+                            parts = Some(structure::walk(bs, limits))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        let size = size.ok_or(ImapError::MessageNotFound)?;
+        let parts = parts
+            .ok_or_else(|| ImapError::Protocol("no BODYSTRUCTURE in FETCH response".into()))?
+            .map_err(|e| {
+                ImapError::NotAllowed(format!("the message's MIME structure is refused: {e}"))
+            })?;
+        Ok((selected.uid_validity, size, parts))
+    }
+
+    /// Reads `len` bytes at `offset` of a section (`None` = the whole message) of a message
+    /// in the selected mailbox, without setting `\Seen`. An empty result means past the end.
+    pub async fn read_section(
+        &mut self,
+        uid: u32,
+        part: Option<&PartId>,
+        offset: u32,
+        len: u32,
+    ) -> Result<Vec<u8>> {
+        let set = UidSet::single(uid)?;
+        let mut cmd = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        cmd = match part {
+            Some(id) => cmd.section("BODY.PEEK", id, Some((offset, len))),
+            None => cmd.whole_body_section("BODY.PEEK", Some((offset, len))),
+        };
+        let cmd = cmd.atom(")");
+        let mut chunk = None;
+        self.run(&cmd, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+            {
+                for attr in attrs {
+                    if let AttributeValue::BodySection { data, .. } = attr {
+                        chunk = Some(data.as_deref().unwrap_or_default().to_vec());
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        chunk.ok_or(ImapError::MessageNotFound)
+    }
+}
+
+fn section_part_id(section: &async_imap::imap_proto::SectionPath) -> Option<String> {
+    use async_imap::imap_proto::SectionPath;
+    let numbers = match section {
+        SectionPath::Part(numbers, None) => numbers,
+        _ => return None,
+    };
+    Some(
+        numbers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("."),
+    )
+}

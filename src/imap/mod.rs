@@ -1,0 +1,17 @@
+//! Everything that speaks IMAP: transport and TLS, sessions and their pools, the typed command
+//! encoder, and the mailbox and message operations the HTTP layer calls.
+
+pub mod connection;
+pub mod encode;
+pub mod error;
+pub mod mailboxes;
+pub mod messages;
+pub mod pool;
+pub mod state;
+pub mod transport;
+
+pub use connection::{Connection, Credentials, SessionLimits};
+pub use encode::MailboxName;
+pub use error::ImapError;
+pub use pool::{PoolSettings, Session, SessionPool, UserKey};
+pub use transport::{Transport, Upstream};

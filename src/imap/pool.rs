@@ -1,0 +1,424 @@
+//! Per-user pools of logged-in IMAP sessions, capped per user and in total.
+//!
+//! A user's pool is created on first use and keyed by (server, login name). Sessions are checked
+//! with NOOP when they come back from a long rest, logged out when unused for the idle timeout,
+//! and discarded whenever a command did not complete cleanly. A session keeps its selected
+//! mailbox, so a warm request costs no extra SELECT.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
+use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info};
+
+use super::connection::{Connection, Credentials, SessionLimits};
+use super::error::{ImapError, Result};
+use super::transport::{Transport, Upstream};
+
+/// Who a pool belongs to: one login on one server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserKey {
+    /// The server.
+    pub upstream: Upstream,
+    /// The IMAP login name.
+    pub username: String,
+}
+
+/// Pool sizing and timing.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Most sessions per user.
+    pub max_per_user: usize,
+    /// Most sessions in total.
+    pub max_total: usize,
+    /// Unused sessions are logged out after this long.
+    pub idle_timeout: Duration,
+    /// A request waits this long for a free session.
+    pub wait_timeout: Duration,
+    /// A session unused for longer than this is checked with NOOP before reuse.
+    pub recheck_after: Duration,
+    /// Connect and command time limits.
+    pub limits: SessionLimits,
+}
+
+/// A pooled session, checked out for one request; returns to its pool when dropped.
+pub struct Session(Object<SessionManager>);
+
+impl Deref for Session {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0.conn
+    }
+}
+
+impl DerefMut for Session {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.0.conn
+    }
+}
+
+/// A logged-in connection together with its share of the global connection budget.
+pub struct PooledConnection {
+    conn: Connection,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Creates and checks sessions for one user.
+pub struct SessionManager {
+    shared: Arc<Shared>,
+    upstream: Upstream,
+    credentials: Credentials,
+}
+
+impl managed::Manager for SessionManager {
+    type Type = PooledConnection;
+    type Error = ImapError;
+
+    async fn create(&self) -> Result<PooledConnection> {
+        let permit = self
+            .shared
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                ImapError::Unavailable("the bridge's connection limit is reached".into())
+            })?;
+        let conn = self
+            .shared
+            .connect(&self.upstream, &self.credentials)
+            .await?;
+        metrics::counter!("imap_sessions_opened_total").increment(1);
+        Ok(PooledConnection {
+            conn,
+            _permit: permit,
+        })
+    }
+
+    async fn recycle(
+        &self,
+        obj: &mut PooledConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<ImapError> {
+        if !obj.conn.is_clean() {
+            metrics::counter!("imap_sessions_discarded_total").increment(1);
+            return Err(RecycleError::message("session left in an unknown state"));
+        }
+        if metrics.last_used() > self.shared.settings.recheck_after {
+            obj.conn.noop().await.map_err(RecycleError::Backend)?;
+        }
+        Ok(())
+    }
+}
+
+struct Shared {
+    transport: Transport,
+    settings: PoolSettings,
+    global: Arc<Semaphore>,
+    fingerprint_key: [u8; 32],
+    started: Instant,
+}
+
+impl Shared {
+    async fn connect(&self, upstream: &Upstream, credentials: &Credentials) -> Result<Connection> {
+        let addr = resolve(upstream).await?;
+        Connection::open(
+            &self.transport,
+            upstream,
+            addr,
+            credentials,
+            self.settings.limits,
+        )
+        .await
+    }
+
+    fn fingerprint(&self, credentials: &Credentials) -> [u8; 32] {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint_key).expect("any key length");
+        mac.update(credentials.username.as_bytes());
+        mac.update(&[0]);
+        mac.update(credentials.password.expose_secret().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Resolves the server's address; the first address answers.
+pub async fn resolve(upstream: &Upstream) -> Result<SocketAddr> {
+    let mut addrs = tokio::net::lookup_host((upstream.host.as_str(), upstream.port))
+        .await
+        .map_err(|e| ImapError::Unavailable(format!("cannot resolve {}: {e}", upstream.host)))?;
+    addrs
+        .next()
+        .ok_or_else(|| ImapError::Unavailable(format!("{} has no address", upstream.host)))
+}
+
+struct UserPool {
+    pool: managed::Pool<SessionManager>,
+    fingerprint: [u8; 32],
+    last_used: AtomicU64,
+}
+
+impl UserPool {
+    /// Logs out every idle session and closes the pool; sessions in use are dropped on return.
+    fn shut_down(&self) {
+        let idle = self.pool.retain(|_, _| false);
+        self.pool.close();
+        for obj in idle.removed {
+            tokio::spawn(obj.conn.logout());
+        }
+    }
+}
+
+/// All users' pools.
+#[derive(Clone)]
+pub struct SessionPool {
+    shared: Arc<Shared>,
+    users: Arc<Mutex<HashMap<UserKey, Arc<UserPool>>>>,
+}
+
+/// A snapshot of the pools for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolStats {
+    /// Users with a pool.
+    pub users: usize,
+    /// Open sessions.
+    pub sessions: usize,
+    /// Sessions idle in their pools.
+    pub idle: usize,
+    /// Requests waiting for a session.
+    pub waiting: usize,
+}
+
+impl SessionPool {
+    /// Creates the pools and starts the idle reaper (stopped when the last handle is dropped).
+    pub fn new(transport: Transport, settings: PoolSettings) -> Self {
+        let mut fingerprint_key = [0u8; 32];
+        rand::fill(&mut fingerprint_key);
+        let pool = SessionPool {
+            shared: Arc::new(Shared {
+                transport,
+                settings,
+                global: Arc::new(Semaphore::new(settings.max_total)),
+                fingerprint_key,
+                started: Instant::now(),
+            }),
+            users: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let weak_users = Arc::downgrade(&pool.users);
+        let weak_shared = Arc::downgrade(&pool.shared);
+        let tick =
+            (settings.idle_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let (Some(users), Some(shared)) = (weak_users.upgrade(), weak_shared.upgrade())
+                else {
+                    return;
+                };
+                reap(&users, &shared);
+            }
+        });
+        pool
+    }
+
+    /// Checks out a session for `key`, logging in with `credentials` if a new one is needed.
+    ///
+    /// Credentials that differ from those the user's pool was built with are verified by a
+    /// fresh login first; only then do they replace the pool (a password change), so a wrong
+    /// password can never disturb a user's working sessions.
+    pub async fn session(&self, key: &UserKey, credentials: &Credentials) -> Result<Session> {
+        let fingerprint = self.shared.fingerprint(credentials);
+        let existing = self
+            .users
+            .lock()
+            .expect("pool map poisoned")
+            .get(key)
+            .cloned();
+        let user_pool = match existing {
+            Some(pool) if pool.fingerprint == fingerprint => pool,
+            Some(_) => {
+                let probe = self.shared.connect(&key.upstream, credentials).await?;
+                tokio::spawn(probe.logout());
+                info!(user = %key.username, "credentials changed; rebuilding the user's pool");
+                self.replace(key, credentials, fingerprint)
+            }
+            None => self.insert_if_absent(key, credentials, fingerprint),
+        };
+        user_pool
+            .last_used
+            .store(self.shared.now(), Ordering::Relaxed);
+        let started = Instant::now();
+        let got = user_pool.pool.get().await;
+        metrics::histogram!("imap_pool_wait_seconds").record(started.elapsed().as_secs_f64());
+        match got {
+            Ok(obj) => Ok(Session(obj)),
+            Err(e) => {
+                let err = match e {
+                    PoolError::Backend(e) => e,
+                    PoolError::Timeout(managed::TimeoutType::Wait) => ImapError::PoolExhausted,
+                    PoolError::Timeout(_) => ImapError::Timeout,
+                    PoolError::Closed => {
+                        ImapError::Unavailable("the session pool was closed".into())
+                    }
+                    PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                        ImapError::Protocol("session pool misconfigured".into())
+                    }
+                };
+                if matches!(err, ImapError::AuthenticationFailed) {
+                    self.remove_if_same(key, &user_pool);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Logs out and forgets every session of `key` (sign-out).
+    pub fn close_user(&self, key: &UserKey) {
+        let removed = self.users.lock().expect("pool map poisoned").remove(key);
+        if let Some(pool) = removed {
+            pool.shut_down();
+        }
+    }
+
+    /// Logs out every pooled session (shutdown).
+    pub fn close_all(&self) {
+        let pools: Vec<_> = self
+            .users
+            .lock()
+            .expect("pool map poisoned")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for pool in pools {
+            pool.shut_down();
+        }
+    }
+
+    /// Current pool sizes.
+    pub fn stats(&self) -> PoolStats {
+        let users = self.users.lock().expect("pool map poisoned");
+        let mut stats = PoolStats {
+            users: users.len(),
+            ..PoolStats::default()
+        };
+        for pool in users.values() {
+            let status = pool.pool.status();
+            stats.sessions += status.size;
+            stats.idle += status.available;
+            stats.waiting += status.waiting;
+        }
+        stats
+    }
+
+    /// Opens a session outside any pool, for a one-off credential check.
+    pub async fn verify(&self, upstream: &Upstream, credentials: &Credentials) -> Result<()> {
+        let conn = self.shared.connect(upstream, credentials).await?;
+        tokio::spawn(conn.logout());
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        key: &UserKey,
+        credentials: &Credentials,
+        fingerprint: [u8; 32],
+    ) -> Arc<UserPool> {
+        let settings = self.shared.settings;
+        let manager = SessionManager {
+            shared: self.shared.clone(),
+            upstream: key.upstream.clone(),
+            credentials: credentials.clone(),
+        };
+        let pool = managed::Pool::builder(manager)
+            .max_size(settings.max_per_user)
+            .wait_timeout(Some(settings.wait_timeout))
+            .create_timeout(Some(settings.limits.connect_timeout))
+            .recycle_timeout(Some(settings.limits.command_timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .expect("pool settings are valid");
+        Arc::new(UserPool {
+            pool,
+            fingerprint,
+            last_used: AtomicU64::new(self.shared.now()),
+        })
+    }
+
+    fn insert_if_absent(
+        &self,
+        key: &UserKey,
+        credentials: &Credentials,
+        fingerprint: [u8; 32],
+    ) -> Arc<UserPool> {
+        let mut users = self.users.lock().expect("pool map poisoned");
+        users
+            .entry(key.clone())
+            .or_insert_with(|| self.build(key, credentials, fingerprint))
+            .clone()
+    }
+
+    fn replace(
+        &self,
+        key: &UserKey,
+        credentials: &Credentials,
+        fingerprint: [u8; 32],
+    ) -> Arc<UserPool> {
+        let fresh = self.build(key, credentials, fingerprint);
+        let old = self
+            .users
+            .lock()
+            .expect("pool map poisoned")
+            .insert(key.clone(), fresh.clone());
+        if let Some(old) = old {
+            old.shut_down();
+        }
+        fresh
+    }
+
+    fn remove_if_same(&self, key: &UserKey, pool: &Arc<UserPool>) {
+        let mut users = self.users.lock().expect("pool map poisoned");
+        if users.get(key).is_some_and(|p| Arc::ptr_eq(p, pool)) && pool.pool.status().size == 0 {
+            users.remove(key);
+        }
+    }
+}
+
+/// Logs out sessions idle past the timeout and forgets pools nobody used for that long.
+fn reap(users: &Mutex<HashMap<UserKey, Arc<UserPool>>>, shared: &Shared) {
+    let idle_timeout = shared.settings.idle_timeout;
+    let idle_ms = u64::try_from(idle_timeout.as_millis()).unwrap_or(u64::MAX);
+    let now = shared.now();
+    let mut to_logout = Vec::new();
+    {
+        let mut users = users.lock().expect("pool map poisoned");
+        users.retain(|key, pool| {
+            let expired = pool.pool.retain(|_, m| m.last_used() < idle_timeout);
+            to_logout.extend(expired.removed);
+            let status = pool.pool.status();
+            let unused = now.saturating_sub(pool.last_used.load(Ordering::Relaxed)) >= idle_ms;
+            let keep = status.size > 0 || status.waiting > 0 || !unused;
+            if !keep {
+                debug!(user = %key.username, "dropping idle user pool");
+                pool.pool.close();
+            }
+            keep
+        });
+    }
+    for obj in to_logout {
+        metrics::counter!("imap_sessions_idle_closed_total").increment(1);
+        tokio::spawn(obj.conn.logout());
+    }
+}

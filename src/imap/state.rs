@@ -1,0 +1,206 @@
+//! Opaque tokens handed to HTTP callers: a mailbox's delta-sync state and a page cursor.
+//!
+//! Both are plain dotted numbers behind a version prefix, strictly parsed: a token that does
+//! not parse is a 400, and a token that parses can at worst make the bridge do more work,
+//! never return wrong data (cursors are re-verified against the server).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed {0}")]
+pub struct MalformedToken(pub &'static str);
+
+/// A mailbox's delta-sync state: everything after it can be asked for with `changes`.
+///
+/// Any state older than the truth is still correct (it reports more), so the bridge may hand
+/// out a slightly stale one, never a newer one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxState {
+    /// The mailbox's UIDVALIDITY.
+    pub uid_validity: u32,
+    /// HIGHESTMODSEQ (0 when the server has no CONDSTORE).
+    pub highest_modseq: u64,
+    /// UIDNEXT: messages at or above it are new.
+    pub uid_next: u32,
+}
+
+impl fmt::Display for MailboxState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "s1.{}.{}.{}",
+            self.uid_validity, self.highest_modseq, self.uid_next
+        )
+    }
+}
+
+impl FromStr for MailboxState {
+    type Err = MalformedToken;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = MalformedToken("state");
+        let rest = s.strip_prefix("s1.").ok_or(err.clone())?;
+        let mut parts = rest.split('.');
+        let uid_validity = parse_part(parts.next(), &err)?;
+        let highest_modseq = parse_part(parts.next(), &err)?;
+        let uid_next = parse_part(parts.next(), &err)?;
+        if parts.next().is_some() || uid_validity == 0 || uid_next == 0 {
+            return Err(err);
+        }
+        Ok(MailboxState {
+            uid_validity,
+            highest_modseq,
+            uid_next,
+        })
+    }
+}
+
+/// Where the next page starts: just past an anchor message, so that new mail arriving between
+/// pages neither shifts nor repeats a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor {
+    /// UIDVALIDITY the anchor belongs to.
+    pub uid_validity: u32,
+    /// The last message of the previous page.
+    pub anchor_uid: u32,
+    /// Where the anchor was: its sequence number (arrival order) or index (sorted lists).
+    /// Only a hint; it is verified before use.
+    pub position: u32,
+    /// Fingerprint of the sort and filters the cursor was made for.
+    pub query: u32,
+}
+
+impl fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "c1.{}.{}.{}.{:08x}",
+            self.uid_validity, self.anchor_uid, self.position, self.query
+        )
+    }
+}
+
+impl FromStr for PageCursor {
+    type Err = MalformedToken;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = MalformedToken("cursor");
+        let rest = s.strip_prefix("c1.").ok_or(err.clone())?;
+        let mut parts = rest.split('.');
+        let uid_validity = parse_part(parts.next(), &err)?;
+        let anchor_uid = parse_part(parts.next(), &err)?;
+        let position = parse_part(parts.next(), &err)?;
+        let query = parts
+            .next()
+            .filter(|q| q.len() == 8)
+            .and_then(|q| u32::from_str_radix(q, 16).ok())
+            .ok_or(err.clone())?;
+        if parts.next().is_some() || uid_validity == 0 || anchor_uid == 0 {
+            return Err(err);
+        }
+        Ok(PageCursor {
+            uid_validity,
+            anchor_uid,
+            position,
+            query,
+        })
+    }
+}
+
+fn parse_part<T: FromStr>(part: Option<&str>, err: &MalformedToken) -> Result<T, MalformedToken> {
+    let part = part.ok_or(err.clone())?;
+    // Only canonical decimal: no sign, no leading zeros, bounded length.
+    if part.is_empty()
+        || part.len() > 20
+        || !part.bytes().all(|b| b.is_ascii_digit())
+        || (part.len() > 1 && part.starts_with('0'))
+    {
+        return Err(err.clone());
+    }
+    part.parse().map_err(|_| err.clone())
+}
+
+/// A stable 32-bit FNV-1a fingerprint, for tying a cursor to the query that produced it.
+pub fn query_fingerprint(parts: &[&str]) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips() {
+        let state = MailboxState {
+            uid_validity: 1_700_000_000,
+            highest_modseq: 42,
+            uid_next: 1001,
+        };
+        assert_eq!(state.to_string(), "s1.1700000000.42.1001");
+        assert_eq!(state.to_string().parse::<MailboxState>(), Ok(state));
+    }
+
+    #[test]
+    fn cursor_round_trips() {
+        let cursor = PageCursor {
+            uid_validity: 7,
+            anchor_uid: 9951,
+            position: 9950,
+            query: 0xdead_beef,
+        };
+        assert_eq!(cursor.to_string(), "c1.7.9951.9950.deadbeef");
+        assert_eq!(cursor.to_string().parse::<PageCursor>(), Ok(cursor));
+    }
+
+    #[test]
+    fn hostile_tokens_are_refused() {
+        for bad in [
+            "",
+            "s1.",
+            "s1.1.2",
+            "s1.1.2.3.4",
+            "s1.0.2.3",
+            "s1.-1.2.3",
+            "s1.+1.2.3",
+            "s1.01.2.3",
+            "s1.1.2.99999999999999999999999",
+            "s2.1.2.3",
+            "s1.1.2.3\r\n",
+            "s1.1 .2.3",
+            "s1.1.2.0",
+        ] {
+            assert!(bad.parse::<MailboxState>().is_err(), "{bad:?}");
+        }
+        for bad in [
+            "",
+            "c1.1.2.3",
+            "c1.1.2.3.zzzzzzzz",
+            "c1.1.2.3.1234567",
+            "c1.0.2.3.00000000",
+            "c1.1.0.3.00000000",
+            "c1.1.2.3.00000000.1",
+            "c1.4294967296.2.3.00000000",
+        ] {
+            assert!(bad.parse::<PageCursor>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_separates_fields() {
+        assert_ne!(
+            query_fingerprint(&["ab", "c"]),
+            query_fingerprint(&["a", "bc"])
+        );
+        assert_eq!(
+            query_fingerprint(&["date", "desc"]),
+            query_fingerprint(&["date", "desc"])
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! imap-bridge: an IMAP-over-HTTP bridge. Front ends speak JSON and server-sent events; the
+//! bridge speaks IMAP to the mail server on each user's behalf.
+//!
+//! Data flows one way: [`http`] handlers call typed operations of [`imap`], which return typed
+//! results that [`mail`] turns into the JSON shapes.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod imap;
+pub mod mail;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::config::{Config, Security};
+use crate::http::{AppInner, AppState};
+use crate::imap::{PoolSettings, SessionLimits, SessionPool, Transport, Upstream};
+
+/// Builds the application state from the configuration, checking it on the way.
+pub fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let upstream = Upstream {
+        host: config.imap_host.clone(),
+        port: config.imap_port(),
+        security: config.imap_security,
+    };
+    if upstream.security == Security::Plain
+        && !config.allow_plaintext
+        && !is_loopback(&upstream.host)
+    {
+        anyhow::bail!(
+            "refusing plaintext IMAP to {}: credentials would cross the network in clear \
+             (use tls or starttls, or set IMAP_BRIDGE_ALLOW_PLAINTEXT=true)",
+            upstream.host
+        );
+    }
+    let secret = match &config.jwt_secret {
+        Some(secret) if secret.len() >= auth::MIN_SECRET_LEN => secret.as_bytes().to_vec(),
+        Some(_) => anyhow::bail!(
+            "IMAP_BRIDGE_JWT_SECRET must be at least {} bytes",
+            auth::MIN_SECRET_LEN
+        ),
+        None => {
+            warn!(
+                "IMAP_BRIDGE_JWT_SECRET is not set: using a random key. Tokens will not survive a \
+                 restart and other replicas will not accept them."
+            );
+            let mut key = vec![0u8; 32];
+            rand::fill(&mut key[..]);
+            key
+        }
+    };
+    if config.pool_max_per_user == 0 || config.pool_max_total == 0 {
+        anyhow::bail!("pool sizes must be at least 1");
+    }
+    let tls =
+        imap::transport::tls_config(config.imap_ca_file.as_deref()).context("TLS configuration")?;
+    let limits = SessionLimits {
+        connect_timeout: config.imap_connect_timeout(),
+        command_timeout: config.imap_command_timeout(),
+    };
+    let pools = SessionPool::new(
+        Transport::new(tls),
+        PoolSettings {
+            max_per_user: config.pool_max_per_user,
+            max_total: config.pool_max_total,
+            idle_timeout: config.pool_idle_timeout(),
+            wait_timeout: config.pool_wait_timeout(),
+            recheck_after: Duration::from_secs(30).min(config.pool_idle_timeout()),
+            limits,
+        },
+    );
+    let tokens = auth::TokenService::new(&secret, Duration::from_secs(config.token_ttl));
+    Ok(AppState::new(AppInner {
+        tokens,
+        pools,
+        upstream,
+        walk_limits: mail::structure::WalkLimits::default(),
+        readiness: http::ops::Readiness::default(),
+        config,
+    }))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then logs out every pooled session.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(config)?;
+    serve_with_state(state, listener, shutdown).await
+}
+
+/// Like [`serve`], with state built by the caller (tests keep a handle on it).
+pub async fn serve_with_state(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = http::app(state.clone());
+    let drain_state = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            drain_state.readiness.drain();
+            info!("shutting down: finishing requests in flight");
+        })
+        .await
+        .context("HTTP server")?;
+    state.pools.close_all();
+    // Give the LOGOUTs a moment to leave.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,25 @@
+//! Messages as the HTTP API shows them: MIME walking, header and body decoding, and the
+//! JSON shapes of messages, built from IMAP FETCH data.
+//!
+//! Nothing here touches a socket or knows about HTTP: the IMAP layer hands in parsed FETCH
+//! responses and raw part bytes, and the handlers serialise what comes out.
+//!
+//! * [`summary`]: the [`Summary`] of a message in a listing, and the decoding of header
+//!   text (RFC 2047 words, addresses, dates).
+//! * [`structure`]: sorting a BODYSTRUCTURE into text body, HTML body and attachments,
+//!   with the IMAP section number of each.
+//! * [`content`]: the header list and the decoded text of body parts.
+//! * [`transfer`]: streaming base64 and quoted-printable decoding for downloads.
+
+pub mod content;
+pub mod structure;
+pub mod summary;
+pub mod transfer;
+
+pub use content::{Header, decode_text, parse_headers};
+pub use structure::{
+    Attachment, BodyPart, MessageParts, StructureError, TransferEncoding, WalkLimits,
+    has_attachments, walk,
+};
+pub use summary::{Address, Summary, decode_header_text, summary_from_fetch};
+pub use transfer::TransferDecoder;

@@ -1,0 +1,925 @@
+//! Walking an IMAP BODYSTRUCTURE into what a mail reader shows: the plain-text body, the
+//! HTML body and the attachments, each with the IMAP section number that fetches it.
+//!
+//! Section numbers follow RFC 3501 §6.4.5: the children of a multipart are numbered from 1
+//! below the multipart's own number, the top-level multipart having none, and a message
+//! that is not multipart has its body as part "1". A `message/rfc822` part is an
+//! attachment in its own right, downloadable whole as an `.eml`, so the walk does not
+//! descend into it.
+//!
+//! Which part is body and which is attachment follows what mail readers do:
+//! * In `multipart/alternative` the last `text/plain` alternative is the text body and the
+//!   last alternative with HTML the HTML body (RFC 2046 §5.1.4 orders alternatives by
+//!   increasing faithfulness). Alternatives holding no body, such as the `text/calendar`
+//!   of an invitation, contribute their attachments.
+//! * In `multipart/related` the root (the `start` parameter's part, else the first) is the
+//!   body; the other parts are resources it refers to. Those with a Content-ID are inline
+//!   attachments (the HTML shows them through `cid:` URLs) unless their disposition says
+//!   `attachment`.
+//! * Anywhere else, `text/plain` and `text/html` parts without an `attachment` disposition
+//!   and without a file name are body, kept in order so that the caller can join several;
+//!   every other part is an attachment.
+
+use async_imap::imap_proto::{
+    BodyContentCommon, BodyContentSinglePart, BodyParams, BodyStructure, ContentEncoding, Envelope,
+};
+
+use super::content::decode_charset;
+use super::summary::decode_header_text;
+
+/// Bounds on the BODYSTRUCTURE a walk accepts, so that a hostile message costs bounded
+/// time, memory and stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkLimits {
+    /// Deepest section number accepted, counted in components ("1.2.3" is depth 3).
+    pub max_depth: usize,
+    /// Most parts accepted, multipart containers included.
+    pub max_parts: usize,
+}
+
+impl Default for WalkLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 32,
+            max_parts: 1000,
+        }
+    }
+}
+
+/// A BODYSTRUCTURE beyond the [`WalkLimits`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StructureError {
+    /// Multiparts are nested deeper than allowed.
+    #[error("MIME structure nested deeper than {max_depth} levels")]
+    TooDeep {
+        /// The limit that was exceeded.
+        max_depth: usize,
+    },
+    /// The message has more parts than allowed.
+    #[error("MIME structure has more than {max_parts} parts")]
+    TooManyParts {
+        /// The limit that was exceeded.
+        max_parts: usize,
+    },
+}
+
+/// A message's parts, sorted into what a reader displays and what it offers for download.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageParts {
+    /// `text/plain` body parts, in message order.
+    pub text_parts: Vec<BodyPart>,
+    /// `text/html` body parts, in message order.
+    pub html_parts: Vec<BodyPart>,
+    /// Attachments, inline ones included, in message order.
+    pub attachments: Vec<BodyPart>,
+    /// Number of parts walked, multipart containers included.
+    pub part_count: usize,
+}
+
+impl MessageParts {
+    /// Whether the message has an attachment a reader would show as one: a part that is
+    /// not merely an image embedded in the HTML body.
+    pub fn has_attachments(&self) -> bool {
+        self.attachments.iter().any(|part| !part.inline)
+    }
+}
+
+/// One leaf part of a message, as described by its BODYSTRUCTURE entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPart {
+    /// IMAP section number, e.g. "1", "2.1".
+    pub part_id: String,
+    /// Lower-case `type/subtype`.
+    pub content_type: String,
+    /// The `charset` parameter, as the message declares it.
+    pub charset: Option<String>,
+    /// Content-Transfer-Encoding.
+    pub encoding: TransferEncoding,
+    /// Size of the part as stored, before transfer decoding.
+    pub encoded_size: u32,
+    /// File name from the Content-Disposition `filename` or the Content-Type `name`
+    /// parameter, RFC 2231 and RFC 2047 decoded; for an attached message without one,
+    /// made from its subject.
+    pub filename: Option<String>,
+    /// Content-ID, without its angle brackets.
+    pub content_id: Option<String>,
+    /// Whether the part is embedded in the HTML body rather than offered as a file.
+    pub inline: bool,
+    /// Lower-case Content-Disposition type (`inline`, `attachment`), when present.
+    pub disposition: Option<String>,
+}
+
+/// Content-Transfer-Encoding of a part (RFC 2045 §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferEncoding {
+    /// `7bit`, also the default when the header is absent.
+    SevenBit,
+    /// `8bit`.
+    EightBit,
+    /// `binary`.
+    Binary,
+    /// `base64`.
+    Base64,
+    /// `quoted-printable`.
+    QuotedPrintable,
+    /// Any other token, lower-cased (e.g. `x-uuencode`); such content is passed on as is.
+    Other(String),
+}
+
+impl From<&ContentEncoding<'_>> for TransferEncoding {
+    fn from(encoding: &ContentEncoding<'_>) -> Self {
+        match encoding {
+            ContentEncoding::SevenBit => Self::SevenBit,
+            ContentEncoding::EightBit => Self::EightBit,
+            ContentEncoding::Binary => Self::Binary,
+            ContentEncoding::Base64 => Self::Base64,
+            ContentEncoding::QuotedPrintable => Self::QuotedPrintable,
+            ContentEncoding::Other(other) => Self::Other(other.trim().to_ascii_lowercase()),
+        }
+    }
+}
+
+/// An attachment as the HTTP API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Attachment {
+    /// IMAP section number; pass it back to download the attachment.
+    #[schema(example = "2")]
+    pub part_id: String,
+    /// File name suggested by the message, if any.
+    #[schema(example = "Q1 report.pdf")]
+    pub filename: Option<String>,
+    /// Lower-case media type.
+    #[schema(example = "application/pdf")]
+    pub content_type: String,
+    /// Approximate size in bytes once decoded (estimated from the encoded size).
+    #[schema(example = 182_044)]
+    pub size: u64,
+    /// Content-ID without angle brackets, for resolving `cid:` URLs in the HTML body.
+    #[schema(example = json!(null))]
+    pub content_id: Option<String>,
+    /// True for resources embedded in the HTML body (e.g. images shown through `cid:`).
+    #[schema(example = false)]
+    pub inline: bool,
+}
+
+/// Length of a MIME base64 line (RFC 2045 §6.8): 76 characters and a CRLF.
+const BASE64_LINE_LEN: u64 = 78;
+
+impl BodyPart {
+    /// Estimates the decoded size from the encoded size without fetching the part.
+    ///
+    /// Base64 is assumed to be in the usual 76-character lines; quoted-printable is
+    /// mostly text that decodes to about its own size, so no attempt is made there.
+    pub fn decoded_size_estimate(&self) -> u64 {
+        let encoded = u64::from(self.encoded_size);
+        match self.encoding {
+            TransferEncoding::Base64 => {
+                let line_breaks = encoded.div_ceil(BASE64_LINE_LEN) * 2;
+                encoded.saturating_sub(line_breaks) / 4 * 3
+            }
+            TransferEncoding::SevenBit
+            | TransferEncoding::EightBit
+            | TransferEncoding::Binary
+            | TransferEncoding::QuotedPrintable
+            | TransferEncoding::Other(_) => encoded,
+        }
+    }
+
+    /// The part as an API [`Attachment`].
+    pub fn to_attachment(&self) -> Attachment {
+        Attachment {
+            part_id: self.part_id.clone(),
+            filename: self.filename.clone(),
+            content_type: self.content_type.clone(),
+            size: self.decoded_size_estimate(),
+            content_id: self.content_id.clone(),
+            inline: self.inline,
+        }
+    }
+}
+
+/// Sorts a BODYSTRUCTURE's parts into text body, HTML body and attachments.
+///
+/// Fails when the structure exceeds `limits`; the recursion depth is bounded by
+/// `limits.max_depth`.
+pub fn walk(
+    structure: &BodyStructure<'_>,
+    limits: &WalkLimits,
+) -> Result<MessageParts, StructureError> {
+    let mut walker = Walker {
+        limits,
+        part_count: 0,
+    };
+    let root_id = match structure {
+        BodyStructure::Multipart { .. } => SectionId::root(),
+        BodyStructure::Basic { .. }
+        | BodyStructure::Text { .. }
+        | BodyStructure::Message { .. } => SectionId::root().child(1),
+    };
+    let sorted = walker.node(structure, &root_id, Placement::Body)?;
+    Ok(MessageParts {
+        text_parts: sorted.text,
+        html_parts: sorted.html,
+        attachments: sorted.attachments,
+        part_count: walker.part_count,
+    })
+}
+
+/// Whether the message has an attachment a reader would show as one (see
+/// [`MessageParts::has_attachments`]). A structure beyond the default [`WalkLimits`]
+/// counts as having none: it cannot be shown as a message either.
+pub fn has_attachments(structure: &BodyStructure<'_>) -> bool {
+    walk(structure, &WalkLimits::default()).is_ok_and(|parts| parts.has_attachments())
+}
+
+/// An IMAP section number under construction.
+#[derive(Debug, Clone)]
+struct SectionId {
+    text: String,
+    depth: usize,
+}
+
+impl SectionId {
+    /// The top-level multipart, which has no number of its own.
+    fn root() -> Self {
+        Self {
+            text: String::new(),
+            depth: 0,
+        }
+    }
+
+    fn child(&self, index: usize) -> Self {
+        let text = if self.text.is_empty() {
+            index.to_string()
+        } else {
+            format!("{}.{index}", self.text)
+        };
+        Self {
+            text,
+            depth: self.depth + 1,
+        }
+    }
+}
+
+/// Where a part sits, as far as choosing body or attachment goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Where body text may be found.
+    Body,
+    /// A non-root part of a `multipart/related`: a resource of the body, never body itself.
+    RelatedResource,
+}
+
+/// Parts found under one node of the structure.
+#[derive(Debug, Default)]
+struct Sorted {
+    text: Vec<BodyPart>,
+    html: Vec<BodyPart>,
+    attachments: Vec<BodyPart>,
+}
+
+impl Sorted {
+    fn has_body(&self) -> bool {
+        !self.text.is_empty() || !self.html.is_empty()
+    }
+
+    fn append(&mut self, other: Sorted) {
+        self.text.extend(other.text);
+        self.html.extend(other.html);
+        self.attachments.extend(other.attachments);
+    }
+}
+
+struct Walker<'l> {
+    limits: &'l WalkLimits,
+    part_count: usize,
+}
+
+impl Walker<'_> {
+    fn node(
+        &mut self,
+        node: &BodyStructure<'_>,
+        id: &SectionId,
+        placement: Placement,
+    ) -> Result<Sorted, StructureError> {
+        if id.depth > self.limits.max_depth {
+            return Err(StructureError::TooDeep {
+                max_depth: self.limits.max_depth,
+            });
+        }
+        self.part_count += 1;
+        if self.part_count > self.limits.max_parts {
+            return Err(StructureError::TooManyParts {
+                max_parts: self.limits.max_parts,
+            });
+        }
+        match node {
+            BodyStructure::Multipart { common, bodies, .. } => {
+                self.multipart(common, bodies, id, placement)
+            }
+            BodyStructure::Basic { common, other, .. }
+            | BodyStructure::Text { common, other, .. } => Ok(leaf(
+                body_part(common, other, id, placement, None),
+                placement,
+            )),
+            BodyStructure::Message {
+                common,
+                other,
+                envelope,
+                ..
+            } => Ok(leaf(
+                body_part(common, other, id, placement, Some(envelope)),
+                placement,
+            )),
+        }
+    }
+
+    fn multipart(
+        &mut self,
+        common: &BodyContentCommon<'_>,
+        bodies: &[BodyStructure<'_>],
+        id: &SectionId,
+        placement: Placement,
+    ) -> Result<Sorted, StructureError> {
+        let subtype = common.ty.subtype.to_ascii_lowercase();
+        match subtype.as_str() {
+            "alternative" => self.alternative(bodies, id, placement),
+            "related" => self.related(common, bodies, id, placement),
+            _ => {
+                let mut sorted = Sorted::default();
+                for (index, body) in bodies.iter().enumerate() {
+                    sorted.append(self.node(body, &id.child(index + 1), placement)?);
+                }
+                Ok(sorted)
+            }
+        }
+    }
+
+    fn alternative(
+        &mut self,
+        bodies: &[BodyStructure<'_>],
+        id: &SectionId,
+        placement: Placement,
+    ) -> Result<Sorted, StructureError> {
+        let mut alternatives = Vec::with_capacity(bodies.len());
+        for (index, body) in bodies.iter().enumerate() {
+            alternatives.push(self.node(body, &id.child(index + 1), placement)?);
+        }
+        let text_choice = alternatives.iter().rposition(|a| !a.text.is_empty());
+        let html_choice = alternatives.iter().rposition(|a| !a.html.is_empty());
+
+        let mut sorted = Sorted::default();
+        for (index, alternative) in alternatives.into_iter().enumerate() {
+            let is_text_choice = text_choice == Some(index);
+            let is_html_choice = html_choice == Some(index);
+            // The body parts of the alternatives not chosen are other renderings of the
+            // chosen ones; their attachments would be duplicates too, unless the
+            // alternative has no body at all (an invitation's text/calendar).
+            if !(is_text_choice || is_html_choice || !alternative.has_body()) {
+                continue;
+            }
+            if is_text_choice {
+                sorted.text.extend(alternative.text);
+            }
+            if is_html_choice {
+                sorted.html.extend(alternative.html);
+            }
+            sorted.attachments.extend(alternative.attachments);
+        }
+        Ok(sorted)
+    }
+
+    fn related(
+        &mut self,
+        common: &BodyContentCommon<'_>,
+        bodies: &[BodyStructure<'_>],
+        id: &SectionId,
+        placement: Placement,
+    ) -> Result<Sorted, StructureError> {
+        // RFC 2387 §3.2: `start` names the root by Content-ID; the default is the first part.
+        let root = param(&common.ty.params, "start")
+            .map(strip_angle_brackets)
+            .and_then(|start| {
+                bodies.iter().position(|body| {
+                    single_part(body)
+                        .and_then(|other| other.id.as_deref())
+                        .is_some_and(|cid| strip_angle_brackets(cid) == start)
+                })
+            })
+            .unwrap_or(0);
+        let mut sorted = Sorted::default();
+        for (index, body) in bodies.iter().enumerate() {
+            let child_placement = if index == root {
+                placement
+            } else {
+                Placement::RelatedResource
+            };
+            sorted.append(self.node(body, &id.child(index + 1), child_placement)?);
+        }
+        Ok(sorted)
+    }
+}
+
+fn single_part<'a>(body: &'a BodyStructure<'_>) -> Option<&'a BodyContentSinglePart<'a>> {
+    match body {
+        BodyStructure::Basic { other, .. }
+        | BodyStructure::Text { other, .. }
+        | BodyStructure::Message { other, .. } => Some(other),
+        BodyStructure::Multipart { .. } => None,
+    }
+}
+
+/// Files a leaf part as body or attachment.
+fn leaf(part: BodyPart, placement: Placement) -> Sorted {
+    let mut sorted = Sorted::default();
+    let is_body = placement == Placement::Body
+        && part.disposition.as_deref() != Some("attachment")
+        && part.filename.is_none();
+    match part.content_type.as_str() {
+        "text/plain" if is_body => sorted.text.push(part),
+        "text/html" if is_body => sorted.html.push(part),
+        _ => sorted.attachments.push(part),
+    }
+    sorted
+}
+
+fn body_part(
+    common: &BodyContentCommon<'_>,
+    other: &BodyContentSinglePart<'_>,
+    id: &SectionId,
+    placement: Placement,
+    envelope: Option<&Envelope<'_>>,
+) -> BodyPart {
+    let disposition = common
+        .disposition
+        .as_ref()
+        .map(|d| d.ty.trim().to_ascii_lowercase());
+    let content_id = other
+        .id
+        .as_deref()
+        .map(strip_angle_brackets)
+        .filter(|cid| !cid.is_empty())
+        .map(str::to_owned);
+    let filename = common
+        .disposition
+        .as_ref()
+        .and_then(|d| decoded_param(&d.params, "filename"))
+        .or_else(|| decoded_param(&common.ty.params, "name"))
+        .or_else(|| envelope.and_then(eml_filename));
+    let inline = placement == Placement::RelatedResource
+        && content_id.is_some()
+        && disposition.as_deref() != Some("attachment");
+    BodyPart {
+        part_id: id.text.clone(),
+        content_type: format!(
+            "{}/{}",
+            common.ty.ty.trim().to_ascii_lowercase(),
+            common.ty.subtype.trim().to_ascii_lowercase()
+        ),
+        charset: param(&common.ty.params, "charset")
+            .map(|charset| charset.trim().to_owned())
+            .filter(|charset| !charset.is_empty()),
+        encoding: TransferEncoding::from(&other.transfer_encoding),
+        encoded_size: other.octets,
+        filename,
+        content_id,
+        inline,
+        disposition,
+    }
+}
+
+fn strip_angle_brackets(id: &str) -> &str {
+    let id = id.trim();
+    id.strip_prefix('<')
+        .and_then(|inner| inner.strip_suffix('>'))
+        .unwrap_or(id)
+        .trim()
+}
+
+/// Longest subject, in characters, used for an attached message's file name.
+const MAX_SUBJECT_FILENAME_CHARS: usize = 120;
+
+/// A file name for an attached message that has none: its subject, made safe as a file
+/// name, plus `.eml`.
+fn eml_filename(envelope: &Envelope<'_>) -> Option<String> {
+    let subject = decode_header_text(envelope.subject.as_deref()?);
+    let name: String = subject
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if matches!(c, '/' | '\\') { '_' } else { c })
+        .take(MAX_SUBJECT_FILENAME_CHARS)
+        .collect();
+    let name = name.trim();
+    (!name.is_empty()).then(|| format!("{name}.eml"))
+}
+
+fn param<'a>(params: &'a BodyParams<'_>, name: &str) -> Option<&'a str> {
+    params
+        .as_deref()?
+        .iter()
+        .find(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_ref())
+}
+
+/// The decoded value of parameter `name`: its RFC 2231 form (`name*`, or the continuations
+/// `name*0`, `name*1*`, ...) when present, else the plain one, in which many mailers put
+/// RFC 2047 encoded words.
+fn decoded_param(params: &BodyParams<'_>, name: &str) -> Option<String> {
+    let value = rfc2231_param(params, name)
+        .or_else(|| param(params, name).map(|value| decode_header_text(value.as_bytes())))?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Most continuation segments of one parameter joined (RFC 2231 §3).
+const MAX_PARAM_SEGMENTS: usize = 256;
+
+fn rfc2231_param(params: &BodyParams<'_>, name: &str) -> Option<String> {
+    let params = params.as_deref()?;
+    let mut segments: Vec<Segment<'_>> = Vec::new();
+    for (key, value) in params {
+        let Some(rest) =
+            strip_prefix_ignore_case(key.trim(), name).and_then(|rest| rest.strip_prefix('*'))
+        else {
+            continue;
+        };
+        if rest.is_empty() {
+            // `name*=charset'lang'value`: a single extended segment.
+            return Some(join_segments(&[Segment {
+                index: 0,
+                extended: true,
+                value,
+            }]));
+        }
+        let (number, extended) = match rest.strip_suffix('*') {
+            Some(number) => (number, true),
+            None => (rest, false),
+        };
+        if let Ok(index) = number.parse::<usize>()
+            && index < MAX_PARAM_SEGMENTS
+        {
+            segments.push(Segment {
+                index,
+                extended,
+                value,
+            });
+        }
+    }
+    segments.sort_by_key(|segment| segment.index);
+    if segments.first().is_none_or(|segment| segment.index != 0) {
+        return None;
+    }
+    Some(join_segments(&segments))
+}
+
+/// One RFC 2231 parameter segment: `name*<index>` or, when `extended`, `name*<index>*`.
+struct Segment<'a> {
+    index: usize,
+    extended: bool,
+    value: &'a str,
+}
+
+/// Joins segments sorted by index, up to the first gap in the numbering.
+fn join_segments(segments: &[Segment<'_>]) -> String {
+    // Only the first segment may name the charset; later ones are bytes in that charset.
+    let mut charset = None;
+    let mut bytes = Vec::new();
+    for (position, segment) in segments.iter().enumerate() {
+        if segment.index != position {
+            break;
+        }
+        if !segment.extended {
+            bytes.extend_from_slice(segment.value.as_bytes());
+        } else if position == 0 {
+            let (first_charset, encoded) = split_extended_value(segment.value);
+            charset = first_charset;
+            bytes.extend(percent_encoding::percent_decode_str(encoded));
+        } else {
+            bytes.extend(percent_encoding::percent_decode_str(segment.value));
+        }
+    }
+    decode_charset(charset, &bytes)
+}
+
+/// Splits `charset'language'text` into charset (if named) and text. A value without the
+/// two quotes is taken as text alone, as some mailers write it.
+fn split_extended_value(value: &str) -> (Option<&str>, &str) {
+    let mut pieces = value.splitn(3, '\'');
+    match (pieces.next(), pieces.next(), pieces.next()) {
+        (Some(charset), Some(_language), Some(text)) => {
+            let charset = charset.trim();
+            ((!charset.is_empty()).then_some(charset), text)
+        }
+        _ => (None, value),
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_imap::imap_proto::{AttributeValue, Response};
+
+    /// Parses a FETCH response line as a server sends it and walks its BODYSTRUCTURE.
+    fn parse_and_walk(line: &str, limits: &WalkLimits) -> Result<MessageParts, StructureError> {
+        let (rest, response) = Response::parse(line.as_bytes()).expect("test line parses");
+        assert!(
+            rest.is_empty(),
+            "unparsed: {:?}",
+            String::from_utf8_lossy(rest)
+        );
+        let Response::Fetch(_, attrs) = response else {
+            panic!("not a FETCH response: {response:?}");
+        };
+        let structure = attrs
+            .iter()
+            .find_map(|attr| match attr {
+                AttributeValue::BodyStructure(structure) => Some(structure),
+                _ => None,
+            })
+            .expect("BODYSTRUCTURE present");
+        walk(structure, limits)
+    }
+
+    fn walk_line(line: &str) -> MessageParts {
+        parse_and_walk(line, &WalkLimits::default()).expect("walk succeeds")
+    }
+
+    fn ids(parts: &[BodyPart]) -> Vec<&str> {
+        parts.iter().map(|part| part.part_id.as_str()).collect()
+    }
+
+    const PLAIN: &str = "* 1 FETCH (UID 5 BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 1315 42 NIL NIL NIL NIL))\r\n";
+
+    const ALTERNATIVE: &str = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 226 8 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 1460 30 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"000000000000d0c9a905f3a1b2c3\") NIL NIL NIL))\r\n";
+
+    const MIXED_WITH_PDF: &str = "* 1 FETCH (UID 5 BODYSTRUCTURE (((\"text\" \"plain\" (\"charset\" \"UTF-8\") NIL NIL \"7bit\" 302 10 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"UTF-8\") NIL NIL \"quoted-printable\" 1712 35 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"alt-boundary\") NIL NIL NIL)(\"application\" \"pdf\" (\"name\" \"Q1 report.pdf\") NIL NIL \"base64\" 249116 NIL (\"attachment\" (\"filename\" \"Q1 report.pdf\" \"size\" \"182044\")) NIL NIL) \"mixed\" (\"boundary\" \"mixed-boundary\") NIL NIL NIL))\r\n";
+
+    const RELATED_INLINE_IMAGE: &str = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 120 4 NIL NIL NIL NIL)((\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 980 20 NIL NIL NIL NIL)(\"image\" \"png\" (\"name\" \"logo.png\") \"<logo@example.com>\" NIL \"base64\" 4056 NIL (\"inline\" (\"filename\" \"logo.png\")) NIL NIL) \"related\" (\"boundary\" \"rel\" \"type\" \"text/html\") NIL NIL NIL) \"alternative\" (\"boundary\" \"alt\") NIL NIL NIL))\r\n";
+
+    const ATTACHED_MESSAGE: &str = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 40 2 NIL NIL NIL NIL)(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 1032 (\"Mon, 04 Mar 2024 09:12:00 +0100\" \"=?UTF-8?Q?Re=3A_Caf=C3=A9_meeting?=\" ((\"Bob\" NIL \"bob\" \"example.org\")) ((\"Bob\" NIL \"bob\" \"example.org\")) ((\"Bob\" NIL \"bob\" \"example.org\")) ((NIL NIL \"alice\" \"example.com\")) NIL NIL NIL \"<inner@example.org>\") ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 1 NIL NIL NIL NIL)(\"image\" \"jpeg\" NIL NIL NIL \"base64\" 600 NIL (\"attachment\" (\"filename\" \"a.jpg\")) NIL NIL) \"mixed\" (\"boundary\" \"inner\") NIL NIL NIL) 30 NIL (\"attachment\" NIL) NIL NIL) \"mixed\" (\"boundary\" \"outer\") NIL NIL NIL))\r\n";
+
+    const RFC2231_FILENAME: &str = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL)(\"application\" \"pdf\" NIL NIL NIL \"base64\" 7800 NIL (\"attachment\" (\"filename*\" \"UTF-8''%E2%82%AC%20rates.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+
+    #[test]
+    fn plain_text_message_is_part_1() {
+        let parts = walk_line(PLAIN);
+        assert_eq!(ids(&parts.text_parts), ["1"]);
+        assert!(parts.html_parts.is_empty());
+        assert!(parts.attachments.is_empty());
+        assert_eq!(parts.part_count, 1);
+        let text = &parts.text_parts[0];
+        assert_eq!(text.content_type, "text/plain");
+        assert_eq!(text.charset.as_deref(), Some("utf-8"));
+        assert_eq!(text.encoding, TransferEncoding::QuotedPrintable);
+        assert_eq!(text.encoded_size, 1315);
+        assert!(!parts.has_attachments());
+    }
+
+    #[test]
+    fn alternative_yields_text_and_html() {
+        let parts = walk_line(ALTERNATIVE);
+        assert_eq!(ids(&parts.text_parts), ["1"]);
+        assert_eq!(ids(&parts.html_parts), ["2"]);
+        assert!(parts.attachments.is_empty());
+        assert_eq!(parts.part_count, 3);
+    }
+
+    #[test]
+    fn mixed_alternative_with_pdf() {
+        let parts = walk_line(MIXED_WITH_PDF);
+        assert_eq!(ids(&parts.text_parts), ["1.1"]);
+        assert_eq!(ids(&parts.html_parts), ["1.2"]);
+        assert_eq!(ids(&parts.attachments), ["2"]);
+        let pdf = &parts.attachments[0];
+        assert_eq!(pdf.filename.as_deref(), Some("Q1 report.pdf"));
+        assert_eq!(pdf.content_type, "application/pdf");
+        assert_eq!(pdf.disposition.as_deref(), Some("attachment"));
+        assert!(!pdf.inline);
+        assert!(parts.has_attachments());
+        let attachment = pdf.to_attachment();
+        assert_eq!(attachment.part_id, "2");
+        // 249116 bytes of base64 in 76-character lines hold 182044 bytes (±padding).
+        assert!(
+            (182_040..=182_046).contains(&attachment.size),
+            "{}",
+            attachment.size
+        );
+    }
+
+    #[test]
+    fn related_image_is_inline_attachment() {
+        let parts = walk_line(RELATED_INLINE_IMAGE);
+        assert_eq!(ids(&parts.text_parts), ["1"]);
+        assert_eq!(ids(&parts.html_parts), ["2.1"]);
+        assert_eq!(ids(&parts.attachments), ["2.2"]);
+        let image = &parts.attachments[0];
+        assert!(image.inline);
+        assert_eq!(image.content_id.as_deref(), Some("logo@example.com"));
+        assert_eq!(image.filename.as_deref(), Some("logo.png"));
+        assert!(!parts.has_attachments());
+    }
+
+    #[test]
+    fn attached_message_is_one_attachment() {
+        let parts = walk_line(ATTACHED_MESSAGE);
+        assert_eq!(ids(&parts.text_parts), ["1"]);
+        assert_eq!(ids(&parts.attachments), ["2"]);
+        let message = &parts.attachments[0];
+        assert_eq!(message.content_type, "message/rfc822");
+        assert_eq!(message.filename.as_deref(), Some("Re: Café meeting.eml"));
+        assert!(parts.has_attachments());
+        // The attached message's own parts are not walked.
+        assert_eq!(parts.part_count, 3);
+    }
+
+    #[test]
+    fn rfc2231_filename() {
+        let parts = walk_line(RFC2231_FILENAME);
+        assert_eq!(ids(&parts.attachments), ["2"]);
+        assert_eq!(
+            parts.attachments[0].filename.as_deref(),
+            Some("€ rates.pdf")
+        );
+    }
+
+    #[test]
+    fn rfc2231_continuations_and_charsets() {
+        let params: BodyParams<'_> = Some(vec![
+            ("filename*1*".into(), "%E9t%E9.txt".into()),
+            ("filename*0*".into(), "iso-8859-1'fr'r%E9sum%E9%20".into()),
+        ]);
+        assert_eq!(
+            decoded_param(&params, "filename").as_deref(),
+            Some("résumé été.txt")
+        );
+        let mixed: BodyParams<'_> = Some(vec![
+            ("NAME*0".into(), "long ".into()),
+            ("name*1".into(), "name.txt".into()),
+        ]);
+        assert_eq!(
+            decoded_param(&mixed, "name").as_deref(),
+            Some("long name.txt")
+        );
+        let missing_first: BodyParams<'_> = Some(vec![
+            ("name*1".into(), "tail".into()),
+            ("name".into(), "plain.txt".into()),
+        ]);
+        assert_eq!(
+            decoded_param(&missing_first, "name").as_deref(),
+            Some("plain.txt")
+        );
+    }
+
+    #[test]
+    fn rfc2047_filename_and_name_fallback() {
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL)(\"application\" \"vnd.openxmlformats-officedocument.wordprocessingml.document\" (\"name\" \"=?UTF-8?B?0J/RgNC40LLQtdGCLmRvY3g=?=\") NIL NIL \"base64\" 3000 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert_eq!(
+            parts.attachments[0].filename.as_deref(),
+            Some("Привет.docx")
+        );
+        assert_eq!(parts.attachments[0].disposition, None);
+        assert!(parts.has_attachments());
+    }
+
+    #[test]
+    fn text_parts_with_filename_or_attachment_disposition_are_attachments() {
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 20 1 NIL (\"inline\" (\"filename\" \"notes.txt\")) NIL NIL)(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 30 1 NIL (\"attachment\" NIL) NIL NIL)(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 40 1 NIL (\"inline\" NIL) NIL NIL)(\"text\" \"calendar\" (\"charset\" \"utf-8\" \"method\" \"REQUEST\") NIL NIL \"7bit\" 50 1 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert_eq!(ids(&parts.text_parts), ["1", "4"]);
+        assert!(parts.html_parts.is_empty());
+        assert_eq!(ids(&parts.attachments), ["2", "3", "5"]);
+    }
+
+    #[test]
+    fn alternative_prefers_last_html_and_keeps_calendar() {
+        // Plain, HTML, richer HTML with an image, and an invitation.
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 10 1 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 20 1 NIL NIL NIL NIL)((\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 30 1 NIL NIL NIL NIL)(\"image\" \"gif\" NIL \"<dot>\" NIL \"base64\" 40 NIL NIL NIL NIL) \"related\" NIL NIL NIL NIL)(\"text\" \"calendar\" (\"method\" \"REQUEST\") NIL NIL \"7bit\" 50 2 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert_eq!(ids(&parts.text_parts), ["1"]);
+        assert_eq!(ids(&parts.html_parts), ["3.1"]);
+        assert_eq!(ids(&parts.attachments), ["3.2", "4"]);
+        assert!(parts.attachments[0].inline);
+        assert!(!parts.attachments[1].inline);
+        assert!(parts.has_attachments());
+    }
+
+    #[test]
+    fn related_start_parameter_selects_root() {
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"image\" \"png\" NIL \"<img1>\" NIL \"base64\" 100 NIL NIL NIL NIL)(\"text\" \"html\" (\"charset\" \"utf-8\") \"<root>\" NIL \"7bit\" 20 1 NIL NIL NIL NIL)(\"application\" \"pdf\" NIL NIL NIL \"base64\" 300 NIL NIL NIL NIL) \"related\" (\"start\" \"<root>\" \"type\" \"text/html\") NIL NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert_eq!(ids(&parts.html_parts), ["2"]);
+        assert_eq!(ids(&parts.attachments), ["1", "3"]);
+        assert!(parts.attachments[0].inline);
+        // Without a Content-ID the HTML cannot refer to it: a real attachment.
+        assert!(!parts.attachments[1].inline);
+    }
+
+    #[test]
+    fn non_multipart_attachment_message() {
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE (\"application\" \"octet-stream\" (\"name\" \"data.bin\") NIL NIL \"base64\" 780 NIL (\"attachment\" (\"filename\" \"data.bin\")) NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert!(parts.text_parts.is_empty());
+        assert_eq!(ids(&parts.attachments), ["1"]);
+        assert_eq!(parts.attachments[0].decoded_size_estimate(), 570);
+    }
+
+    #[test]
+    fn other_encoding_is_lower_cased() {
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL \"X-UUENCODE\" 100 NIL NIL NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert_eq!(
+            parts.attachments[0].encoding,
+            TransferEncoding::Other("x-uuencode".into())
+        );
+    }
+
+    fn nested(depth: usize) -> String {
+        let mut body =
+            String::from("(\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1 NIL NIL NIL NIL)");
+        for _ in 0..depth {
+            body = format!("({body} \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)");
+        }
+        format!("* 1 FETCH (UID 5 BODYSTRUCTURE {body})\r\n")
+    }
+
+    #[test]
+    fn nesting_at_the_limit_is_accepted() {
+        let limits = WalkLimits::default();
+        let parts = parse_and_walk(&nested(limits.max_depth), &limits).expect("within limits");
+        assert_eq!(parts.text_parts.len(), 1);
+        assert_eq!(parts.text_parts[0].part_id, vec!["1"; 32].join("."));
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error() {
+        let limits = WalkLimits::default();
+        assert_eq!(
+            parse_and_walk(&nested(limits.max_depth + 1), &limits),
+            Err(StructureError::TooDeep { max_depth: 32 })
+        );
+        let tight = WalkLimits {
+            max_depth: 3,
+            max_parts: 1000,
+        };
+        assert_eq!(
+            parse_and_walk(&nested(10), &tight),
+            Err(StructureError::TooDeep { max_depth: 3 })
+        );
+        // imap-proto's own recursive parser bounds how deep a test line can go.
+        let line = nested(40);
+        let (_, response) = Response::parse(line.as_bytes()).expect("parses");
+        let Response::Fetch(_, attrs) = response else {
+            panic!("not a FETCH");
+        };
+        let Some(AttributeValue::BodyStructure(structure)) = attrs.get(1) else {
+            panic!("no BODYSTRUCTURE");
+        };
+        assert!(!has_attachments(structure));
+    }
+
+    #[test]
+    fn too_many_parts_is_an_error() {
+        let limits = WalkLimits {
+            max_depth: 32,
+            max_parts: 3,
+        };
+        assert_eq!(
+            parse_and_walk(MIXED_WITH_PDF, &limits),
+            Err(StructureError::TooManyParts { max_parts: 3 })
+        );
+        assert!(parse_and_walk(ALTERNATIVE, &limits).is_ok());
+    }
+
+    #[test]
+    fn base64_size_estimate() {
+        let part = BodyPart {
+            part_id: "2".into(),
+            content_type: "image/png".into(),
+            charset: None,
+            encoding: TransferEncoding::Base64,
+            encoded_size: 78,
+            filename: None,
+            content_id: None,
+            inline: false,
+            disposition: None,
+        };
+        assert_eq!(part.decoded_size_estimate(), 57);
+        let empty = BodyPart {
+            encoded_size: 0,
+            ..part.clone()
+        };
+        assert_eq!(empty.decoded_size_estimate(), 0);
+        let quoted = BodyPart {
+            encoding: TransferEncoding::QuotedPrintable,
+            ..part
+        };
+        assert_eq!(quoted.decoded_size_estimate(), 78);
+    }
+}

@@ -1,0 +1,1113 @@
+//! Message summaries, the JSON shape of a message in a listing, built from the FETCH items
+//! UID, FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE and BODYSTRUCTURE; and the decoding of
+//! the header text they carry: RFC 2047 encoded words, addresses and dates.
+
+use async_imap::imap_proto::{self, AttributeValue};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, SecondsFormat, Utc};
+
+use super::content::decode_charset;
+use super::structure::{TransferEncoding, has_attachments};
+use super::transfer::decode_all;
+
+/// A mailbox in an address header.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Address {
+    /// Display name, RFC 2047 decoded.
+    #[schema(example = "Zoë Martin")]
+    pub name: Option<String>,
+    /// The address itself; without `@domain` when the message gave none.
+    #[schema(example = "zoe.martin@example.com")]
+    pub address: String,
+}
+
+/// A message as listed in a mailbox.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Summary {
+    /// The message's IMAP UID in its mailbox.
+    #[schema(example = 4827)]
+    pub uid: u32,
+    /// The Message-ID header, angle brackets included.
+    #[schema(example = "<CAF7x2pQ9wz@mail.example.com>")]
+    pub message_id: Option<String>,
+    /// The Subject header, RFC 2047 decoded.
+    #[schema(example = "Re: Q1 report — final figures")]
+    pub subject: Option<String>,
+    /// Authors (From).
+    #[schema(example = json!([{"name": "Zoë Martin", "address": "zoe.martin@example.com"}]))]
+    pub from: Vec<Address>,
+    /// Primary recipients (To).
+    #[schema(example = json!([{"name": "Finance Team", "address": "finance@example.org"}]))]
+    pub to: Vec<Address>,
+    /// Carbon-copy recipients (Cc).
+    #[schema(example = json!([{"name": null, "address": "audit@example.org"}]))]
+    pub cc: Vec<Address>,
+    /// Where replies should go (Reply-To; the server gives From when there is none).
+    #[schema(example = json!([{"name": "Zoë Martin", "address": "zoe.martin@example.com"}]))]
+    pub reply_to: Vec<Address>,
+    /// The Date header, RFC 3339 UTC; null when absent or unreadable.
+    #[schema(example = "2024-03-01T10:15:00Z")]
+    pub date: Option<String>,
+    /// When the server received the message (IMAP INTERNALDATE), RFC 3339 UTC.
+    #[schema(example = "2024-03-01T10:15:04Z")]
+    pub received_at: Option<String>,
+    /// IMAP flags and keywords as the server holds them, `\Recent` excepted.
+    #[schema(example = json!(["\\Seen", "\\Answered", "$Label1"]))]
+    pub flags: Vec<String>,
+    /// Size of the whole message in bytes (RFC822.SIZE).
+    #[schema(example = 254_811)]
+    pub size: u32,
+    /// Whether the message has attachments other than images embedded in its HTML.
+    #[schema(example = true)]
+    pub has_attachments: bool,
+    /// The In-Reply-To header: the Message-ID(s) of the message(s) this one answers.
+    #[schema(example = "<CAF7x2pQ1ab@mail.example.com>")]
+    pub in_reply_to: Option<String>,
+}
+
+/// Builds a [`Summary`] from one FETCH response's attributes.
+///
+/// Expects UID, FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE and, when available,
+/// BODYSTRUCTURE; a missing item leaves its fields empty (`has_attachments` is false
+/// without BODYSTRUCTURE). Returns `None` without a UID, as such a summary could not be
+/// acted upon.
+pub fn summary_from_fetch(attrs: &[AttributeValue<'_>]) -> Option<Summary> {
+    let uid = attrs.iter().find_map(|attr| match attr {
+        AttributeValue::Uid(uid) => Some(*uid),
+        _ => None,
+    })?;
+    let mut summary = Summary {
+        uid,
+        message_id: None,
+        subject: None,
+        from: Vec::new(),
+        to: Vec::new(),
+        cc: Vec::new(),
+        reply_to: Vec::new(),
+        date: None,
+        received_at: None,
+        flags: Vec::new(),
+        size: 0,
+        has_attachments: false,
+        in_reply_to: None,
+    };
+    for attr in attrs {
+        match attr {
+            AttributeValue::Flags(flags) => {
+                // \Recent is state of the server session, not a property of the message.
+                summary.flags = flags
+                    .iter()
+                    .filter(|flag| !flag.eq_ignore_ascii_case("\\Recent"))
+                    .map(|flag| flag.to_string())
+                    .collect();
+            }
+            AttributeValue::InternalDate(date) => summary.received_at = parse_internal_date(date),
+            AttributeValue::Rfc822Size(size) => summary.size = *size,
+            AttributeValue::BodyStructure(structure) => {
+                summary.has_attachments = has_attachments(structure);
+            }
+            AttributeValue::Envelope(envelope) => {
+                summary.message_id = envelope.message_id.as_deref().and_then(id_list);
+                summary.in_reply_to = envelope.in_reply_to.as_deref().and_then(id_list);
+                summary.subject = envelope.subject.as_deref().map(decode_header_text);
+                summary.date = envelope.date.as_deref().and_then(parse_rfc2822_date);
+                summary.from = decode_address_list(envelope.from.as_ref());
+                summary.to = decode_address_list(envelope.to.as_ref());
+                summary.cc = decode_address_list(envelope.cc.as_ref());
+                summary.reply_to = decode_address_list(envelope.reply_to.as_ref());
+            }
+            _ => {}
+        }
+    }
+    Some(summary)
+}
+
+/// A Message-ID or In-Reply-To value with its folding whitespace collapsed; `None` when
+/// empty.
+fn id_list(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let ids = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!ids.is_empty()).then_some(ids)
+}
+
+/// Host names servers put in an ENVELOPE address when the header had no domain:
+/// Dovecot's and UW-IMAP's (c-client's).
+const MISSING_HOST_PLACEHOLDERS: [&str; 2] = ["MISSING_DOMAIN", ".MISSING-HOST-NAME."];
+
+/// Converts an ENVELOPE address list to API addresses.
+///
+/// RFC 3501 §7.4.2 marks groups in the list: a start marker holds the group name in the
+/// mailbox field with a NIL host, an end marker has NIL mailbox and host. The markers are
+/// dropped and the members kept. A NIL-host entry not followed by an end marker is no
+/// group, but an address without a domain (`From: root`), and is kept as such.
+pub fn decode_address_list(list: Option<&Vec<imap_proto::Address<'_>>>) -> Vec<Address> {
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    let is_group_end =
+        |entry: &imap_proto::Address<'_>| entry.mailbox.is_none() && entry.host.is_none();
+    let last_group_end = list.iter().rposition(is_group_end);
+    let mut addresses = Vec::with_capacity(list.len());
+    let mut in_group = false;
+    for (position, entry) in list.iter().enumerate() {
+        if is_group_end(entry) {
+            in_group = false;
+            continue;
+        }
+        let Some(mailbox) = entry.mailbox.as_deref() else {
+            continue;
+        };
+        if entry.host.is_none() && !in_group && last_group_end.is_some_and(|end| end > position) {
+            in_group = true;
+            continue;
+        }
+        let host = entry
+            .host
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .map(|host| host.trim().to_owned())
+            .filter(|host| !host.is_empty() && !MISSING_HOST_PLACEHOLDERS.contains(&host.as_str()));
+        let mailbox = String::from_utf8_lossy(mailbox);
+        let mailbox = mailbox.trim();
+        let address = match host {
+            Some(host) => format!("{mailbox}@{host}"),
+            None => mailbox.to_owned(),
+        };
+        if address.is_empty() {
+            continue;
+        }
+        let name = entry
+            .name
+            .as_deref()
+            .map(decode_header_text)
+            .filter(|name| !name.is_empty());
+        addresses.push(Address { name, address });
+    }
+    addresses
+}
+
+/// Decodes unstructured header text (RFC 5322 §2.2.1): RFC 2047 encoded words become
+/// UTF-8, folding line breaks are removed (with the whitespace after them collapsed to one
+/// space), and the result is trimmed.
+///
+/// Tolerant: an encoded word that is not well formed stays as written, an unknown charset
+/// is read as UTF-8, and raw 8-bit text is taken as UTF-8, invalid bytes replaced.
+/// Whitespace between adjacent encoded words is dropped (RFC 2047 §6.2), and adjacent
+/// words in the same (stateless) charset are decoded together, so a character split across
+/// two words by a careless encoder still comes out whole.
+pub fn decode_header_text(raw: &[u8]) -> String {
+    let mut decoder = HeaderTextDecoder::default();
+    let mut text_start = 0;
+    let mut search_from = 0;
+    while let Some(found) = find(&raw[search_from..], b"=?") {
+        let start = search_from + found;
+        let Some(word) = EncodedWord::parse(&raw[start..]) else {
+            search_from = start + 1;
+            continue;
+        };
+        let between = &raw[text_start..start];
+        if !(decoder.after_word() && between.iter().all(u8::is_ascii_whitespace)) {
+            decoder.push_text(between);
+        }
+        decoder.push_word(word.charset, word.decoded);
+        text_start = start + word.len;
+        search_from = text_start;
+    }
+    decoder.push_text(&raw[text_start..]);
+    decoder.finish()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// Output of [`decode_header_text`] under construction.
+#[derive(Default)]
+struct HeaderTextDecoder<'a> {
+    out: String,
+    /// Decoded bytes of the run of encoded words just seen, and their charset.
+    pending: Option<(&'a [u8], Vec<u8>)>,
+}
+
+impl<'a> HeaderTextDecoder<'a> {
+    fn after_word(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    fn push_word(&mut self, charset: &'a [u8], decoded: Vec<u8>) {
+        match &mut self.pending {
+            Some((pending_charset, bytes))
+                if pending_charset.eq_ignore_ascii_case(charset) && !is_stateful(charset) =>
+            {
+                bytes.extend_from_slice(&decoded);
+            }
+            _ => {
+                self.flush_word();
+                self.pending = Some((charset, decoded));
+            }
+        }
+    }
+
+    fn flush_word(&mut self) {
+        if let Some((charset, bytes)) = self.pending.take() {
+            let charset = String::from_utf8_lossy(charset);
+            self.out.push_str(&decode_charset(Some(&charset), &bytes));
+        }
+    }
+
+    fn push_text(&mut self, text: &[u8]) {
+        if text.is_empty() {
+            return;
+        }
+        self.flush_word();
+        let text = String::from_utf8_lossy(text);
+        let mut lines = text.split('\n');
+        if let Some(first) = lines.next() {
+            self.out.push_str(first.trim_end_matches('\r'));
+        }
+        for line in lines {
+            let line = line.trim_end_matches('\r');
+            let unfolded = line.trim_start_matches([' ', '\t']);
+            if unfolded.len() != line.len() && !self.out.ends_with(' ') {
+                self.out.push(' ');
+            }
+            self.out.push_str(unfolded);
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.flush_word();
+        let trimmed = self.out.trim();
+        if trimmed.len() == self.out.len() {
+            self.out
+        } else {
+            trimmed.to_owned()
+        }
+    }
+}
+
+/// Whether `charset` is a stateful encoding (ISO-2022-JP and its kin, UTF-7), whose words
+/// each end by returning to ASCII: joined, the escape back to ASCII and the escape out of
+/// it in the next word would sit side by side, which decoders rightly reject.
+fn is_stateful(charset: &[u8]) -> bool {
+    charset
+        .get(..9)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(b"iso-2022-"))
+        || charset.eq_ignore_ascii_case(b"utf-7")
+}
+
+/// An RFC 2047 encoded word, `=?charset?encoding?text?=`, decoded to bytes in its charset.
+struct EncodedWord<'a> {
+    /// The charset, without an RFC 2231 `*language` suffix.
+    charset: &'a [u8],
+    decoded: Vec<u8>,
+    /// Length of the word as written.
+    len: usize,
+}
+
+/// Longest charset name accepted in an encoded word.
+const MAX_CHARSET_LEN: usize = 64;
+
+impl<'a> EncodedWord<'a> {
+    /// Parses the encoded word at the start of `input`, which begins with `=?`.
+    fn parse(input: &'a [u8]) -> Option<Self> {
+        let is_token_byte = |byte: &u8| !byte.is_ascii_whitespace() && !byte.is_ascii_control();
+        let rest = input.strip_prefix(b"=?")?;
+        let charset_len = rest
+            .iter()
+            .take(MAX_CHARSET_LEN + 1)
+            .position(|&byte| byte == b'?')?;
+        let charset_spec = &rest[..charset_len];
+        if charset_spec.is_empty() || !charset_spec.iter().all(is_token_byte) {
+            return None;
+        }
+        let charset = charset_spec
+            .split(|&byte| byte == b'*')
+            .next()
+            .filter(|charset| !charset.is_empty())?;
+        let rest = &rest[charset_len + 1..];
+        let (&encoding, rest) = rest.split_first()?;
+        let rest = rest.strip_prefix(b"?")?;
+        let text_len = rest
+            .iter()
+            .position(|byte| *byte == b'?' || !is_token_byte(byte))?;
+        if rest.get(text_len..text_len + 2) != Some(b"?=") {
+            return None;
+        }
+        let text = &rest[..text_len];
+        let decoded = match encoding {
+            // Strict here, unlike in bodies: text that is not base64 is more likely a
+            // subject that happens to look like an encoded word than a damaged one.
+            b'B' | b'b' if text.iter().all(|&byte| is_base64_byte(byte)) => {
+                decode_all(&TransferEncoding::Base64, text)
+            }
+            b'Q' | b'q' => decode_q(text),
+            _ => return None,
+        };
+        Some(Self {
+            charset,
+            decoded,
+            len: 2 + charset_len + 3 + text_len + 2,
+        })
+    }
+}
+
+fn is_base64_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'=')
+}
+
+/// Decodes RFC 2047 "Q" text: quoted-printable with `_` for space. An `=` not followed by
+/// two hex digits is kept as written.
+fn decode_q(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut position = 0;
+    while let Some(&byte) = text.get(position) {
+        match byte {
+            b'_' => out.push(b' '),
+            b'=' => {
+                let escaped = match text.get(position + 1..position + 3) {
+                    Some(&[high, low]) => hex_digit(high).zip(hex_digit(low)),
+                    _ => None,
+                };
+                if let Some((high, low)) = escaped {
+                    let decoded = high << 4 | low;
+                    out.push(decoded);
+                    position += 3;
+                    continue;
+                }
+                out.push(b'=');
+            }
+            _ => out.push(byte),
+        }
+        position += 1;
+    }
+    out
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    char::from(byte)
+        .to_digit(16)
+        .and_then(|digit| u8::try_from(digit).ok())
+}
+
+/// Converts an IMAP INTERNALDATE (`17-Jul-1996 02:44:25 -0700`, RFC 3501 `date-time`) to
+/// RFC 3339 UTC (`1996-07-17T09:44:25Z`).
+pub fn parse_internal_date(s: &str) -> Option<String> {
+    // The day may be space-padded (" 7-Jul-1996"); trimming makes it a 1-digit day.
+    DateTime::parse_from_str(s.trim(), "%d-%b-%Y %H:%M:%S %z")
+        .ok()
+        .map(|date| to_rfc3339_utc(date.with_timezone(&Utc)))
+}
+
+fn to_rfc3339_utc(date: DateTime<Utc>) -> String {
+    date.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Converts a Date header value (RFC 5322 §3.3, obsolete forms included) to RFC 3339 UTC.
+///
+/// Tolerates what mailers really write: no day of week, full month names, two- and
+/// three-digit years, no seconds, comments such as `(CET)`, named and military zones,
+/// `+01:00` offsets, the asctime layout (`Mon Jan  1 10:00:00 2024`) and RFC 3339 itself.
+/// A date without a zone is taken as UTC. Returns `None` for anything that does not name a
+/// real calendar date and time.
+pub fn parse_rfc2822_date(s: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(s);
+    let text = strip_comments(&text);
+    let text = text.trim();
+    if let Ok(date) = DateTime::parse_from_rfc3339(text) {
+        return Some(to_rfc3339_utc(date.with_timezone(&Utc)));
+    }
+    let mut fields = DateFields::default();
+    for token in text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|token| !token.is_empty())
+    {
+        fields.take(token);
+    }
+    fields.resolve().map(to_rfc3339_utc)
+}
+
+/// Removes parenthesised comments, which may nest (RFC 5322 §3.2.2).
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0usize;
+    let mut escaped = false;
+    for c in text.chars() {
+        if depth > 0 {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ => {}
+            }
+        } else if c == '(' {
+            depth = 1;
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The parts of a date found so far, in whatever order the tokens came.
+#[derive(Debug, Default)]
+struct DateFields {
+    day: Option<u32>,
+    month: Option<u32>,
+    year: Option<i32>,
+    time: Option<NaiveTime>,
+    offset_seconds: Option<i32>,
+}
+
+impl DateFields {
+    fn take(&mut self, token: &str) {
+        if token.contains(':') && self.take_time(token) {
+            return;
+        }
+        if let Some((sign, digits)) = split_sign(token) {
+            if self.offset_seconds.is_none() {
+                self.offset_seconds = parse_numeric_zone(sign, digits);
+            }
+            return;
+        }
+        if let Some(iso) = IsoDate::parse(token) {
+            self.year = self.year.or(Some(iso.year));
+            self.month = self.month.or(Some(iso.month));
+            self.day = self.day.or(Some(iso.day));
+            if let Some(time) = iso.time {
+                self.take_time(time);
+            }
+            return;
+        }
+        if token.bytes().all(|byte| byte.is_ascii_digit()) {
+            self.take_number(token);
+            return;
+        }
+        if token
+            .bytes()
+            .all(|byte| byte.is_ascii_alphabetic() || byte == b'.')
+        {
+            let word = token.trim_end_matches('.');
+            if let Some(month) = month_number(word) {
+                if self.month.is_none() {
+                    self.month = Some(month);
+                }
+            } else if self.time.is_some() && self.offset_seconds.is_none() {
+                self.offset_seconds = Some(named_zone(word));
+            }
+            return;
+        }
+        // `01-Mar-2024`, as some mailers and IMAP's own date format write a date.
+        if token.contains('-') && token.bytes().any(|byte| byte.is_ascii_alphabetic()) {
+            for piece in token.split('-').filter(|piece| !piece.is_empty()) {
+                self.take(piece);
+            }
+        }
+    }
+
+    /// Takes `token` as the time of day if none was found yet and it reads as one.
+    fn take_time(&mut self, token: &str) -> bool {
+        if self.time.is_some() {
+            return false;
+        }
+        let Some((time, offset)) = parse_time(token) else {
+            return false;
+        };
+        self.time = Some(time);
+        if offset.is_some() {
+            self.offset_seconds = offset;
+        }
+        true
+    }
+
+    fn take_number(&mut self, digits: &str) {
+        let Ok(value) = digits.parse::<i32>() else {
+            return;
+        };
+        if digits.len() <= 2 && self.day.is_none() && self.year.is_none() {
+            self.day = u32::try_from(value).ok();
+        } else if self.year.is_none() {
+            // RFC 5322 §4.3: two-digit years below 50 are 20xx, other two- and three-digit
+            // years are counted from 1900.
+            self.year = Some(match digits.len() {
+                1 | 2 if value < 50 => 2000 + value,
+                1..=3 => 1900 + value,
+                _ => value,
+            });
+        } else if self.day.is_none() {
+            self.day = u32::try_from(value).ok();
+        }
+    }
+
+    fn resolve(&self) -> Option<DateTime<Utc>> {
+        let year = self.year.filter(|year| (1000..=9999).contains(year))?;
+        let date = NaiveDate::from_ymd_opt(year, self.month?, self.day?)?;
+        let offset = FixedOffset::east_opt(self.offset_seconds.unwrap_or(0))?;
+        date.and_time(self.time?)
+            .and_local_timezone(offset)
+            .single()
+            .map(|date| date.with_timezone(&Utc))
+    }
+}
+
+/// Parses `hh:mm[:ss[.fraction]]`, possibly with a zone glued on (`10:15:00Z`,
+/// `10:15:00+01:00`). A leap second reads as :59.
+fn parse_time(token: &str) -> Option<(NaiveTime, Option<i32>)> {
+    let (clock, offset) = match token.find(['+', '-', 'Z', 'z']) {
+        Some(at) => {
+            let zone = &token[at..];
+            let offset = match split_sign(zone) {
+                Some((sign, digits)) => parse_numeric_zone(sign, digits)?,
+                None if zone.eq_ignore_ascii_case("z") => 0,
+                None => return None,
+            };
+            let offset = Some(offset);
+            (&token[..at], offset)
+        }
+        None => (token, None),
+    };
+    let mut numbers = clock.split(':');
+    let hour: u32 = numbers.next()?.parse().ok()?;
+    let minute: u32 = numbers.next()?.parse().ok()?;
+    let second: u32 = match numbers.next() {
+        Some(second) => second.split('.').next()?.parse().ok()?,
+        None => 0,
+    };
+    if numbers.next().is_some() {
+        return None;
+    }
+    let time = NaiveTime::from_hms_opt(hour, minute, second.min(59))?;
+    Some((time, offset))
+}
+
+/// Splits a leading `+` or `-` off a zone, as the sign of its offset.
+fn split_sign(token: &str) -> Option<(Sign, &str)> {
+    if let Some(digits) = token.strip_prefix('+') {
+        Some((Sign::East, digits))
+    } else {
+        token.strip_prefix('-').map(|digits| (Sign::West, digits))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sign {
+    East,
+    West,
+}
+
+/// A `yyyy-mm-dd[Thh:mm...]` token, as mailers that write RFC 3339 without a zone send.
+struct IsoDate<'a> {
+    year: i32,
+    month: u32,
+    day: u32,
+    /// The text after the `T`, if any.
+    time: Option<&'a str>,
+}
+
+impl<'a> IsoDate<'a> {
+    fn parse(token: &'a str) -> Option<Self> {
+        let (date, time) = match token.split_once(['T', 't']) {
+            Some((date, time)) => (date, Some(time)),
+            None => (token, None),
+        };
+        let mut numbers = date.split('-');
+        let year = numbers
+            .next()
+            .filter(|year| year.len() == 4)?
+            .parse()
+            .ok()?;
+        let month = numbers.next()?.parse().ok()?;
+        let day = numbers.next()?.parse().ok()?;
+        if numbers.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            year,
+            month,
+            day,
+            time,
+        })
+    }
+}
+
+/// Parses the digits of a numeric zone after its sign: `hhmm`, `hh:mm` or `hh`.
+fn parse_numeric_zone(sign: Sign, digits: &str) -> Option<i32> {
+    let digits: String = digits.chars().filter(|&c| c != ':').collect();
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: i32 = digits.parse().ok()?;
+    let (hours, minutes) = if digits.len() <= 2 {
+        (value, 0)
+    } else {
+        (value / 100, value % 100)
+    };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    let seconds = hours * 3600 + minutes * 60;
+    Some(match sign {
+        Sign::East => seconds,
+        Sign::West => -seconds,
+    })
+}
+
+/// Offset of a zone name RFC 5322 §4.3 knows. Military letters and unknown names read as
+/// UTC, as RFC 5322 §4.3 asks for the former (their sense was often inverted).
+fn named_zone(name: &str) -> i32 {
+    let hours = match name.to_ascii_uppercase().as_str() {
+        "UT" | "UTC" | "GMT" | "Z" => 0,
+        "EDT" => -4,
+        "EST" | "CDT" => -5,
+        "CST" | "MDT" => -6,
+        "MST" | "PDT" => -7,
+        "PST" => -8,
+        _ => 0,
+    };
+    hours * 3600
+}
+
+fn month_number(word: &str) -> Option<u32> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let prefix = word.get(..3)?.to_ascii_lowercase();
+    let index = MONTHS.iter().position(|month| *month == prefix)?;
+    u32::try_from(index + 1).ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use async_imap::imap_proto::Response;
+    use std::borrow::Cow;
+
+    fn decode(raw: &str) -> String {
+        decode_header_text(raw.as_bytes())
+    }
+
+    fn imap_address<'a>(
+        name: Option<&'a [u8]>,
+        mailbox: Option<&'a str>,
+        host: Option<&'a str>,
+    ) -> imap_proto::Address<'a> {
+        imap_proto::Address {
+            name: name.map(Cow::Borrowed),
+            adl: None,
+            mailbox: mailbox.map(|m| Cow::Borrowed(m.as_bytes())),
+            host: host.map(|h| Cow::Borrowed(h.as_bytes())),
+        }
+    }
+
+    fn address(name: Option<&str>, address: &str) -> Address {
+        Address {
+            name: name.map(str::to_owned),
+            address: address.to_owned(),
+        }
+    }
+
+    #[test]
+    fn decodes_iso_2022_jp() {
+        assert_eq!(
+            decode("=?ISO-2022-JP?B?GyRCMnE1RCROO3FOQRsoQg==?="),
+            "会議の資料"
+        );
+        // Two words, folded onto two lines: joined without the whitespace between them.
+        assert_eq!(
+            decode("=?ISO-2022-JP?B?GyRCOzNFRBsoQg==?=\r\n =?ISO-2022-JP?B?GyRCQkBPOhsoQg==?="),
+            "山田太郎"
+        );
+    }
+
+    #[test]
+    fn decodes_iso_8859_7() {
+        assert_eq!(
+            decode("=?ISO-8859-7?Q?=C3=E5=E9=DC_=F3=EF=F5_=CA=FC=F3=EC=E5?="),
+            "Γειά σου Κόσμε"
+        );
+        assert_eq!(decode("=?iso-8859-7?b?yuHr5+zd8eE=?="), "Καλημέρα");
+    }
+
+    #[test]
+    fn decodes_koi8_r() {
+        assert_eq!(decode("=?KOI8-R?B?8NLJ18XULCDNydI=?="), "Привет, мир");
+        assert_eq!(
+            decode("=?koi8-r?q?=E9=D7=C1=CE_=F0=C5=D4=D2=CF=D7?="),
+            "Иван Петров"
+        );
+    }
+
+    #[test]
+    fn decodes_iso_8859_1() {
+        assert_eq!(
+            decode("=?ISO-8859-1?Q?Patrik_F=E4ltstr=F6m?="),
+            "Patrik Fältström"
+        );
+        assert_eq!(decode("=?iso-8859-1?q?=805.4bn?="), "€5.4bn");
+    }
+
+    #[test]
+    fn decodes_utf8_and_mixed_text() {
+        assert_eq!(
+            decode("Re: =?UTF-8?Q?Caf=C3=A9_cr=C3=A8me?= tomorrow"),
+            "Re: Café crème tomorrow"
+        );
+        assert_eq!(decode("=?UTF-8?B?SsO2cmcgTcO8bGxlcg==?="), "Jörg Müller");
+        assert_eq!(decode("=?UTF-8*en?Q?hello?="), "hello");
+    }
+
+    #[test]
+    fn joins_a_character_split_across_words() {
+        assert_eq!(
+            decode("=?UTF-8?B?4oI=?= =?UTF-8?B?rCByYXRlcw==?="),
+            "€ rates"
+        );
+    }
+
+    #[test]
+    fn rfc2047_section_8_examples() {
+        let cases = [
+            ("(=?ISO-8859-1?Q?a?=)", "(a)"),
+            ("(=?ISO-8859-1?Q?a?= b)", "(a b)"),
+            ("(=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?=)", "(ab)"),
+            ("(=?ISO-8859-1?Q?a?=  =?ISO-8859-1?Q?b?=)", "(ab)"),
+            ("(=?ISO-8859-1?Q?a?=\r\n    =?ISO-8859-1?Q?b?=)", "(ab)"),
+            ("(=?ISO-8859-1?Q?a_b?=)", "(a b)"),
+            ("(=?ISO-8859-1?Q?a?= =?ISO-8859-2?Q?_b?=)", "(a b)"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(decode(raw), expected, "{raw}");
+        }
+    }
+
+    #[test]
+    fn tolerates_bad_encodings() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"=?UTF-8?Q?abc", "=?UTF-8?Q?abc"),
+            (b"=?UTF-8?X?abc?=", "=?UTF-8?X?abc?="),
+            (b"=?UTF-8?B?not base64?=", "=?UTF-8?B?not base64?="),
+            (b"=??Q?abc?=", "=??Q?abc?="),
+            (b"=?x-unknown?Q?caf=C3=A9?=", "café"),
+            (b"=?UTF-8?Q?bad=FFbyte?=", "bad\u{fffd}byte"),
+            (b"=?UTF-8?Q?50=?=", "50="),
+            (b"J\xc3\xb6rg \xff", "Jörg \u{fffd}"),
+            (b"1 + 1 =? 2", "1 + 1 =? 2"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(decode_header_text(raw), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn unfolds_plain_text() {
+        assert_eq!(
+            decode("  A long subject\r\n\tthat was folded \r\n twice  "),
+            "A long subject that was folded twice"
+        );
+        assert_eq!(decode(""), "");
+    }
+
+    #[test]
+    fn address_names_in_each_script() {
+        let list = vec![
+            imap_address(
+                Some(b"=?ISO-2022-JP?B?GyRCOzNFRBsoQg==?= =?ISO-2022-JP?B?GyRCQkBPOhsoQg==?="),
+                Some("yamada"),
+                Some("example.jp"),
+            ),
+            imap_address(
+                Some(b"=?KOI8-R?Q?=E9=D7=C1=CE_=F0=C5=D4=D2=CF=D7?="),
+                Some("ivan"),
+                Some("example.ru"),
+            ),
+            imap_address(
+                Some(b"=?ISO-8859-7?B?yuHr5+zd8eE=?="),
+                Some("k"),
+                Some("example.gr"),
+            ),
+            imap_address(
+                Some(b"=?ISO-8859-1?Q?Patrik_F=E4ltstr=F6m?="),
+                Some("paf"),
+                Some("example.se"),
+            ),
+            imap_address(
+                Some(b"=?UTF-8?Q?Zo=C3=AB?="),
+                Some("zoe"),
+                Some("example.com"),
+            ),
+            imap_address(
+                Some("Jörg Müller".as_bytes()),
+                Some("joerg"),
+                Some("example.de"),
+            ),
+            imap_address(Some(b"Bad \xe9 byte"), Some("bad"), Some("example.net")),
+            imap_address(Some(b""), Some("anon"), Some("example.net")),
+        ];
+        assert_eq!(
+            decode_address_list(Some(&list)),
+            vec![
+                address(Some("山田太郎"), "yamada@example.jp"),
+                address(Some("Иван Петров"), "ivan@example.ru"),
+                address(Some("Καλημέρα"), "k@example.gr"),
+                address(Some("Patrik Fältström"), "paf@example.se"),
+                address(Some("Zoë"), "zoe@example.com"),
+                address(Some("Jörg Müller"), "joerg@example.de"),
+                address(Some("Bad \u{fffd} byte"), "bad@example.net"),
+                address(None, "anon@example.net"),
+            ]
+        );
+        assert!(decode_address_list(None).is_empty());
+    }
+
+    #[test]
+    fn group_markers_are_skipped() {
+        let list = vec![
+            imap_address(None, Some("A Group"), None),
+            imap_address(Some(b"Ann"), Some("ann"), Some("example.com")),
+            imap_address(None, Some("bob"), Some("example.com")),
+            imap_address(None, None, None),
+            imap_address(None, Some("carol"), Some("example.org")),
+            imap_address(None, Some("undisclosed-recipients"), None),
+            imap_address(None, None, None),
+        ];
+        assert_eq!(
+            decode_address_list(Some(&list)),
+            vec![
+                address(Some("Ann"), "ann@example.com"),
+                address(None, "bob@example.com"),
+                address(None, "carol@example.org"),
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_host_gives_bare_mailbox() {
+        let list = vec![
+            imap_address(Some(b"Root"), Some("root"), None),
+            imap_address(None, Some("daemon"), Some("MISSING_DOMAIN")),
+            imap_address(None, Some("uucp"), Some(".MISSING-HOST-NAME.")),
+            imap_address(None, Some("nobody"), Some("")),
+        ];
+        assert_eq!(
+            decode_address_list(Some(&list)),
+            vec![
+                address(Some("Root"), "root"),
+                address(None, "daemon"),
+                address(None, "uucp"),
+                address(None, "nobody"),
+            ]
+        );
+    }
+
+    /// Deterministic pseudo-random inputs over an alphabet rich in the bytes the decoders
+    /// treat specially.
+    pub(crate) fn arbitrary_inputs(count: usize) -> Vec<Vec<u8>> {
+        const ALPHABET: &[u8] =
+            b"=?=?QqBb_-+:;,()<>@\"' \t\r\n0123456789AaFfZzJjMm\x1b\x80\xc3\xa9\xff";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = usize::try_from(next() % 64).unwrap_or(0);
+                (0..len)
+                    .map(|_| {
+                        let index = usize::try_from(next() % ALPHABET.len() as u64).unwrap_or(0);
+                        ALPHABET[index]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        for input in arbitrary_inputs(5000) {
+            decode_header_text(&input);
+            parse_rfc2822_date(&input);
+            parse_internal_date(&String::from_utf8_lossy(&input));
+            let mut prefixed = b"=?utf-8?q?".to_vec();
+            prefixed.extend_from_slice(&input);
+            decode_header_text(&prefixed);
+        }
+    }
+
+    const FETCH_LINE: &str = concat!(
+        "* 12 FETCH (UID 4827 FLAGS (\\Seen \\Recent $Label1) ",
+        "INTERNALDATE \"01-Mar-2024 11:15:04 +0100\" RFC822.SIZE 254811 ",
+        "ENVELOPE (\"Fri, 01 Mar 2024 11:15:00 +0100\" ",
+        "\"=?UTF-8?Q?Re=3A_Q1_report_=E2=80=94_final_figures?=\" ",
+        "((\"=?UTF-8?Q?Zo=C3=AB_Martin?=\" NIL \"zoe.martin\" \"example.com\")) ",
+        "((\"=?UTF-8?Q?Zo=C3=AB_Martin?=\" NIL \"zoe.martin\" \"example.com\")) ",
+        "((\"=?UTF-8?Q?Zo=C3=AB_Martin?=\" NIL \"zoe.martin\" \"example.com\")) ",
+        "((\"Finance Team\" NIL \"finance\" \"example.org\")) ",
+        "((NIL NIL \"audit\" \"example.org\")) NIL ",
+        "\"<CAF7x2pQ1ab@mail.example.com>\" \"<CAF7x2pQ9wz@mail.example.com>\") ",
+        "BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 302 10 NIL NIL NIL NIL)",
+        "(\"application\" \"pdf\" (\"name\" \"Q1 report.pdf\") NIL NIL \"base64\" 249116 NIL ",
+        "(\"attachment\" (\"filename\" \"Q1 report.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n"
+    );
+
+    fn fetch_attrs(line: &str) -> Vec<AttributeValue<'_>> {
+        let (rest, response) = Response::parse(line.as_bytes()).expect("test line parses");
+        assert!(rest.is_empty());
+        match response {
+            Response::Fetch(_, attrs) => attrs,
+            other => panic!("not a FETCH: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn summary_from_full_fetch() {
+        let summary = summary_from_fetch(&fetch_attrs(FETCH_LINE)).expect("has a UID");
+        let zoe = address(Some("Zoë Martin"), "zoe.martin@example.com");
+        assert_eq!(
+            summary,
+            Summary {
+                uid: 4827,
+                message_id: Some("<CAF7x2pQ9wz@mail.example.com>".into()),
+                subject: Some("Re: Q1 report — final figures".into()),
+                from: vec![zoe.clone()],
+                to: vec![address(Some("Finance Team"), "finance@example.org")],
+                cc: vec![address(None, "audit@example.org")],
+                reply_to: vec![zoe],
+                date: Some("2024-03-01T10:15:00Z".into()),
+                received_at: Some("2024-03-01T10:15:04Z".into()),
+                flags: vec!["\\Seen".into(), "$Label1".into()],
+                size: 254_811,
+                has_attachments: true,
+                in_reply_to: Some("<CAF7x2pQ1ab@mail.example.com>".into()),
+            }
+        );
+        let json = serde_json::to_value(&summary).expect("serialises");
+        assert_eq!(json["from"][0]["name"], "Zoë Martin");
+        assert_eq!(json["cc"][0]["name"], serde_json::Value::Null);
+        assert_eq!(json["received_at"], "2024-03-01T10:15:04Z");
+    }
+
+    #[test]
+    fn summary_needs_a_uid_and_tolerates_missing_items() {
+        assert_eq!(
+            summary_from_fetch(&fetch_attrs(
+                "* 1 FETCH (FLAGS (\\Seen) RFC822.SIZE 10)\r\n"
+            )),
+            None
+        );
+        let summary = summary_from_fetch(&fetch_attrs(
+            "* 1 FETCH (UID 9 ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL))\r\n",
+        ))
+        .expect("has a UID");
+        assert_eq!(summary.uid, 9);
+        assert_eq!(summary.subject, None);
+        assert_eq!(summary.date, None);
+        assert_eq!(summary.received_at, None);
+        assert!(summary.from.is_empty() && summary.flags.is_empty());
+        assert!(!summary.has_attachments);
+        assert_eq!(summary.size, 0);
+    }
+
+    #[test]
+    fn internal_dates() {
+        let cases = [
+            ("17-Jul-1996 02:44:25 -0700", Some("1996-07-17T09:44:25Z")),
+            (" 7-Jul-1996 02:44:25 +0000", Some("1996-07-07T02:44:25Z")),
+            ("01-Jan-2024 00:30:00 +0100", Some("2023-12-31T23:30:00Z")),
+            ("31-Feb-2024 10:00:00 +0000", None),
+            ("17-Jul-1996", None),
+            ("", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(parse_internal_date(raw).as_deref(), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn header_dates() {
+        let cases: [(&str, Option<&str>); 22] = [
+            (
+                "Fri, 01 Mar 2024 11:15:00 +0100",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            ("1 Mar 2024 10:15:00 +0000", Some("2024-03-01T10:15:00Z")),
+            (
+                "Fri, 1 Mar 2024 11:15:00 +0100 (CET)",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            (
+                "Fri, 01 Mar 2024 10:15:00 GMT",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            ("Fri, 01 Mar 2024 10:15:00 UT", Some("2024-03-01T10:15:00Z")),
+            (
+                "Fri, 01 Mar 2024 05:15:00 EST",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            ("Fri, 01 Mar 2024 10:15 +0000", Some("2024-03-01T10:15:00Z")),
+            (
+                "Fri, 01 Mar 24 10:15:00 +0000",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            (
+                "Sat, 01 Mar 99 10:15:00 +0000",
+                Some("1999-03-01T10:15:00Z"),
+            ),
+            (
+                "Fri, 01 Mar 124 10:15:00 +0000",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            ("Fri Mar  1 10:15:00 2024", Some("2024-03-01T10:15:00Z")),
+            (
+                "Friday, 1 March 2024 11:15:00 +01:00",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            (
+                "Thu, 29 Feb 2024 23:30:00 -0700",
+                Some("2024-03-01T06:30:00Z"),
+            ),
+            (
+                "Fri, 01 Mar 2024\r\n 11:15:00 +0100",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            (
+                "Sun, 31 Dec 2023 23:59:60 +0000",
+                Some("2023-12-31T23:59:59Z"),
+            ),
+            ("2024-03-01T11:15:00+01:00", Some("2024-03-01T10:15:00Z")),
+            ("2024-03-01 10:15:00", Some("2024-03-01T10:15:00Z")),
+            (
+                "Fri, 01-Mar-2024 10:15:00 -0000",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            ("Fri, 31 Feb 2024 10:15:00 +0000", None),
+            ("Fri, 01 Mar 2024", None),
+            ("not a date", None),
+            ("", None),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(
+                parse_rfc2822_date(raw.as_bytes()).as_deref(),
+                expected,
+                "{raw:?}"
+            );
+        }
+        assert_eq!(
+            parse_rfc2822_date(b"Fri, 01 Mar 2024 10:15:00 +0000 \xff"),
+            Some("2024-03-01T10:15:00Z".into())
+        );
+        assert_eq!(parse_rfc2822_date(b"01 Mar 99999 10:15:00 +0000"), None);
+        let nested_iso = "2024-03-01T".repeat(100_000);
+        assert_eq!(parse_rfc2822_date(nested_iso.as_bytes()), None);
+        let deep_comment = format!("01 Mar 2024 10:15:00 +0000 {}", "(".repeat(100_000));
+        assert_eq!(
+            parse_rfc2822_date(deep_comment.as_bytes()).as_deref(),
+            Some("2024-03-01T10:15:00Z")
+        );
+    }
+}
