@@ -117,6 +117,10 @@ pub struct Config {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// Print the OpenAPI document (as committed in `openapi/openapi.json`) and exit.
+    #[arg(long)]
+    pub print_openapi: bool,
 }
 
 /// How log lines are written.

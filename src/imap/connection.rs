@@ -369,10 +369,14 @@ impl Connection {
             exists: 0,
             highest_modseq: None,
         });
-        let outcome = self
-            .run(&cmd, |_| Ok(()))
-            .await
-            .and_then(Completion::into_result);
+        let outcome = self.run(&cmd, |_| Ok(())).await.and_then(|done| {
+            // Dovecot answers SELECT of a missing mailbox with a bare NO ("Mailbox doesn't
+            // exist"), without RFC 5530's NONEXISTENT.
+            if done.status == Status::No && done.code.is_none() {
+                return Err(ImapError::MailboxNotFound);
+            }
+            done.into_result()
+        });
         match outcome {
             Ok(_) => {
                 let selected = self.selected.clone().ok_or_else(|| {
@@ -431,8 +435,9 @@ impl Connection {
     }
 
     /// Sends several commands back to back, one round trip for all, and returns their
-    /// completions in order. Untagged responses reach `on_response` with the index of the
-    /// command they answer (servers answer pipelined commands in order).
+    /// completions in command order. Untagged responses reach `on_response` with the index of
+    /// the oldest command still open, which identifies their command only when the server
+    /// answers in order; callers that need it for ambiguous data must not pipeline.
     pub async fn run_pipelined<F>(
         &mut self,
         cmds: &[Command],
@@ -483,8 +488,11 @@ impl Connection {
             tags.push(tag);
         }
 
-        let mut completions = Vec::with_capacity(tags.len());
-        while completions.len() < tags.len() {
+        // Servers may complete pipelined commands out of order (RFC 3501 §5.5); untagged
+        // data is attributed to the oldest command still open.
+        let mut completions: Vec<Option<Completion>> = (0..tags.len()).map(|_| None).collect();
+        let mut open = tags.len();
+        while open > 0 {
             let response = self.next_response().await?;
             let parsed = response.parsed();
             match parsed {
@@ -493,15 +501,22 @@ impl Connection {
                     status,
                     outcome,
                 } => {
-                    if tag.0 != tags[completions.len()] {
+                    let Some(index) = tags.iter().position(|t| *t == tag.0) else {
                         return Err(ImapError::Protocol(format!("unexpected tag {}", tag.0)));
+                    };
+                    if completions[index].is_some() {
+                        return Err(ImapError::Protocol(format!(
+                            "tag {} completed twice",
+                            tag.0
+                        )));
                     }
                     let status = match status {
                         Status::Ok => Status::Ok,
                         Status::No => Status::No,
                         _ => Status::Bad,
                     };
-                    completions.push(Completion::from_outcome(status, outcome));
+                    completions[index] = Some(Completion::from_outcome(status, outcome));
+                    open -= 1;
                 }
                 Response::Data {
                     status: Status::Bye,
@@ -519,8 +534,9 @@ impl Connection {
                 }
                 other => {
                     self.observe(other);
+                    let current = completions.iter().position(Option::is_none).unwrap_or(0);
                     if handler_error.is_none()
-                        && let Err(e) = on_response(completions.len(), other)
+                        && let Err(e) = on_response(current, other)
                     {
                         handler_error = Some(e);
                     }
@@ -530,7 +546,7 @@ impl Connection {
         self.clean = true;
         match handler_error {
             Some(e) => Err(e),
-            None => Ok(completions),
+            None => Ok(completions.into_iter().flatten().collect()),
         }
     }
 

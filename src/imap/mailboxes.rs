@@ -75,24 +75,19 @@ impl Connection {
         let mut subscribed: Vec<String> = Vec::new();
         let mut statuses: HashMap<String, MailboxCounts> = HashMap::new();
 
-        let mut cmds = Vec::new();
-        if list_status {
-            cmds.push(Command::new("LIST").atom("\"\"").list_pattern("*").atom(if special_use {
+        let list_cmd =
+            if list_status {
+                Command::new("LIST").atom("\"\"").list_pattern("*").atom(if special_use {
                 "RETURN (SUBSCRIBED SPECIAL-USE STATUS (MESSAGES UNSEEN UIDVALIDITY UIDNEXT))"
             } else {
                 "RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN UIDVALIDITY UIDNEXT))"
-            }));
-        } else {
-            cmds.push(Command::new("LIST").atom("\"\"").list_pattern("*"));
-            cmds.push(Command::new("LSUB").atom("\"\"").list_pattern("*"));
-        }
+            })
+            } else {
+                Command::new("LIST").atom("\"\"").list_pattern("*")
+            };
         let done = self
-            .run_pipelined(&cmds, |index, r| {
+            .run(&list_cmd, |r| {
                 match r {
-                    // LSUB answers share imap-proto's List variant; they answer command 1.
-                    Response::MailboxData(MailboxDatum::List(data)) if index == 1 => {
-                        subscribed.push(data.name.to_string());
-                    }
                     Response::MailboxData(MailboxDatum::List(data)) => {
                         let attrs: Vec<String> =
                             data.name_attributes.iter().map(attribute_text).collect();
@@ -124,10 +119,19 @@ impl Connection {
                 Ok(())
             })
             .await?;
-        for completion in done {
-            completion.into_result()?;
-        }
+        done.into_result()?;
 
+        if !list_status {
+            // LSUB answers look like LIST answers to imap-proto, so it runs on its own.
+            self.run(&Command::new("LSUB").atom("\"\"").list_pattern("*"), |r| {
+                if let Response::MailboxData(MailboxDatum::List(data)) = r {
+                    subscribed.push(data.name.to_string());
+                }
+                Ok(())
+            })
+            .await?
+            .into_result()?;
+        }
         if !list_status {
             for info in &mut listed {
                 info.subscribed = subscribed.iter().any(|s| *s == info.name.to_imap());

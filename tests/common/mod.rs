@@ -1,0 +1,4 @@
+#![allow(dead_code)]
+pub mod bridge;
+pub mod corpus;
+pub mod dovecot;
