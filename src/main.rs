@@ -3,8 +3,20 @@
 use clap::Parser;
 use imap_bridge::config::Config;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Stack per runtime thread. imap-proto parses (and drops) BODYSTRUCTURE recursively, so a
+/// deeply nested message from the server needs more than the 2 MiB default; the memory is only
+/// reserved, not touched.
+const THREAD_STACK: usize = 32 * 1024 * 1024;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK)
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let config = Config::parse();
     if config.print_openapi {
         print!(

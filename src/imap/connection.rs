@@ -340,6 +340,14 @@ impl Connection {
         &self.capabilities
     }
 
+    /// Whether the server has said nothing since our last command completed. An idle IMAP
+    /// server only speaks to end the session (BYE on kick, shutdown or autologout), so anything
+    /// readable, or a closed socket, means the session is gone. Costs no round trip.
+    pub fn is_quiet(&mut self) -> bool {
+        use futures::FutureExt as _;
+        self.framed.read_response().now_or_never().is_none()
+    }
+
     /// Whether every command so far completed; an unclean session must be discarded.
     pub fn is_clean(&self) -> bool {
         self.clean

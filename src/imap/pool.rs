@@ -111,6 +111,10 @@ impl managed::Manager for SessionManager {
             metrics::counter!("imap_sessions_discarded_total").increment(1);
             return Err(RecycleError::message("session left in an unknown state"));
         }
+        if !obj.conn.is_quiet() {
+            metrics::counter!("imap_sessions_discarded_total").increment(1);
+            return Err(RecycleError::message("the server ended the session"));
+        }
         if metrics.last_used() > self.shared.settings.recheck_after {
             obj.conn.noop().await.map_err(RecycleError::Backend)?;
         }

@@ -40,6 +40,7 @@ pub struct TestBridge {
     pub http: reqwest::Client,
     /// The bridge's state (pool statistics and the like).
     pub state: AppState,
+    config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -100,7 +101,7 @@ impl TestBridge {
                 .with_test_writer()
                 .try_init();
         }
-        let state = imap_bridge::build_state(config).expect("valid test config");
+        let state = imap_bridge::build_state(config.clone()).expect("valid test config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -121,6 +122,7 @@ impl TestBridge {
                 .build()
                 .expect("client"),
             state,
+            config,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -134,6 +136,28 @@ impl TestBridge {
         if let Some(task) = self.task.take() {
             task.await.expect("bridge task").expect("bridge ran");
         }
+    }
+
+    /// Stops the bridge and starts a new one with the same settings (and secret) in front of
+    /// the same Dovecot, on a new port, as a restart or another replica would be.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let state = imap_bridge::build_state(self.config.clone()).expect("valid test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(imap_bridge::serve_with_state(
+            state.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        )));
+        self.shutdown = Some(tx);
+        self.state = state;
+        self.base = format!("http://{addr}");
     }
 
     /// Absolute URL of `path`.

@@ -1,0 +1,393 @@
+//! Logging in over every transport, refusing every unsafe one, and the token's life cycle.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::bridge::{Link, PASSWORD, TestBridge, USER, config_for, json_of};
+use common::dovecot::{Dovecot, DovecotOptions};
+
+use imap_bridge::config::{Config, Security};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+async fn login_status(
+    bridge: &TestBridge,
+    body: serde_json::Value,
+) -> (StatusCode, serde_json::Value) {
+    let res = bridge
+        .request(Method::POST, "/v1/auth/login", None)
+        .json(&body)
+        .send()
+        .await
+        .expect("login");
+    json_of(res).await
+}
+
+#[tokio::test]
+async fn users_log_in_over_tls_starttls_and_loopback_plain() {
+    for link in [Link::Tls, Link::Starttls, Link::Plain] {
+        let bridge = TestBridge::start_with(DovecotOptions::default(), link, |_| {}).await;
+        let token = bridge.login().await;
+        let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+        assert_eq!(status, StatusCode::OK, "{link:?}: {body}");
+        assert_eq!(body["mailboxes"][0]["name"], "INBOX");
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_401_and_leave_working_sessions_alone() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    assert_eq!(bridge.dovecot.connections(USER), 1);
+
+    for (user, password) in [
+        (USER, "wrong"),
+        ("nobody-here", PASSWORD),
+        (USER, "s3cret-pässwort"),
+    ] {
+        let (status, body) =
+            login_status(&bridge, json!({"username": user, "password": password})).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{user}/{password}"
+        );
+        assert!(
+            !body.to_string().contains(password),
+            "the problem never echoes the password"
+        );
+    }
+    let (status, _) = bridge.get_json(&token, "/v1/mailboxes").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the user's pool survived the failed attempts"
+    );
+    assert_eq!(
+        bridge.dovecot.connections(USER),
+        1,
+        "no extra sessions were left open"
+    );
+}
+
+#[tokio::test]
+async fn malformed_login_requests_are_refused_before_imap() {
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.max_json_size = 4096
+    })
+    .await;
+    let cases = [
+        (json!({"username": USER}), StatusCode::BAD_REQUEST),
+        (
+            json!({"username": USER, "password": PASSWORD, "extra": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": "", "password": PASSWORD}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": "alice\r\nA1 DELETE INBOX", "password": PASSWORD}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": USER, "password": "pass\nword"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": "a\u{0}b", "password": PASSWORD}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": 5, "password": PASSWORD}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"username": USER, "password": "x".repeat(5000)}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, problem) = login_status(&bridge, body.clone()).await;
+        assert_eq!(status, want, "{body}: {problem}");
+    }
+    let res = bridge
+        .request(Method::POST, "/v1/auth/login", None)
+        .body("{not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(json_of(res).await.0, StatusCode::BAD_REQUEST);
+    let res = bridge
+        .request(Method::POST, "/v1/auth/login", None)
+        .body(r#"{"username":"a","password":"b"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(json_of(res).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        bridge.dovecot.connections(USER),
+        0,
+        "nothing reached the IMAP server"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_refused() {
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.imap_ca_file = None
+    })
+    .await;
+    let (status, body) =
+        login_status(&bridge, json!({"username": USER, "password": PASSWORD})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("upstream_unavailable")
+        ),
+        "{body}"
+    );
+    assert_eq!(bridge.dovecot.connections(USER), 0, "no login happened");
+}
+
+/// A scripted server on loopback that records what it receives.
+async fn fake_server(
+    script: &'static [(&'static str, &'static str)],
+    greeting: &'static str,
+) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read);
+                let _ = write.write_all(greeting.as_bytes()).await;
+                let mut line = String::new();
+                while lines.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    sink.lock()
+                        .expect("sink")
+                        .extend_from_slice(line.as_bytes());
+                    for (prefix, answer) in script {
+                        if line.starts_with(prefix) {
+                            let _ = write.write_all(answer.as_bytes()).await;
+                        }
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+async fn bridge_to_fake(port: u16) -> TestBridge {
+    let dovecot = tokio::task::spawn_blocking(Dovecot::start)
+        .await
+        .expect("dovecot");
+    let mut config: Config = config_for(&dovecot, Link::Starttls);
+    config.imap_host = "localhost".into();
+    config.imap_port = Some(port);
+    config.imap_security = Security::Starttls;
+    TestBridge::serve(dovecot, config).await
+}
+
+#[tokio::test]
+async fn starttls_is_required_and_never_downgraded() {
+    // The server does not offer STARTTLS: no credentials may leave in clear.
+    let (port, received) = fake_server(
+        &[(
+            "S0 CAPABILITY",
+            "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nS0 OK done\r\n",
+        )],
+        "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake\r\n",
+    )
+    .await;
+    let bridge = bridge_to_fake(port).await;
+    let (status, body) =
+        login_status(&bridge, json!({"username": USER, "password": PASSWORD})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("upstream_unavailable")
+        )
+    );
+    let seen = String::from_utf8_lossy(&received.lock().expect("sink")).into_owned();
+    assert!(
+        !seen.contains("LOGIN") && !seen.contains(PASSWORD) && !seen.contains(USER),
+        "nothing sensitive in clear: {seen:?}"
+    );
+
+    // STARTTLS offered, but the server appends bytes after its OK (a command-injection attempt).
+    let (port, received) = fake_server(
+        &[
+            (
+                "S0 CAPABILITY",
+                "* CAPABILITY IMAP4rev1 STARTTLS\r\nS0 OK done\r\n",
+            ),
+            ("S1 STARTTLS", "S1 OK begin TLS\r\n* OK injected\r\n"),
+        ],
+        "* OK fake\r\n",
+    )
+    .await;
+    let bridge = bridge_to_fake(port).await;
+    let (status, _) = login_status(&bridge, json!({"username": USER, "password": PASSWORD})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!String::from_utf8_lossy(&received.lock().expect("sink")).contains("LOGIN"));
+
+    // PREAUTH leaves no chance to secure the link.
+    let (port, received) = fake_server(&[], "* PREAUTH welcome\r\n").await;
+    let bridge = bridge_to_fake(port).await;
+    let (status, _) = login_status(&bridge, json!({"username": USER, "password": PASSWORD})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        received.lock().expect("sink").is_empty(),
+        "nothing sent after PREAUTH"
+    );
+}
+
+#[test]
+fn plaintext_to_a_remote_host_is_refused_at_start_up() {
+    let mut config = Config::for_server("mail.example.com", 143, Security::Plain);
+    config.jwt_secret = Some("x".repeat(32));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _guard = runtime.enter();
+    let err = imap_bridge::build_state(config.clone())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("plaintext"), "{err}");
+    config.allow_plaintext = true;
+    assert!(imap_bridge::build_state(config.clone()).is_ok());
+    config.jwt_secret = Some("short".into());
+    assert!(
+        imap_bridge::build_state(config).is_err(),
+        "short secrets are refused"
+    );
+}
+
+#[tokio::test]
+async fn the_server_connection_limit_is_503_not_401() {
+    let opts = DovecotOptions {
+        max_userip_connections: 2,
+        ..DovecotOptions::default()
+    };
+    let bridge = TestBridge::start_with(opts, Link::Tls, |_| {}).await;
+    let _first = bridge.imap().await;
+    let _second = bridge.imap().await;
+    let (status, body) =
+        login_status(&bridge, json!({"username": USER, "password": PASSWORD})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("upstream_unavailable")
+        ),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_the_token_and_closes_the_sessions() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    assert_eq!(
+        bridge.get_json(&token, "/v1/mailboxes").await.0,
+        StatusCode::OK
+    );
+    let res = bridge
+        .request(Method::POST, "/v1/auth/logout", Some(&token))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    bridge
+        .dovecot
+        .wait_for_connections(USER, 0, Duration::from_secs(5));
+    // A new login works.
+    let again = bridge.login().await;
+    assert_eq!(
+        bridge.get_json(&again, "/v1/mailboxes").await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_is_401() {
+    let bridge =
+        TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| c.token_ttl = 0).await;
+    let token = bridge.login().await;
+    // Five seconds of leeway for clock skew, then it is refused.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    assert!(body["detail"].as_str().expect("detail").contains("expired"));
+}
+
+#[tokio::test]
+async fn tokens_survive_a_restart_with_the_same_secret() {
+    let mut bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    bridge.restart().await;
+    let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn sessions_are_pooled_capped_and_replaced_when_the_server_drops_them() {
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.pool_max_per_user = 2
+    })
+    .await;
+    bridge
+        .dovecot
+        .deliver_many(USER, "INBOX", common::corpus::bulk(200, 5));
+    let token = bridge.login().await;
+    let mut calls = Vec::new();
+    for _ in 0..12 {
+        let req = bridge
+            .request(
+                Method::GET,
+                "/v1/mailboxes/INBOX/messages?limit=50",
+                Some(&token),
+            )
+            .send();
+        calls.push(tokio::spawn(req));
+    }
+    for call in calls {
+        let res = call.await.expect("join").expect("request");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert!(
+        bridge.dovecot.connections(USER) <= 2,
+        "the per-user cap holds"
+    );
+
+    // The server kicks the user: the next request gets a fresh session, not an error.
+    bridge.dovecot.kick(USER);
+    bridge
+        .dovecot
+        .wait_for_connections(USER, 0, Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=5")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
