@@ -97,6 +97,10 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_IMAP_COMMAND_TIMEOUT", default_value_t = 30)]
     pub imap_command_timeout: u64,
 
+    /// Largest message accepted by `POST …/messages` (IMAP APPEND), in bytes; 413 beyond it.
+    #[arg(long, env = "IMAP_BRIDGE_MAX_APPEND_SIZE", default_value_t = 25 * 1024 * 1024)]
+    pub max_append_size: usize,
+
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "IMAP_BRIDGE_MAX_JSON_SIZE", default_value_t = 256 * 1024)]
     pub max_json_size: usize,

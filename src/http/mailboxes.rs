@@ -2,19 +2,23 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
-use super::extract::AuthUser;
+use super::extract::{ApiJson, ApiPath, AuthUser};
+use crate::imap::encode::MailboxName;
 use crate::imap::mailboxes::{MailboxInfo, SpecialUse};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_mailboxes))
+    OpenApiRouter::new()
+        .routes(routes!(list_mailboxes, create_mailbox))
+        .routes(routes!(rename_mailbox, delete_mailbox))
 }
 
 /// A mailbox's role.
@@ -130,4 +134,127 @@ async fn list_mailboxes(
     Ok(Json(MailboxList {
         mailboxes: listed.into_iter().map(Mailbox::from).collect(),
     }))
+}
+
+/// A mailbox name in a request body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Projekte/Überblick"}))]
+pub struct MailboxNameBody {
+    /// Full name, UTF-8, any script; the server's delimiter (`/` on most servers) makes a hierarchy.
+    pub name: String,
+}
+
+/// A mailbox that was created or renamed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"name": "Projekte/Überblick"}))]
+pub struct MailboxRef {
+    /// Its full name now.
+    pub name: String,
+}
+
+/// Creates a mailbox (and subscribes to it).
+#[utoipa::path(
+    post,
+    path = "/v1/mailboxes",
+    tag = "mailboxes",
+    security(("bearer" = [])),
+    request_body = MailboxNameBody,
+    responses(
+        (status = 201, description = "Created.", body = MailboxRef),
+        (status = 400, description = "Bad name: empty, control characters, `*` or `%` (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A mailbox with that name exists (`conflict`).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server refused the name (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_mailbox(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<MailboxNameBody>,
+) -> ApiResult<(StatusCode, Json<MailboxRef>)> {
+    let name = MailboxName::new(&body.name)?;
+    let mut session = user.session(&state).await?;
+    session.create_mailbox(&name).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(MailboxRef {
+            name: name.as_str().to_owned(),
+        }),
+    ))
+}
+
+/// Renames a mailbox (with its children). INBOX cannot be renamed.
+#[utoipa::path(
+    patch,
+    path = "/v1/mailboxes/{mailbox}",
+    tag = "mailboxes",
+    security(("bearer" = [])),
+    params(("mailbox" = String, Path, description = "Current full name, percent-encoded as one path segment.")),
+    request_body = MailboxNameBody,
+    responses(
+        (status = 200, description = "Renamed.", body = MailboxRef),
+        (status = 400, description = "Bad name (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "INBOX cannot be renamed (`forbidden`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new name exists (`conflict`).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn rename_mailbox(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(mailbox): ApiPath<String>,
+    ApiJson(body): ApiJson<MailboxNameBody>,
+) -> ApiResult<Json<MailboxRef>> {
+    let from = MailboxName::new(&mailbox)?;
+    let to = MailboxName::new(&body.name)?;
+    if from == to {
+        return Err(crate::http::error::ApiError::invalid(
+            "The new name is the current name.",
+        ));
+    }
+    let mut session = user.session(&state).await?;
+    session.rename_mailbox(&from, &to).await?;
+    Ok(Json(MailboxRef {
+        name: to.as_str().to_owned(),
+    }))
+}
+
+/// Deletes a mailbox and its messages. INBOX cannot be deleted.
+#[utoipa::path(
+    delete,
+    path = "/v1/mailboxes/{mailbox}",
+    tag = "mailboxes",
+    security(("bearer" = [])),
+    params(("mailbox" = String, Path, description = "Full name, percent-encoded as one path segment.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 400, description = "Bad name (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "INBOX cannot be deleted (`forbidden`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server refused, e.g. the mailbox has children (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_mailbox(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(mailbox): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let name = MailboxName::new(&mailbox)?;
+    let mut session = user.session(&state).await?;
+    session.delete_mailbox(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -22,8 +22,8 @@ use crate::mail::summary::Summary;
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_messages))
-        .routes(routes!(get_message))
+        .routes(routes!(list_messages, append_message))
+        .routes(routes!(get_message, delete_message))
 }
 
 /// Sort key of a header list.
@@ -359,4 +359,210 @@ async fn get_message(
             .collect(),
         summary: detail.summary,
     }))
+}
+
+/// Options of a message deletion.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Expunge for good instead of moving to Trash (always the case inside Trash).
+    #[param(default = false)]
+    pub permanent: Option<bool>,
+}
+
+/// Deletes a message: moves it to the Trash mailbox (found by its special-use role), or, with
+/// `permanent=true` or when it already is in Trash, marks it `\Deleted` and expunges that UID
+/// only.
+#[utoipa::path(
+    delete,
+    path = "/v1/mailboxes/{mailbox}/messages/{uid}",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        DeleteQuery,
+    ),
+    responses(
+        (status = 204, description = "Deleted (moved to Trash, or expunged)."),
+        (status = 400, description = "Bad name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox or message (`mailbox_not_found`, `message_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The account has no Trash mailbox; delete with `permanent=true` (`conflict`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath((mailbox, uid)): ApiPath<(String, u32)>,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
+) -> ApiResult<axum::http::StatusCode> {
+    let name = MailboxName::new(&mailbox)?;
+    let uids = crate::imap::encode::UidSet::single(uid)?;
+    let mut session = user.session(&state).await?;
+    let trash = if query.permanent.unwrap_or(false) {
+        None
+    } else {
+        session.special_use_mailbox("\\Trash").await?
+    };
+    let permanent = query.permanent.unwrap_or(false) || trash.as_ref() == Some(&name);
+    let gone = if permanent {
+        !session.expunge_messages(&name, &uids).await?.is_empty()
+    } else {
+        let trash = trash.ok_or_else(|| {
+            ApiError::conflict("This account has no Trash mailbox; delete with `permanent=true`.")
+        })?;
+        if session.capabilities().has("UIDPLUS") {
+            // COPYUID tells whether the message existed.
+            session
+                .move_messages(&name, &uids, &trash)
+                .await?
+                .iter()
+                .any(|t| t.new_uid.is_some())
+        } else {
+            session.select(&name).await?;
+            let existed = !session
+                .search_uids(&[crate::imap::encode::SearchKey::Uid(uids.clone())])
+                .await?
+                .is_empty();
+            session.move_messages(&name, &uids, &trash).await?;
+            existed
+        }
+    };
+    if gone {
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    } else {
+        Err(crate::imap::ImapError::MessageNotFound.into())
+    }
+}
+
+/// Options of an upload.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AppendQuery {
+    /// Flags for the new message, comma separated (`\Seen,$Label1`).
+    pub flags: Option<String>,
+}
+
+/// The stored message.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"uid": 10305, "uid_validity": 1700000000}))]
+pub struct Appended {
+    /// Its UID; null when the server does not report it (no UIDPLUS).
+    pub uid: Option<u32>,
+    /// UIDVALIDITY of the mailbox the UID belongs to.
+    pub uid_validity: Option<u32>,
+}
+
+/// Stores a message (`message/rfc822`) in a mailbox, e.g. a draft or a sent copy (IMAP APPEND).
+#[utoipa::path(
+    post,
+    path = "/v1/mailboxes/{mailbox}/messages",
+    tag = "messages",
+    security(("bearer" = [])),
+    params(
+        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        AppendQuery,
+    ),
+    request_body(content = Vec<u8>, content_type = "message/rfc822", description = "The complete message, RFC 5322."),
+    responses(
+        (status = 201, description = "Stored.", body = Appended),
+        (status = 400, description = "Bad name, flags or message (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The message is larger than the bridge accepts (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `message/rfc822` (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn append_message(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(mailbox): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AppendQuery>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<(axum::http::StatusCode, Json<Appended>)> {
+    let name = MailboxName::new(&mailbox)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("message/rfc822")
+    {
+        return Err(ApiError::unsupported_media_type(
+            "Send the message as message/rfc822.",
+        ));
+    }
+    let flags = match query.flags.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .take(51)
+            .map(|f| {
+                crate::imap::encode::Flag::parse(f.trim())
+                    .map_err(|e| ApiError::invalid(format!("`flags`: {e}")))
+            })
+            .collect::<ApiResult<Vec<_>>>()?,
+    };
+    if flags.len() > 50 {
+        return Err(ApiError::invalid("`flags` holds at most 50 flags."));
+    }
+    let limit = state.config.max_append_size;
+    let too_large =
+        || ApiError::payload_too_large(format!("Messages are limited to {limit} bytes."));
+    if headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > limit)
+    {
+        return Err(too_large());
+    }
+    let message = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    validate_message(&message)?;
+    let mut session = user.session(&state).await?;
+    let appended = session.append(&name, &flags, &message).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(Appended {
+            uid: appended.map(|(_, uid)| uid),
+            uid_validity: appended.map(|(v, _)| v),
+        }),
+    ))
+}
+
+/// The least a message must be: header fields before a body, no NUL (IMAP literals cannot
+/// carry NUL without BINARY).
+fn validate_message(message: &[u8]) -> ApiResult<()> {
+    if message.is_empty() {
+        return Err(ApiError::invalid("The message is empty."));
+    }
+    if message.contains(&0) {
+        return Err(ApiError::invalid("The message contains NUL bytes."));
+    }
+    let first_line = message.split(|b| *b == b'\n').next().unwrap_or_default();
+    let looks_like_header = first_line
+        .iter()
+        .position(|b| *b == b':')
+        .is_some_and(|colon| colon > 0 && first_line[..colon].iter().all(|b| b.is_ascii_graphic()));
+    if !looks_like_header {
+        return Err(ApiError::invalid(
+            "The message must start with a header field (RFC 5322).",
+        ));
+    }
+    Ok(())
 }

@@ -1,12 +1,15 @@
 //! The HTTP API: state, router, middleware, and one module per resource.
 
 pub mod auth;
+pub mod changes;
 pub mod docs;
 pub mod downloads;
 pub mod error;
 pub mod extract;
+pub mod flags;
 pub mod mailboxes;
 pub mod messages;
+pub mod moves;
 pub mod ops;
 
 use std::ops::Deref;
@@ -84,7 +87,9 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     tags(
         (name = "auth", description = "Log in and out."),
         (name = "mailboxes", description = "Folders, their roles and counts."),
-        (name = "messages", description = "Header lists, messages, raw downloads and attachments."),
+        (name = "messages", description = "Header lists, messages, raw downloads and attachments; upload, delete, move and copy."),
+        (name = "flags", description = "Read, flagged and other flags, one message or many."),
+        (name = "sync", description = "What changed since a state, for clients that were offline."),
         (name = "operations", description = "Health, readiness and documentation."),
     )
 )]
@@ -97,6 +102,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(mailboxes::router())
         .merge(messages::router())
         .merge(downloads::router())
+        .merge(flags::router())
+        .merge(moves::router())
+        .merge(changes::router())
         .merge(ops::router())
 }
 

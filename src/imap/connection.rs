@@ -8,6 +8,8 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_imap::imap_proto::{self, Capability, Response, ResponseCode, Status};
@@ -170,7 +172,7 @@ fn bracketed_code(info: &str) -> Option<String> {
     Some(code.to_ascii_uppercase())
 }
 
-fn expand_uid_set(members: &[imap_proto::rfc4315::UidSetMember]) -> Vec<u32> {
+pub(crate) fn expand_uid_set(members: &[imap_proto::rfc4315::UidSetMember]) -> Vec<u32> {
     let mut out = Vec::new();
     for m in members {
         match m {
@@ -201,6 +203,11 @@ pub struct Connection {
     selected: Option<SelectedMailbox>,
     limits: SessionLimits,
     clean: bool,
+    /// Bumped whenever the user's mailboxes are created, renamed or deleted through any of the
+    /// user's sessions: a session then re-selects rather than trust a name that may now mean
+    /// another mailbox.
+    names_epoch: Arc<AtomicU64>,
+    selected_epoch: u64,
 }
 
 impl std::fmt::Debug for Connection {
@@ -232,6 +239,8 @@ impl Connection {
                 selected: None,
                 limits,
                 clean: true,
+                names_epoch: Arc::new(AtomicU64::new(0)),
+                selected_epoch: 0,
             };
             if !opened.greeting_read {
                 conn.read_greeting().await?;
@@ -360,11 +369,14 @@ impl Connection {
 
     /// Selects `name` unless it already is; a warm session costs no round trip.
     pub async fn select(&mut self, name: &MailboxName) -> Result<SelectedMailbox> {
+        let epoch = self.names_epoch.load(Ordering::Acquire);
         if let Some(selected) = &self.selected
             && selected.name == *name
+            && self.selected_epoch == epoch
         {
             return Ok(selected.clone());
         }
+        self.selected_epoch = epoch;
         let mut cmd = Command::new("SELECT").mailbox(name);
         if self.capabilities.has("CONDSTORE") {
             cmd = cmd.atom("(CONDSTORE)");
@@ -405,6 +417,17 @@ impl Connection {
 
     /// Forgets the selected mailbox (after it was renamed or deleted under us).
     pub fn forget_selected(&mut self) {
+        self.selected = None;
+    }
+
+    /// Shares the user's mailbox-name epoch with this session (done by the pool).
+    pub fn share_names_epoch(&mut self, epoch: Arc<AtomicU64>) {
+        self.names_epoch = epoch;
+    }
+
+    /// Records that mailbox names changed, so that every session of the user re-selects.
+    pub fn names_changed(&mut self) {
+        self.names_epoch.fetch_add(1, Ordering::AcqRel);
         self.selected = None;
     }
 

@@ -7,7 +7,7 @@ use tracing::warn;
 
 use super::connection::Connection;
 use super::encode::{Command, MailboxName};
-use super::error::Result;
+use super::error::{ImapError, Result};
 
 /// A mailbox's special-use role (RFC 6154), plus INBOX.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +164,122 @@ impl Connection {
         }
         Ok(listed)
     }
+}
+
+impl Connection {
+    /// Every mailbox with its attributes (special-use included where offered), no counts.
+    pub async fn list_mailboxes_only(&mut self) -> Result<Vec<MailboxInfo>> {
+        let cmd =
+            if self.capabilities().has("SPECIAL-USE") && self.capabilities().has("LIST-EXTENDED") {
+                Command::new("LIST")
+                    .atom("\"\"")
+                    .list_pattern("*")
+                    .atom("RETURN (SPECIAL-USE)")
+            } else {
+                Command::new("LIST").atom("\"\"").list_pattern("*")
+            };
+        let mut listed = Vec::new();
+        self.run(&cmd, |r| {
+            if let Response::MailboxData(MailboxDatum::List(data)) = r
+                && let Ok(name) = MailboxName::from_imap(&data.name)
+            {
+                let attributes: Vec<String> =
+                    data.name_attributes.iter().map(attribute_text).collect();
+                listed.push(MailboxInfo {
+                    special_use: role(&name, &data.name_attributes),
+                    subscribed: false,
+                    selectable: !attributes.iter().any(|a| {
+                        a.eq_ignore_ascii_case("\\Noselect")
+                            || a.eq_ignore_ascii_case("\\NonExistent")
+                    }),
+                    name,
+                    delimiter: data.delimiter.as_ref().map(|d| d.to_string()),
+                    attributes,
+                    counts: None,
+                });
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        Ok(listed)
+    }
+
+    /// Creates a mailbox and subscribes to it.
+    pub async fn create_mailbox(&mut self, name: &MailboxName) -> Result<()> {
+        if name.is_inbox() {
+            return Err(ImapError::AlreadyExists);
+        }
+        let cmds = [
+            Command::new("CREATE").mailbox(name),
+            Command::new("SUBSCRIBE").mailbox(name),
+        ];
+        let mut done = self.run_pipelined(&cmds, |_, _| Ok(())).await?.into_iter();
+        self.names_changed();
+        if let Some(created) = done.next() {
+            created.into_result()?;
+        }
+        Ok(())
+    }
+
+    /// Renames a mailbox (and its children) and moves its subscription.
+    pub async fn rename_mailbox(&mut self, from: &MailboxName, to: &MailboxName) -> Result<()> {
+        if from.is_inbox() {
+            return Err(ImapError::NotAllowed("INBOX cannot be renamed.".into()));
+        }
+        if to.is_inbox() {
+            return Err(ImapError::AlreadyExists);
+        }
+        let cmds = [
+            Command::new("RENAME").mailbox(from).mailbox(to),
+            Command::new("UNSUBSCRIBE").mailbox(from),
+            Command::new("SUBSCRIBE").mailbox(to),
+        ];
+        let mut done = self.run_pipelined(&cmds, |_, _| Ok(())).await?.into_iter();
+        self.names_changed();
+        if let Some(renamed) = done.next() {
+            missing_or(renamed)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a mailbox and its subscription.
+    pub async fn delete_mailbox(&mut self, name: &MailboxName) -> Result<()> {
+        if name.is_inbox() {
+            return Err(ImapError::NotAllowed("INBOX cannot be deleted.".into()));
+        }
+        // A session cannot delete the mailbox it has selected on every server.
+        if self.selected().is_some_and(|s| s.name == *name) {
+            self.run(&Command::new("UNSELECT"), |_| Ok(())).await?;
+            self.forget_selected();
+        }
+        let cmds = [
+            Command::new("DELETE").mailbox(name),
+            Command::new("UNSUBSCRIBE").mailbox(name),
+        ];
+        let mut done = self.run_pipelined(&cmds, |_, _| Ok(())).await?.into_iter();
+        self.names_changed();
+        if let Some(deleted) = done.next() {
+            missing_or(deleted)?;
+        }
+        Ok(())
+    }
+}
+
+/// A bare NO about a mailbox that does not exist is "not found"; others keep their mapping.
+fn missing_or(done: super::connection::Completion) -> Result<super::connection::Completion> {
+    if done.status == async_imap::imap_proto::Status::No
+        && done.code.is_none()
+        && done.text.contains("doesn't exist")
+    {
+        return Err(ImapError::MailboxNotFound);
+    }
+    if done.status == async_imap::imap_proto::Status::No && done.code.as_deref() == Some("INUSE") {
+        return Err(ImapError::NotAllowed(
+            "The mailbox is in use; try again.".into(),
+        ));
+    }
+    done.into_result()
 }
 
 fn counts(status: &[StatusAttribute]) -> MailboxCounts {

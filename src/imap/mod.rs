@@ -6,8 +6,10 @@ pub mod encode;
 pub mod error;
 pub mod mailboxes;
 pub mod messages;
+pub mod mutations;
 pub mod pool;
 pub mod state;
+pub mod sync;
 pub mod transport;
 
 pub use connection::{Connection, Credentials, SessionLimits};

@@ -76,6 +76,7 @@ pub struct SessionManager {
     shared: Arc<Shared>,
     upstream: Upstream,
     credentials: Credentials,
+    names_epoch: Arc<AtomicU64>,
 }
 
 impl managed::Manager for SessionManager {
@@ -91,10 +92,11 @@ impl managed::Manager for SessionManager {
             .map_err(|_| {
                 ImapError::Unavailable("the bridge's connection limit is reached".into())
             })?;
-        let conn = self
+        let mut conn = self
             .shared
             .connect(&self.upstream, &self.credentials)
             .await?;
+        conn.share_names_epoch(self.names_epoch.clone());
         metrics::counter!("imap_sessions_opened_total").increment(1);
         Ok(PooledConnection {
             conn,
@@ -345,6 +347,7 @@ impl SessionPool {
             shared: self.shared.clone(),
             upstream: key.upstream.clone(),
             credentials: credentials.clone(),
+            names_epoch: Arc::new(AtomicU64::new(0)),
         };
         let pool = managed::Pool::builder(manager)
             .max_size(settings.max_per_user)
