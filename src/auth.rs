@@ -42,9 +42,20 @@ struct Claims {
     exp: u64,
     iat: u64,
     jti: String,
+    /// What the token is for: `access` (bearer) or `ticket` (one EventSource connection).
+    typ: String,
+    /// For a ticket, the access token it was issued under (revoking that revokes the ticket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
     /// Sealed password: base64url(nonce ‖ ciphertext).
     cred: String,
 }
+
+const ACCESS: &str = "access";
+const TICKET: &str = "ticket";
+
+/// Lifetime of an EventSource ticket.
+pub const TICKET_TTL: Duration = Duration::from_secs(60);
 
 /// A verified token's content.
 #[derive(Debug, Clone)]
@@ -101,8 +112,58 @@ impl TokenService {
         }
     }
 
-    /// Issues a token for `credentials`.
+    /// Issues an access token for `credentials`.
     pub fn issue(&self, credentials: &Credentials) -> IssuedToken {
+        IssuedToken {
+            token: self.mint(ACCESS, credentials, self.ttl, None),
+            expires_in: self.ttl.as_secs(),
+        }
+    }
+
+    /// Verifies an access token and unseals its credentials.
+    pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
+        self.check(token, ACCESS)
+    }
+
+    /// Issues a single-use ticket for one EventSource connection, valid [`TICKET_TTL`], tied
+    /// to the access token `claims` came from.
+    pub fn issue_ticket(&self, claims: &TokenClaims) -> IssuedToken {
+        let ttl = TICKET_TTL.min(Duration::from_secs(claims.expires_at.saturating_sub(now())));
+        IssuedToken {
+            token: self.mint(
+                TICKET,
+                &claims.credentials,
+                ttl,
+                Some(claims.token_id.clone()),
+            ),
+            expires_in: ttl.as_secs(),
+        }
+    }
+
+    /// Verifies and consumes a ticket: a second use is refused.
+    pub fn redeem_ticket(&self, ticket: &str) -> Result<TokenClaims, TokenError> {
+        let claims = self.check(ticket, TICKET)?;
+        if claims.expires_at < now() {
+            return Err(TokenError::Expired);
+        }
+        // Used tickets join the revocation list until they expire anyway.
+        let mut revoked = self.revoked.lock().expect("revocation list poisoned");
+        if revoked
+            .insert(claims.token_id.clone(), claims.expires_at)
+            .is_some()
+        {
+            return Err(TokenError::Revoked);
+        }
+        Ok(claims)
+    }
+
+    fn mint(
+        &self,
+        typ: &str,
+        credentials: &Credentials,
+        ttl: Duration,
+        parent: Option<String>,
+    ) -> String {
         let now = now();
         let jti = uuid::Uuid::new_v4().simple().to_string();
         let cred = self.seal(
@@ -113,36 +174,36 @@ impl TokenService {
         let claims = Claims {
             sub: credentials.username.clone(),
             iat: now,
-            exp: now + self.ttl.as_secs(),
+            exp: now + ttl.as_secs(),
             jti,
+            typ: typ.to_owned(),
+            parent,
             cred,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .expect("HS256 signing with a valid key cannot fail");
-        IssuedToken {
-            token,
-            expires_in: self.ttl.as_secs(),
-        }
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 signing with a valid key cannot fail")
     }
 
-    /// Verifies a token and unseals its credentials.
-    pub fn verify(&self, token: &str) -> Result<TokenClaims, TokenError> {
+    fn check(&self, token: &str, typ: &str) -> Result<TokenClaims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
         let claims = data.claims;
-        if claims.iat > now() + self.validation.leeway {
+        if claims.typ != typ || claims.iat > now() + self.validation.leeway {
             return Err(TokenError::Invalid);
         }
-        if self
-            .revoked
-            .lock()
-            .expect("revocation list poisoned")
-            .contains_key(&claims.jti)
         {
-            return Err(TokenError::Revoked);
+            let revoked = self.revoked.lock().expect("revocation list poisoned");
+            if revoked.contains_key(&claims.jti)
+                || claims
+                    .parent
+                    .as_ref()
+                    .is_some_and(|p| revoked.contains_key(p))
+            {
+                return Err(TokenError::Revoked);
+            }
         }
         let password = self.unseal(&claims.jti, &claims.sub, &claims.cred)?;
         let password = String::from_utf8(password.to_vec()).map_err(|_| TokenError::Invalid)?;
@@ -306,6 +367,39 @@ mod tests {
         let resigned = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &svc.encoding)
             .expect("sign");
         assert_eq!(svc.verify(&resigned).unwrap_err(), TokenError::Expired);
+    }
+
+    #[test]
+    fn tickets_are_single_use_and_not_bearer_tokens() {
+        let svc = service();
+        let access = svc.issue(&creds()).token;
+        let claims = svc.verify(&access).expect("valid");
+        let ticket = svc.issue_ticket(&claims);
+        assert!(ticket.expires_in <= 60);
+        assert_eq!(
+            svc.verify(&ticket.token).unwrap_err(),
+            TokenError::Invalid,
+            "a ticket is no bearer token"
+        );
+        assert_eq!(
+            svc.redeem_ticket(&access).unwrap_err(),
+            TokenError::Invalid,
+            "a bearer token is no ticket"
+        );
+        let redeemed = svc.redeem_ticket(&ticket.token).expect("first use");
+        assert_eq!(redeemed.credentials.password.expose_secret(), "s3cret-päss");
+        assert_eq!(
+            svc.redeem_ticket(&ticket.token).unwrap_err(),
+            TokenError::Revoked,
+            "second use"
+        );
+        let second = svc.issue_ticket(&claims);
+        svc.revoke(&claims);
+        assert_eq!(
+            svc.redeem_ticket(&second.token).unwrap_err(),
+            TokenError::Revoked,
+            "logout kills tickets"
+        );
     }
 
     #[test]

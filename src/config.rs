@@ -77,6 +77,15 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_POOL_MAX_PER_USER", default_value_t = 4)]
     pub pool_max_per_user: usize,
 
+    /// Most IMAP connections per user: pooled sessions plus IDLE watchers for events, which get
+    /// what the pool cannot use. Keep it below the server's per-user limit (Dovecot: 10).
+    #[arg(
+        long,
+        env = "IMAP_BRIDGE_MAX_CONNECTIONS_PER_USER",
+        default_value_t = 8
+    )]
+    pub max_connections_per_user: usize,
+
     /// Most IMAP sessions the bridge keeps open in total, all users together.
     #[arg(long, env = "IMAP_BRIDGE_POOL_MAX_TOTAL", default_value_t = 2000)]
     pub pool_max_total: usize,
@@ -104,6 +113,26 @@ pub struct Config {
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "IMAP_BRIDGE_MAX_JSON_SIZE", default_value_t = 256 * 1024)]
     pub max_json_size: usize,
+
+    /// Seconds between re-issues of IMAP IDLE by event watchers (RFC 2177: under 29 minutes).
+    #[arg(long, env = "IMAP_BRIDGE_IDLE_REISSUE", default_value_t = 25 * 60)]
+    pub idle_reissue: u64,
+
+    /// Seconds between keep-alive comments on event streams.
+    #[arg(long, env = "IMAP_BRIDGE_SSE_KEEPALIVE", default_value_t = 15)]
+    pub sse_keepalive: u64,
+
+    /// Most open event streams per user (429 beyond).
+    #[arg(long, env = "IMAP_BRIDGE_SSE_MAX_PER_USER", default_value_t = 20)]
+    pub sse_max_per_user: usize,
+
+    /// Most open event streams in total (429 beyond).
+    #[arg(long, env = "IMAP_BRIDGE_SSE_MAX_TOTAL", default_value_t = 10_000)]
+    pub sse_max_total: usize,
+
+    /// Change batches an event stream may fall behind before it gets `mailbox.reset`.
+    #[arg(long, env = "IMAP_BRIDGE_SSE_QUEUE", default_value_t = 64)]
+    pub sse_queue: usize,
 
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `imap_bridge=debug`.
     #[arg(long, env = "IMAP_BRIDGE_LOG", default_value = "info")]
@@ -163,6 +192,11 @@ impl Config {
     /// Time allowed for connect + TLS + login.
     pub fn imap_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.imap_connect_timeout)
+    }
+
+    /// Interval between keep-alive comments on event streams.
+    pub fn sse_keepalive(&self) -> Duration {
+        Duration::from_secs(self.sse_keepalive.max(1))
     }
 
     /// Time allowed for one command.

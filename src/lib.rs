@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod imap;
 pub mod mail;
@@ -59,6 +60,11 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     if config.pool_max_per_user == 0 || config.pool_max_total == 0 {
         anyhow::bail!("pool sizes must be at least 1");
     }
+    if config.max_connections_per_user < config.pool_max_per_user {
+        anyhow::bail!(
+            "IMAP_BRIDGE_MAX_CONNECTIONS_PER_USER must be at least IMAP_BRIDGE_POOL_MAX_PER_USER"
+        );
+    }
     let tls =
         imap::transport::tls_config(config.imap_ca_file.as_deref()).context("TLS configuration")?;
     let limits = SessionLimits {
@@ -69,6 +75,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         Transport::new(tls),
         PoolSettings {
             max_per_user: config.pool_max_per_user,
+            max_connections_per_user: config.max_connections_per_user,
             max_total: config.pool_max_total,
             idle_timeout: config.pool_idle_timeout(),
             wait_timeout: config.pool_wait_timeout(),
@@ -77,12 +84,27 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         },
     );
     let tokens = auth::TokenService::new(&secret, Duration::from_secs(config.token_ttl));
+    if config.idle_reissue == 0 || config.idle_reissue >= 29 * 60 {
+        anyhow::bail!("IMAP_BRIDGE_IDLE_REISSUE must be between 1 and 1739 seconds (RFC 2177)");
+    }
+    let events = events::EventHub::new(
+        pools.clone(),
+        events::EventSettings {
+            reidle: Duration::from_secs(config.idle_reissue),
+            max_subscribers_per_user: config.sse_max_per_user,
+            max_subscribers_total: config.sse_max_total,
+            queue: config.sse_queue,
+            max_backoff: Duration::from_secs(30),
+            start_timeout: config.imap_connect_timeout() + config.imap_command_timeout(),
+        },
+    );
     Ok(AppState::new(AppInner {
         tokens,
         pools,
         upstream,
         walk_limits: mail::structure::WalkLimits::default(),
         readiness: http::ops::Readiness::default(),
+        events,
         config,
     }))
 }
@@ -114,6 +136,8 @@ pub async fn serve_with_state(
         .with_graceful_shutdown(async move {
             shutdown.await;
             drain_state.readiness.drain();
+            // Event streams never end on their own; end them so the server can finish.
+            drain_state.events.shut_down();
             info!("shutting down: finishing requests in flight");
         })
         .await

@@ -315,9 +315,7 @@ async fn logout_revokes_the_token_and_closes_the_sessions() {
         (status, body["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
-    bridge
-        .dovecot
-        .wait_for_connections(USER, 0, Duration::from_secs(5));
+    bridge.wait_for_connections(0, Duration::from_secs(5)).await;
     // A new login works.
     let again = bridge.login().await;
     assert_eq!(
@@ -382,9 +380,7 @@ async fn sessions_are_pooled_capped_and_replaced_when_the_server_drops_them() {
 
     // The server kicks the user: the next request gets a fresh session, not an error.
     bridge.dovecot.kick(USER);
-    bridge
-        .dovecot
-        .wait_for_connections(USER, 0, Duration::from_secs(5));
+    bridge.wait_for_connections(0, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (status, body) = bridge
         .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=5")

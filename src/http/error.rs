@@ -156,6 +156,17 @@ impl ApiError {
         )
     }
 
+    /// 429 `rate_limited` with `Retry-After`.
+    pub fn rate_limited(detail: impl Into<String>, retry_after: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            detail,
+        )
+        .with_retry_after(retry_after)
+    }
+
     /// 503 `upstream_unavailable`.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(

@@ -119,11 +119,13 @@ impl AuthUser {
     }
 }
 
-impl FromRequestParts<AppState> for AuthUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(parts).ok_or_else(|| {
+impl AuthUser {
+    /// Authenticates the bearer token in `headers`.
+    pub fn from_headers(
+        headers: &axum::http::HeaderMap,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let token = bearer_token(headers).ok_or_else(|| {
             ApiError::unauthorized("Send an access token as `Authorization: Bearer <token>`.")
         })?;
         let claims = state.tokens.verify(token)?;
@@ -135,8 +137,16 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        AuthUser::from_headers(&parts.headers, state)
+    }
+}
+
+fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;

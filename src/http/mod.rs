@@ -5,6 +5,7 @@ pub mod changes;
 pub mod docs;
 pub mod downloads;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod flags;
 pub mod mailboxes;
@@ -54,6 +55,8 @@ pub struct AppInner {
     pub walk_limits: WalkLimits,
     /// Readiness probe state.
     pub readiness: ops::Readiness,
+    /// IDLE watchers and event subscriptions.
+    pub events: crate::events::EventHub,
 }
 
 impl AppState {
@@ -90,6 +93,7 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "messages", description = "Header lists, messages, raw downloads and attachments; upload, delete, move and copy."),
         (name = "flags", description = "Read, flagged and other flags, one message or many."),
         (name = "sync", description = "What changed since a state, for clients that were offline."),
+        (name = "events", description = "Real-time changes as server-sent events, fed by IMAP IDLE."),
         (name = "operations", description = "Health, readiness and documentation."),
     )
 )]
@@ -105,6 +109,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(flags::router())
         .merge(moves::router())
         .merge(changes::router())
+        .merge(events::router())
         .merge(ops::router())
 }
 

@@ -623,6 +623,110 @@ impl Connection {
         }
     }
 
+    /// IDLE (RFC 2177) on the selected mailbox until the server reports a change, `max`
+    /// passes, or `stop` completes; then DONE. Returns whether a change was reported.
+    ///
+    /// The bridge keeps its own timer: servers send keep-alives during IDLE, which must
+    /// neither count as changes nor postpone the re-issue that RFC 2177 asks for before
+    /// 29 minutes.
+    pub async fn idle(
+        &mut self,
+        max: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<bool> {
+        if !self.capabilities.has("IDLE") {
+            return Err(ImapError::Unsupported("IDLE"));
+        }
+        self.clean = false;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        let tag = format!("b{}", self.next_tag);
+        let start = Command::new("IDLE").to_wire(&tag, false).concat();
+        let command_timeout = self.limits.command_timeout;
+        let setup = async {
+            self.framed.get_mut().write_all(&start).await?;
+            self.framed.get_mut().flush().await?;
+            loop {
+                let response = self.next_response().await?;
+                match response.parsed() {
+                    Response::Continue(_) => return Ok(()),
+                    Response::Done { .. } => {
+                        return Err(ImapError::Protocol("IDLE refused".into()));
+                    }
+                    other => self.observe(other),
+                }
+            }
+        };
+        tokio::time::timeout(command_timeout, setup)
+            .await
+            .map_err(|_| ImapError::Timeout)??;
+
+        let deadline = tokio::time::sleep(max);
+        tokio::pin!(deadline);
+        tokio::pin!(stop);
+        let mut changed = false;
+        loop {
+            tokio::select! {
+                response = self.next_response() => {
+                    let response = response?;
+                    let parsed = response.parsed();
+                    if let Response::Data { status: Status::Bye, .. } = parsed {
+                        return Err(ImapError::Unavailable("the server ended the IDLE session".into()));
+                    }
+                    let keep_alive = matches!(parsed, Response::Data { status: Status::Ok, outcome } if outcome.code.is_none());
+                    self.observe(parsed);
+                    if !keep_alive {
+                        changed = true;
+                        break;
+                    }
+                }
+                () = &mut deadline => break,
+                () = &mut stop => break,
+            }
+        }
+
+        let finish = async {
+            self.framed.get_mut().write_all(b"DONE\r\n").await?;
+            self.framed.get_mut().flush().await?;
+            loop {
+                let response = self.next_response().await?;
+                match response.parsed() {
+                    Response::Done { tag: t, status, .. } if t.0 == tag => {
+                        return if *status == Status::Ok {
+                            Ok(())
+                        } else {
+                            Err(ImapError::Protocol("IDLE ended with an error".into()))
+                        };
+                    }
+                    Response::Data {
+                        status: Status::Bye,
+                        ..
+                    } => {
+                        return Err(ImapError::Unavailable(
+                            "the server ended the IDLE session".into(),
+                        ));
+                    }
+                    other => {
+                        if !matches!(
+                            other,
+                            Response::Data {
+                                status: Status::Ok,
+                                ..
+                            }
+                        ) {
+                            changed = true;
+                        }
+                        self.observe(other);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(command_timeout, finish)
+            .await
+            .map_err(|_| ImapError::Timeout)??;
+        self.clean = true;
+        Ok(changed)
+    }
+
     async fn next_response(&mut self) -> Result<Received<impl Sized + Send + use<>>> {
         match self.framed.read_response().await {
             Ok(Some(data)) => Ok(Received {

@@ -19,7 +19,8 @@ use crate::mail::structure::{self, BodyPart, MessageParts, WalkLimits};
 use crate::mail::summary::{Summary, summary_from_fetch};
 
 /// Attributes fetched for a header list entry.
-const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)";
+pub(crate) const SUMMARY_ITEMS: &str =
+    "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)";
 
 /// Order of a header page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,14 +96,15 @@ pub struct MessageDetail {
 /// Largest amount of one text or HTML part read for the detail view.
 pub const MAX_TEXT_PART: u32 = 4 * 1024 * 1024;
 
+/// One message of a FETCH answer: where it was, and its summary.
 #[derive(Debug)]
-struct Fetched {
-    seq: u32,
-    uid: u32,
-    summary: Summary,
+pub(crate) struct Fetched {
+    pub(crate) seq: u32,
+    pub(crate) uid: u32,
+    pub(crate) summary: Summary,
 }
 
-fn collect_summaries(
+pub(crate) fn collect_summaries(
     into: &mut Vec<Fetched>,
 ) -> impl FnMut(&Response<'_>) -> Result<()> + Send + '_ {
     move |response| {

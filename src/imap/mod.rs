@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod encode;
 pub mod error;
+pub mod event_batch;
 pub mod mailboxes;
 pub mod messages;
 pub mod mutations;

@@ -35,8 +35,11 @@ pub struct UserKey {
 /// Pool sizing and timing.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
-    /// Most sessions per user.
+    /// Most pooled (command) sessions per user.
     pub max_per_user: usize,
+    /// Most connections per user, pooled sessions and IDLE watchers together; keep it below
+    /// the server's per-user limit. Watchers get what the pool cannot use.
+    pub max_connections_per_user: usize,
     /// Most sessions in total.
     pub max_total: usize,
     /// Unused sessions are logged out after this long.
@@ -65,10 +68,30 @@ impl DerefMut for Session {
     }
 }
 
-/// A logged-in connection together with its share of the global connection budget.
+/// A logged-in connection together with its shares of the global and per-user budgets.
 pub struct PooledConnection {
     conn: Connection,
-    _permit: OwnedSemaphorePermit,
+    _permits: Permits,
+}
+
+/// Budget shares held for as long as a connection lives.
+struct Permits {
+    _global: OwnedSemaphorePermit,
+    _user: OwnedSemaphorePermit,
+    _watcher: Option<OwnedSemaphorePermit>,
+}
+
+/// A connection outside the command pool (an IDLE watcher's), counted in the same budgets.
+pub struct DedicatedConnection {
+    /// The logged-in session.
+    pub conn: Connection,
+    _permits: Permits,
+}
+
+/// A user's connection budget: every connection, and the part watchers may use.
+struct UserBudget {
+    all: Arc<Semaphore>,
+    watchers: Arc<Semaphore>,
 }
 
 /// Creates and checks sessions for one user.
@@ -77,6 +100,7 @@ pub struct SessionManager {
     upstream: Upstream,
     credentials: Credentials,
     names_epoch: Arc<AtomicU64>,
+    budget: Arc<Semaphore>,
 }
 
 impl managed::Manager for SessionManager {
@@ -84,14 +108,7 @@ impl managed::Manager for SessionManager {
     type Error = ImapError;
 
     async fn create(&self) -> Result<PooledConnection> {
-        let permit = self
-            .shared
-            .global
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| {
-                ImapError::Unavailable("the bridge's connection limit is reached".into())
-            })?;
+        let permits = self.shared.permits(&self.budget, None)?;
         let mut conn = self
             .shared
             .connect(&self.upstream, &self.credentials)
@@ -100,7 +117,7 @@ impl managed::Manager for SessionManager {
         metrics::counter!("imap_sessions_opened_total").increment(1);
         Ok(PooledConnection {
             conn,
-            _permit: permit,
+            _permits: permits,
         })
     }
 
@@ -133,6 +150,30 @@ struct Shared {
 }
 
 impl Shared {
+    fn permits(&self, user: &Arc<Semaphore>, watcher: Option<&Arc<Semaphore>>) -> Result<Permits> {
+        let global = self.global.clone().try_acquire_owned().map_err(|_| {
+            ImapError::Unavailable("the bridge's connection limit is reached".into())
+        })?;
+        let watcher = match watcher {
+            Some(slots) => Some(
+                slots
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| ImapError::PoolExhausted)?,
+            ),
+            None => None,
+        };
+        let user = user
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ImapError::PoolExhausted)?;
+        Ok(Permits {
+            _global: global,
+            _user: user,
+            _watcher: watcher,
+        })
+    }
+
     async fn connect(&self, upstream: &Upstream, credentials: &Credentials) -> Result<Connection> {
         let addr = resolve(upstream).await?;
         Connection::open(
@@ -191,6 +232,7 @@ impl UserPool {
 pub struct SessionPool {
     shared: Arc<Shared>,
     users: Arc<Mutex<HashMap<UserKey, Arc<UserPool>>>>,
+    budgets: Arc<Mutex<HashMap<UserKey, Arc<UserBudget>>>>,
 }
 
 /// A snapshot of the pools for metrics.
@@ -220,8 +262,10 @@ impl SessionPool {
                 started: Instant::now(),
             }),
             users: Arc::new(Mutex::new(HashMap::new())),
+            budgets: Arc::new(Mutex::new(HashMap::new())),
         };
         let weak_users = Arc::downgrade(&pool.users);
+        let weak_budgets = Arc::downgrade(&pool.budgets);
         let weak_shared = Arc::downgrade(&pool.shared);
         let tick =
             (settings.idle_timeout / 4).clamp(Duration::from_millis(200), Duration::from_secs(30));
@@ -230,11 +274,15 @@ impl SessionPool {
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                let (Some(users), Some(shared)) = (weak_users.upgrade(), weak_shared.upgrade())
-                else {
+                let (Some(users), Some(shared), Some(budgets)) = (
+                    weak_users.upgrade(),
+                    weak_shared.upgrade(),
+                    weak_budgets.upgrade(),
+                ) else {
                     return;
                 };
                 reap(&users, &shared);
+                forget_unused_budgets(&budgets, &shared.settings);
             }
         });
         pool
@@ -329,6 +377,42 @@ impl SessionPool {
         stats
     }
 
+    /// Opens a connection outside the command pool (for an IDLE watcher), within the user's
+    /// connection budget: at most `max_connections_per_user - max_per_user` of them.
+    pub async fn open_dedicated(
+        &self,
+        key: &UserKey,
+        credentials: &Credentials,
+    ) -> Result<DedicatedConnection> {
+        let budget = self.budget(key);
+        let permits = self.shared.permits(&budget.all, Some(&budget.watchers))?;
+        let conn = self.shared.connect(&key.upstream, credentials).await?;
+        metrics::counter!("imap_sessions_opened_total").increment(1);
+        Ok(DedicatedConnection {
+            conn,
+            _permits: permits,
+        })
+    }
+
+    fn budget(&self, key: &UserKey) -> Arc<UserBudget> {
+        let settings = self.shared.settings;
+        self.budgets
+            .lock()
+            .expect("budget map poisoned")
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(UserBudget {
+                    all: Arc::new(Semaphore::new(settings.max_connections_per_user)),
+                    watchers: Arc::new(Semaphore::new(
+                        settings
+                            .max_connections_per_user
+                            .saturating_sub(settings.max_per_user),
+                    )),
+                })
+            })
+            .clone()
+    }
+
     /// Opens a session outside any pool, for a one-off credential check.
     pub async fn verify(&self, upstream: &Upstream, credentials: &Credentials) -> Result<()> {
         let conn = self.shared.connect(upstream, credentials).await?;
@@ -348,6 +432,7 @@ impl SessionPool {
             upstream: key.upstream.clone(),
             credentials: credentials.clone(),
             names_epoch: Arc::new(AtomicU64::new(0)),
+            budget: self.budget(key).all.clone(),
         };
         let pool = managed::Pool::builder(manager)
             .max_size(settings.max_per_user)
@@ -401,6 +486,16 @@ impl SessionPool {
             users.remove(key);
         }
     }
+}
+
+/// Forgets budgets of users with no connection left.
+fn forget_unused_budgets(
+    budgets: &Mutex<HashMap<UserKey, Arc<UserBudget>>>,
+    settings: &PoolSettings,
+) {
+    budgets.lock().expect("budget map poisoned").retain(|_, b| {
+        Arc::strong_count(b) > 1 || b.all.available_permits() < settings.max_connections_per_user
+    });
 }
 
 /// Logs out sessions idle past the timeout and forgets pools nobody used for that long.

@@ -1,6 +1,7 @@
 //! A running bridge in front of a private Dovecot, plus a direct IMAP client, for tests that
 //! use the API the way a front end does and check the result on the server itself.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -203,6 +204,50 @@ impl TestBridge {
         json_of(res).await
     }
 
+    /// Sends `body` as JSON with `method` and a token; returns status and JSON body.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        token: &str,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let res = self
+            .request(method, path, Some(token))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        json_of(res).await
+    }
+
+    /// A request without a body (DELETE and the like) with a token; status and JSON body.
+    pub async fn send(&self, method: Method, token: &str, path: &str) -> (StatusCode, Value) {
+        let res = self
+            .request(method, path, Some(token))
+            .send()
+            .await
+            .expect("request");
+        json_of(res).await
+    }
+
+    /// Waits (without blocking the runtime the bridge runs on) until the default user has
+    /// `expected` IMAP connections.
+    pub async fn wait_for_connections(&self, expected: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.dovecot.connections(USER);
+            if now == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{USER} has {now} IMAP connections, expected {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A direct IMAP session on Dovecot's plain port, to check what the bridge did.
     pub async fn imap(&self) -> DirectImap {
         DirectImap::login(self.dovecot.imap_addr(), USER, PASSWORD).await
@@ -340,5 +385,292 @@ impl DirectImap {
             .try_collect()
             .await
             .expect("expunge stream");
+    }
+}
+
+/// A message's flags as IMAP spells them (`\Seen`, `$Label1`), without the session-only
+/// `\Recent`.
+pub type FlagSet = BTreeSet<String>;
+
+fn flag_text(flag: &async_imap::types::Flag<'_>) -> Option<String> {
+    use async_imap::types::Flag;
+    Some(match flag {
+        Flag::Seen => "\\Seen".to_owned(),
+        Flag::Answered => "\\Answered".to_owned(),
+        Flag::Flagged => "\\Flagged".to_owned(),
+        Flag::Deleted => "\\Deleted".to_owned(),
+        Flag::Draft => "\\Draft".to_owned(),
+        Flag::Recent => return None,
+        Flag::MayCreate => "\\*".to_owned(),
+        Flag::Custom(c) => c.to_string(),
+    })
+}
+
+/// More checks on the server's own view, for the write API's tests. Mailbox names are given
+/// as they travel on the wire (modified UTF-7), so a test states the encoding it expects.
+impl DirectImap {
+    async fn uid_fetch_all(
+        &mut self,
+        mailbox: &str,
+        uids: &str,
+        items: &str,
+    ) -> Vec<async_imap::types::Fetch> {
+        use futures::TryStreamExt;
+        self.session.select(mailbox).await.expect("select");
+        self.session
+            .uid_fetch(uids, items)
+            .await
+            .expect("uid fetch")
+            .try_collect()
+            .await
+            .expect("uid fetch stream")
+    }
+
+    /// Every message of `mailbox`: UID → flags.
+    pub async fn flag_map(&mut self, mailbox: &str) -> BTreeMap<u32, FlagSet> {
+        self.uid_fetch_all(mailbox, "1:*", "(UID FLAGS)")
+            .await
+            .iter()
+            .filter_map(|f| Some((f.uid?, f.flags().filter_map(|fl| flag_text(&fl)).collect())))
+            .collect()
+    }
+
+    /// Every message of `mailbox`: UID → Message-ID (with its angle brackets).
+    pub async fn message_ids(&mut self, mailbox: &str) -> BTreeMap<u32, String> {
+        self.uid_fetch_all(mailbox, "1:*", "(UID ENVELOPE)")
+            .await
+            .iter()
+            .filter_map(|f| {
+                let id = f.envelope()?.message_id.as_ref()?;
+                Some((f.uid?, String::from_utf8_lossy(id).into_owned()))
+            })
+            .collect()
+    }
+
+    /// The exact bytes the server holds for one message (`BODY.PEEK[]`), if it exists.
+    pub async fn raw_message(&mut self, mailbox: &str, uid: u32) -> Option<Vec<u8>> {
+        self.uid_fetch_all(mailbox, &uid.to_string(), "(UID BODY.PEEK[])")
+            .await
+            .iter()
+            .find(|f| f.uid == Some(uid))
+            .and_then(|f| f.body().map(<[u8]>::to_vec))
+    }
+
+    /// Names of every mailbox as LIST reports them (modified UTF-7), sorted.
+    pub async fn mailbox_names(&mut self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let names: Vec<_> = self
+            .session
+            .list(Some(""), Some("*"))
+            .await
+            .expect("list")
+            .try_collect()
+            .await
+            .expect("list stream");
+        let mut names: Vec<String> = names.iter().map(|n| n.name().to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// Names of the subscribed mailboxes as LSUB reports them (modified UTF-7), sorted.
+    pub async fn subscribed_names(&mut self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let names: Vec<_> = self
+            .session
+            .lsub(Some(""), Some("*"))
+            .await
+            .expect("lsub")
+            .try_collect()
+            .await
+            .expect("lsub stream");
+        let mut names: Vec<String> = names.iter().map(|n| n.name().to_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// STATUS of `mailbox` with `items` such as `(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)`.
+    pub async fn status(&mut self, mailbox: &str, items: &str) -> async_imap::types::Mailbox {
+        self.session.status(mailbox, items).await.expect("status")
+    }
+
+    /// `UID STORE <uids> <change>` in `mailbox`, e.g. `("3,5", "+FLAGS (\\Flagged)")`.
+    pub async fn store(&mut self, mailbox: &str, uids: &str, change: &str) {
+        use futures::TryStreamExt;
+        self.session.select(mailbox).await.expect("select");
+        let _: Vec<_> = self
+            .session
+            .uid_store(uids, change)
+            .await
+            .expect("store")
+            .try_collect()
+            .await
+            .expect("store stream");
+    }
+
+    /// Marks `uids` (a UID set such as `3:5,9`) `\Deleted` and UID EXPUNGEs exactly them.
+    pub async fn expunge_set(&mut self, mailbox: &str, uids: &str) {
+        use futures::TryStreamExt;
+        self.store(mailbox, uids, "+FLAGS.SILENT (\\Deleted)").await;
+        let _: Vec<_> = self
+            .session
+            .uid_expunge(uids)
+            .await
+            .expect("expunge")
+            .try_collect()
+            .await
+            .expect("expunge stream");
+    }
+
+    /// APPENDs a UTF-8 message with `flags` (e.g. `\Seen $Work`) and returns the UID the
+    /// server assigned (APPENDUID), sent as one LITERAL+ command because async-imap's own
+    /// append does not report it.
+    pub async fn append_with_uid(&mut self, mailbox: &str, flags: &str, raw: &[u8]) -> u32 {
+        use async_imap::imap_proto::{Response, ResponseCode, Status};
+        let text = std::str::from_utf8(raw).expect("append_with_uid takes UTF-8 messages");
+        assert!(
+            !mailbox.contains(['"', '\\', '\r', '\n']),
+            "plain mailbox names only"
+        );
+        let tag = self
+            .session
+            .run_command(format!(
+                "APPEND \"{mailbox}\" ({flags}) {{{}+}}\r\n{text}",
+                raw.len()
+            ))
+            .await
+            .expect("append");
+        loop {
+            let response = self
+                .session
+                .read_response()
+                .await
+                .expect("append response")
+                .expect("connection open");
+            if let Response::Done {
+                tag: done,
+                status,
+                outcome,
+            } = response.parsed()
+                && done.0 == tag.0
+            {
+                assert_eq!(*status, Status::Ok, "append refused: {outcome:?}");
+                match &outcome.code {
+                    Some(ResponseCode::AppendUid(_, uids)) => match uids.as_slice() {
+                        [async_imap::imap_proto::rfc4315::UidSetMember::Uid(uid)] => return *uid,
+                        other => panic!("one APPENDUID expected: {other:?}"),
+                    },
+                    other => panic!("no APPENDUID: {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+/// One server-sent event as a client sees it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// `event:` name.
+    pub event: String,
+    /// `data:` parsed as JSON.
+    pub data: Value,
+    /// `id:` field.
+    pub id: String,
+}
+
+/// A client reading an event stream.
+pub struct EventClient {
+    stream: std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<eventsource_stream::Event, String>> + Send>,
+    >,
+    /// The last `id:` received, for `Last-Event-ID`.
+    pub last_id: Option<String>,
+}
+
+impl EventClient {
+    /// The next event within `wait`, skipping comments and retry hints; `None` on timeout or end.
+    pub async fn next(&mut self, wait: Duration) -> Option<SseEvent> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let item = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .ok()??;
+            let event = item.expect("well-formed event stream");
+            if event.event == "message" && event.data.is_empty() {
+                continue;
+            }
+            if !event.id.is_empty() {
+                self.last_id = Some(event.id.clone());
+            }
+            let data =
+                serde_json::from_str(&event.data).unwrap_or(Value::String(event.data.clone()));
+            return Some(SseEvent {
+                event: event.event,
+                data,
+                id: event.id,
+            });
+        }
+    }
+
+    /// Exactly `n` events within `wait` (panics with what arrived otherwise).
+    pub async fn take(&mut self, n: usize, wait: Duration) -> Vec<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(e) => got.push(e),
+                None => panic!("expected {n} events, got {}: {got:?}", got.len()),
+            }
+        }
+        got
+    }
+}
+
+impl TestBridge {
+    /// Opens `GET /v1/events` for `mailboxes` with a bearer token, resuming after `last_id`.
+    pub async fn events(
+        &self,
+        token: &str,
+        mailboxes: &[&str],
+        last_id: Option<&str>,
+    ) -> EventClient {
+        let query: Vec<String> = mailboxes
+            .iter()
+            .map(|m| format!("mailbox={}", seg(m)))
+            .collect();
+        let mut req = self.request(
+            Method::GET,
+            &format!("/v1/events?{}", query.join("&")),
+            Some(token),
+        );
+        if let Some(id) = last_id {
+            req = req.header("last-event-id", id);
+        }
+        let res = req.send().await.expect("events request");
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "events: {}",
+            res.text().await.unwrap_or_default()
+        );
+        EventClient::from_response(res, last_id)
+    }
+}
+
+impl EventClient {
+    /// Wraps an open `text/event-stream` response.
+    pub fn from_response(res: Response, last_id: Option<&str>) -> Self {
+        use eventsource_stream::Eventsource;
+        use futures::StreamExt;
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        let stream = res
+            .bytes_stream()
+            .eventsource()
+            .map(|r| r.map_err(|e| e.to_string()));
+        EventClient {
+            stream: Box::pin(stream),
+            last_id: last_id.map(str::to_owned),
+        }
     }
 }

@@ -1,0 +1,393 @@
+//! Real-time events: IMAP IDLE turned into server-sent events, shared, resumable and bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::bridge::{EventClient, Link, TestBridge, USER, json_of};
+use common::dovecot::DovecotOptions;
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn mail(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Sender <sender@example.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\nMessage-ID: <{}@example.test>\r\nDate: Mon, 06 May 2024 12:00:00 +0000\r\n\r\nHello.\r\n",
+        subject.replace(' ', "-")
+    )
+    .into_bytes()
+}
+
+/// Waits until the watcher for the stream is idling, so a delivery is seen as a change.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn new_mail_flags_and_expunges_arrive_as_events() {
+    let bridge = TestBridge::start().await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("already here"), "", None);
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    settle().await;
+
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("delivered to the maildir"), "", None);
+    let e = events.next(WAIT).await.expect("event for a delivery");
+    assert_eq!(e.event, "message.new");
+    assert_eq!(e.data["mailbox"], "INBOX");
+    assert_eq!(e.data["subject"], "delivered to the maildir");
+    assert_eq!(e.data["from"][0]["address"], "sender@example.test");
+    assert!(e.data["uid"].as_u64().is_some() && e.data["received_at"].is_string());
+    assert!(e.id.starts_with("e1."));
+
+    let mut imap = bridge.imap().await;
+    imap.append("INBOX", &mail("appended by another client"))
+        .await;
+    let e = events.next(WAIT).await.expect("event for an APPEND");
+    assert_eq!(
+        (e.event.as_str(), e.data["subject"].as_str()),
+        ("message.new", Some("appended by another client"))
+    );
+    let appended_uid = u32::try_from(e.data["uid"].as_u64().expect("uid")).expect("u32");
+
+    imap.session.select("INBOX").await.expect("select");
+    let _: Vec<_> = imap
+        .session
+        .uid_store(appended_uid.to_string(), "+FLAGS (\\Flagged)")
+        .await
+        .expect("store")
+        .collect()
+        .await;
+    let e = events.next(WAIT).await.expect("event for a flag change");
+    assert_eq!(e.event, "message.flags");
+    assert_eq!(e.data["uid"], appended_uid);
+    assert!(
+        e.data["flags"]
+            .as_array()
+            .expect("flags")
+            .iter()
+            .any(|f| f == "\\Flagged"),
+        "{:?}",
+        e.data
+    );
+
+    imap.expunge("INBOX", appended_uid).await;
+    let e = events.next(WAIT).await.expect("event for an expunge");
+    // Setting \Deleted first shows as a flag change; the expunge follows.
+    let e = if e.event == "message.flags" {
+        events.next(WAIT).await.expect("expunge event")
+    } else {
+        e
+    };
+    assert_eq!(
+        (e.event.as_str(), e.data["uid"].as_u64()),
+        ("message.expunged", Some(u64::from(appended_uid)))
+    );
+}
+
+#[tokio::test]
+async fn subscribers_of_one_user_share_one_idle_connection() {
+    // Keep-alives every second, so a client that left is noticed quickly.
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.sse_keepalive = 1
+    })
+    .await;
+    let token = bridge.login().await;
+    let mut first = bridge.events(&token, &["INBOX"], None).await;
+    let mut second = bridge.events(&token, &["INBOX"], None).await;
+    settle().await;
+    // One pooled session (from the login) and one IDLE watcher.
+    assert_eq!(bridge.dovecot.connections(USER), 2);
+    assert_eq!(bridge.state.events.watchers(), 1);
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("for both tabs"), "", None);
+    for client in [&mut first, &mut second] {
+        let e = client.next(WAIT).await.expect("both subscribers see it");
+        assert_eq!(e.data["subject"], "for both tabs");
+    }
+    // The watcher stops with its last subscriber.
+    drop(first);
+    drop(second);
+    bridge.wait_for_connections(1, WAIT).await;
+}
+
+/// Disconnects, lets 20 messages arrive, reconnects with Last-Event-ID (optionally to a
+/// restarted bridge) and expects exactly those 20, in order.
+async fn resume_after_a_gap(restart: bool) {
+    let mut bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX", "Archive"], None).await;
+    settle().await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("before the gap"), "", None);
+    let e = events.next(WAIT).await.expect("first event");
+    assert_eq!(e.data["subject"], "before the gap");
+    let last_id = events.last_id.clone().expect("an id");
+    drop(events);
+
+    if restart {
+        bridge.restart().await;
+    }
+    let mut imap = bridge.imap().await;
+    for i in 0..20 {
+        if i % 2 == 0 {
+            bridge
+                .dovecot
+                .deliver(USER, "INBOX", &mail(&format!("missed {i:02}")), "", None);
+        } else {
+            imap.append("INBOX", &mail(&format!("missed {i:02}"))).await;
+        }
+    }
+    let mut events = bridge
+        .events(&token, &["INBOX", "Archive"], Some(&last_id))
+        .await;
+    let got = events.take(20, WAIT).await;
+    assert!(got.iter().all(|e| e.event == "message.new"));
+    let mut subjects: Vec<String> = got
+        .iter()
+        .map(|e| e.data["subject"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let uids: Vec<u64> = got
+        .iter()
+        .map(|e| e.data["uid"].as_u64().expect("uid"))
+        .collect();
+    assert!(
+        uids.windows(2).all(|w| w[0] < w[1]),
+        "in the order they entered the mailbox: {uids:?}"
+    );
+    subjects.sort();
+    let expected: Vec<String> = (0..20).map(|i| format!("missed {i:02}")).collect();
+    assert_eq!(subjects, expected, "exactly the missed messages");
+    assert!(
+        events.next(Duration::from_millis(1500)).await.is_none(),
+        "nothing twice"
+    );
+
+    // The stream goes on live after the replay.
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("after the replay"), "", None);
+    let e = events.next(WAIT).await.expect("live event");
+    assert_eq!(e.data["subject"], "after the replay");
+}
+
+#[tokio::test]
+async fn reconnecting_with_last_event_id_replays_exactly_what_was_missed() {
+    resume_after_a_gap(false).await;
+}
+
+#[tokio::test]
+async fn a_restarted_bridge_resumes_the_same_way() {
+    resume_after_a_gap(true).await;
+}
+
+#[tokio::test]
+async fn resuming_from_inside_a_batch_skips_what_was_delivered() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    settle().await;
+    // Five messages in one maildir sync arrive as one batch.
+    for i in 0..5 {
+        bridge
+            .dovecot
+            .deliver(USER, "INBOX", &mail(&format!("batch {i}")), "", None);
+    }
+    let first_two = events.take(2, WAIT).await;
+    assert_eq!(first_two[1].data["subject"], "batch 1");
+    drop(events);
+    let mut events = bridge
+        .events(&token, &["INBOX"], Some(&first_two[1].id))
+        .await;
+    let rest = events.take(3, WAIT).await;
+    let subjects: Vec<&str> = rest
+        .iter()
+        .map(|e| e.data["subject"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(subjects, ["batch 2", "batch 3", "batch 4"]);
+}
+
+#[tokio::test]
+async fn idle_is_reissued_and_a_kicked_watcher_comes_back() {
+    let opts = DovecotOptions {
+        rawlog: true,
+        ..DovecotOptions::default()
+    };
+    let bridge = TestBridge::start_with(opts, Link::Tls, |c| c.idle_reissue = 1).await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let idles = bridge
+        .dovecot
+        .rawlog_in(USER)
+        .lines()
+        .filter(|l| l.ends_with(" IDLE"))
+        .count();
+    assert!(
+        idles >= 3,
+        "IDLE re-issued by the bridge's own timer ({idles} times)"
+    );
+
+    bridge.dovecot.kick(USER);
+    // Mail that arrives while the watcher is down is published once it is back.
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("during the outage"), "", None);
+    let e = events
+        .next(Duration::from_secs(15))
+        .await
+        .expect("event after the kick");
+    assert_eq!(e.data["subject"], "during the outage");
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("after the outage"), "", None);
+    let e = events.next(WAIT).await.expect("live again");
+    assert_eq!(e.data["subject"], "after the outage");
+}
+
+#[tokio::test]
+async fn browsers_use_single_use_tickets() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    let res = bridge
+        .request(Method::POST, "/v1/events/ticket", Some(&token))
+        .send()
+        .await
+        .expect("ticket");
+    let (status, body) = json_of(res).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["expires_in"], 60);
+    let ticket = body["ticket"].as_str().expect("ticket").to_owned();
+
+    let res = bridge
+        .request(Method::GET, &format!("/v1/events?ticket={ticket}"), None)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut events = EventClient::from_response(res, None);
+    settle().await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("via a ticket"), "", None);
+    assert_eq!(
+        events.next(WAIT).await.expect("event").data["subject"],
+        "via a ticket"
+    );
+
+    let res = bridge
+        .request(Method::GET, &format!("/v1/events?ticket={ticket}"), None)
+        .send()
+        .await
+        .expect("reuse");
+    let (status, body) = json_of(res).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    // A ticket is not a bearer token.
+    let res = bridge
+        .request(Method::GET, "/v1/mailboxes", Some(&ticket))
+        .send()
+        .await
+        .expect("misuse");
+    assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn streams_are_bounded_and_bad_requests_refused() {
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.sse_max_per_user = 2
+    })
+    .await;
+    let token = bridge.login().await;
+    let _a = bridge.events(&token, &["INBOX"], None).await;
+    let _b = bridge.events(&token, &["INBOX"], None).await;
+    let res = bridge
+        .request(Method::GET, "/v1/events", Some(&token))
+        .send()
+        .await
+        .expect("third");
+    let retry_after = res.headers().get("retry-after").cloned();
+    let (status, body) = json_of(res).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited"))
+    );
+    assert!(retry_after.is_some());
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    for (query, want) in [
+        ("mailbox=Nope", StatusCode::NOT_FOUND),
+        ("mailbox=a%0D%0Ab", StatusCode::BAD_REQUEST),
+        ("mailbox=%2A", StatusCode::BAD_REQUEST),
+        ("bogus=1", StatusCode::BAD_REQUEST),
+    ] {
+        let res = bridge
+            .request(Method::GET, &format!("/v1/events?{query}"), Some(&token))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(json_of(res).await.0, want, "{query}");
+    }
+    let res = bridge
+        .request(Method::GET, "/v1/events", Some(&token))
+        .header("last-event-id", "e1.not-base64!")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(json_of(res).await.0, StatusCode::BAD_REQUEST);
+    let res = bridge
+        .request(Method::GET, "/v1/events", None)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_gets_mailbox_reset() {
+    let bridge =
+        TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| c.sse_queue = 2).await;
+    let token = bridge.login().await;
+    let claims = bridge.state.tokens.verify(&token).expect("claims");
+    let key = imap_bridge::imap::UserKey {
+        upstream: bridge.state.upstream.clone(),
+        username: USER.into(),
+    };
+    let inbox = imap_bridge::imap::MailboxName::new("INBOX").expect("name");
+    let mut slow = bridge
+        .state
+        .events
+        .subscribe(&key, &claims.credentials, vec![inbox], None)
+        .await
+        .expect("subscribe");
+    let mut fast = bridge.events(&token, &["INBOX"], None).await;
+    settle().await;
+    // Five separate batches while the slow subscriber reads nothing.
+    for i in 0..5 {
+        bridge
+            .dovecot
+            .deliver(USER, "INBOX", &mail(&format!("flood {i}")), "", None);
+        assert_eq!(
+            fast.next(WAIT).await.expect("fast subscriber").data["subject"],
+            format!("flood {i}")
+        );
+    }
+    let first = tokio::time::timeout(WAIT, slow.next())
+        .await
+        .expect("event")
+        .expect("open");
+    assert_eq!(
+        first.kind, "mailbox.reset",
+        "the slow subscriber is told to resync instead of buffering"
+    );
+}
