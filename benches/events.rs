@@ -17,9 +17,6 @@
 
 #[path = "../tests/common/corpus.rs"]
 mod corpus;
-// Cargo builds a `harness = false` bench with `--cfg test` but without `--test`, so the
-// harness's unit-test module is compiled with its tests stripped and `use super::*` unused.
-#[allow(unused_imports)]
 #[path = "../tests/common/dovecot.rs"]
 mod dovecot;
 

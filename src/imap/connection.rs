@@ -501,23 +501,32 @@ impl Connection {
         let literal_plus = self.capabilities.literal_plus();
         let mut tags = Vec::with_capacity(cmds.len());
         let mut handler_error = None;
+        // Commands that need no continuation go out together in one write (one TLS record
+        // where they fit); a synchronising literal flushes and waits for the server's "+".
+        let mut outgoing = Vec::new();
         for cmd in cmds {
             self.next_tag = self.next_tag.wrapping_add(1);
             let tag = format!("b{}", self.next_tag);
             trace!(tag = %tag, command = %cmd.redacted(), "imap send");
             let pieces = cmd.to_wire(&tag, literal_plus);
             let last = pieces.len() - 1;
-            for (i, piece) in pieces.iter().enumerate() {
-                let stream = self.framed.get_mut();
-                stream.write_all(piece).await?;
-                stream.flush().await?;
+            for (i, piece) in pieces.into_iter().enumerate() {
+                outgoing.extend_from_slice(&piece);
                 if i < last {
+                    let stream = self.framed.get_mut();
+                    stream.write_all(&outgoing).await?;
+                    stream.flush().await?;
+                    outgoing.clear();
                     self.await_continuation(&tag, tags.len(), on_response, &mut handler_error)
                         .await?;
                 }
             }
             tags.push(tag);
         }
+        let stream = self.framed.get_mut();
+        stream.write_all(&outgoing).await?;
+        stream.flush().await?;
+        drop(outgoing);
 
         // Servers may complete pipelined commands out of order (RFC 3501 §5.5); untagged
         // data is attributed to the oldest command still open.

@@ -93,6 +93,16 @@ pub struct MessageDetail {
     pub uid_validity: u32,
 }
 
+/// What [`Connection::refresh_and_run`] learnt.
+struct Refreshed {
+    state: MailboxState,
+    fetched: Vec<Fetched>,
+    /// UIDs from a SEARCH or SORT.
+    found: Vec<u32>,
+    /// The completion of the extra command, if any.
+    extra: Option<super::connection::Completion>,
+}
+
 /// Largest amount of one text or HTML part read for the detail view.
 pub const MAX_TEXT_PART: u32 = 4 * 1024 * 1024;
 
@@ -159,6 +169,23 @@ impl Connection {
         mailbox: &MailboxName,
         window: Option<(u32, Option<u32>)>,
     ) -> Result<(MailboxState, Vec<Fetched>)> {
+        let extra =
+            window.map(|(lo, hi)| Command::new("FETCH").seq_range(lo, hi).atom(SUMMARY_ITEMS));
+        let refreshed = self.refresh_and_run(mailbox, extra).await?;
+        let mut fetched = refreshed.fetched;
+        if refreshed.extra.is_some_and(|c| c.into_result().is_err()) {
+            // The window went stale (expunges announced by the NOOP): the caller re-plans.
+            fetched.clear();
+        }
+        Ok((refreshed.state, fetched))
+    }
+
+    /// NOOP and STATUS, then `extra` (a FETCH, SEARCH or SORT), in one round trip.
+    async fn refresh_and_run(
+        &mut self,
+        mailbox: &MailboxName,
+        extra: Option<Command>,
+    ) -> Result<Refreshed> {
         let mut cmds = vec![
             Command::new("NOOP"),
             Command::new("STATUS")
@@ -169,16 +196,23 @@ impl Connection {
                     "(UIDVALIDITY UIDNEXT)"
                 }),
         ];
-        if let Some((lo, hi)) = window {
-            cmds.push(Command::new("FETCH").seq_range(lo, hi).atom(SUMMARY_ITEMS));
-        }
+        cmds.extend(extra);
         let mut status = Vec::new();
         let mut fetched = Vec::new();
+        let mut found = Vec::new();
         let done = {
             let mut collect = collect_summaries(&mut fetched);
             self.run_pipelined(&cmds, |_, r| {
-                if let Response::MailboxData(MailboxDatum::Status { status: attrs, .. }) = r {
-                    status = attrs.clone();
+                match r {
+                    Response::MailboxData(MailboxDatum::Status { status: attrs, .. }) => {
+                        status = attrs.clone()
+                    }
+                    Response::MailboxData(
+                        MailboxDatum::Search(uids) | MailboxDatum::Sort(uids),
+                    ) => {
+                        found.extend_from_slice(uids);
+                    }
+                    _ => {}
                 }
                 collect(r)
             })
@@ -188,7 +222,7 @@ impl Connection {
         for completion in done.by_ref().take(2) {
             completion.into_result()?;
         }
-        let fetch_ok = done.next().map(|c| c.into_result().is_ok()).unwrap_or(true);
+        let extra = done.next();
         let selected = self.current()?;
         let mut state = MailboxState {
             uid_validity: selected.uid_validity,
@@ -210,11 +244,12 @@ impl Connection {
                 current: state.uid_validity,
             });
         }
-        if !fetch_ok {
-            // The window went stale (expunges announced by the NOOP): the caller re-plans.
-            fetched.clear();
-        }
-        Ok((state, fetched))
+        Ok(Refreshed {
+            state,
+            fetched,
+            found,
+            extra,
+        })
     }
 
     async fn fetch_seq(&mut self, lo: u32, hi: u32) -> Result<Vec<Fetched>> {
@@ -483,18 +518,22 @@ impl Connection {
         req: &PageRequest,
     ) -> Result<HeaderPage> {
         let limit = req.limit.max(1) as usize;
-        let (state, _) = self.refresh_and_fetch(mailbox, None).await?;
-        let ordered = match req.sort {
-            SortKey::Arrival => {
-                let mut uids = self.search_uids(&req.filters).await?;
-                uids.sort_unstable();
-                if req.order == Order::Desc {
-                    uids.reverse();
-                }
-                uids
-            }
-            key => self.sort_uids(key, req.order, &req.filters).await?,
+        let query = match req.sort {
+            SortKey::Arrival => Command::new("UID SEARCH").search(&req.filters),
+            key => self.sort_command(key, req.order, &req.filters)?,
         };
+        let refreshed = self.refresh_and_run(mailbox, Some(query)).await?;
+        if let Some(done) = refreshed.extra {
+            done.into_result()?;
+        }
+        let state = refreshed.state;
+        let mut ordered = refreshed.found;
+        if req.sort == SortKey::Arrival {
+            ordered.sort_unstable();
+            if req.order == Order::Desc {
+                ordered.reverse();
+            }
+        }
         let start = match req.cursor {
             None => 0,
             Some(c) => match ordered.iter().position(|&u| u == c.anchor_uid) {
@@ -540,12 +579,7 @@ impl Connection {
         Ok(uids)
     }
 
-    async fn sort_uids(
-        &mut self,
-        key: SortKey,
-        order: Order,
-        filters: &[SearchKey],
-    ) -> Result<Vec<u32>> {
+    fn sort_command(&self, key: SortKey, order: Order, filters: &[SearchKey]) -> Result<Command> {
         if !self.capabilities().has("SORT") {
             return Err(ImapError::Unsupported(
                 "SORT (only arrival order is available)",
@@ -563,19 +597,9 @@ impl Connection {
             (SortKey::Size, Order::Asc) => "(SIZE)",
             (SortKey::Size, Order::Desc) => "(REVERSE SIZE)",
         };
-        let mut uids = Vec::new();
-        let cmd = Command::new("UID SORT")
+        Ok(Command::new("UID SORT")
             .atom(criteria)
-            .sort_criteria(filters);
-        self.run(&cmd, |r| {
-            if let Response::MailboxData(MailboxDatum::Sort(found)) = r {
-                uids.extend_from_slice(found);
-            }
-            Ok(())
-        })
-        .await?
-        .into_result()?;
-        Ok(uids)
+            .sort_criteria(filters))
     }
 
     /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are skipped).

@@ -1160,6 +1160,9 @@ fn flush_mutf7(out: &mut String, pending: &mut Vec<u16>) {
 
 #[cfg(test)]
 mod tests {
+    // Benches include this file with `--cfg test` but without the test harness, which strips
+    // the tests and leaves the import unused.
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]
