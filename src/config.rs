@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_IMAP_COMMAND_TIMEOUT", default_value_t = 30)]
     pub imap_command_timeout: u64,
 
+    /// Memory for cached message summaries, in MiB (they never change for a UID; flags are
+    /// always read fresh). 0 disables the cache.
+    #[arg(long, env = "IMAP_BRIDGE_CACHE_SIZE", default_value_t = 64)]
+    pub cache_size: u64,
+
     /// Largest message accepted by `POST …/messages` (IMAP APPEND), in bytes; 413 beyond it.
     #[arg(long, env = "IMAP_BRIDGE_MAX_APPEND_SIZE", default_value_t = 25 * 1024 * 1024)]
     pub max_append_size: usize,

@@ -82,6 +82,8 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
             recheck_after: Duration::from_secs(30).min(config.pool_idle_timeout()),
             limits,
         },
+        (config.cache_size > 0)
+            .then(|| imap::cache::SummaryCache::new(config.cache_size * 1024 * 1024)),
     );
     let tokens = auth::TokenService::new(&secret, Duration::from_secs(config.token_ttl));
     if config.idle_reissue == 0 || config.idle_reissue >= 29 * 60 {

@@ -9,8 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::error::{ApiResult, Problem};
+use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
+use crate::imap::ImapError;
 use crate::imap::encode::MailboxName;
 use crate::imap::mailboxes::{MailboxInfo, SpecialUse};
 
@@ -162,7 +163,7 @@ pub struct MailboxRef {
     request_body = MailboxNameBody,
     responses(
         (status = 201, description = "Created.", body = MailboxRef),
-        (status = 400, description = "Bad name: empty, control characters, `*` or `%` (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad name: empty, control characters, `*` or `%`, an empty hierarchy level, or a name the server cannot store (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A mailbox with that name exists (`conflict`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
@@ -179,7 +180,7 @@ async fn create_mailbox(
 ) -> ApiResult<(StatusCode, Json<MailboxRef>)> {
     let name = MailboxName::new(&body.name)?;
     let mut session = user.session(&state).await?;
-    session.create_mailbox(&name).await?;
+    session.create_mailbox(&name).await.map_err(refused_name)?;
     Ok((
         StatusCode::CREATED,
         Json(MailboxRef {
@@ -198,7 +199,7 @@ async fn create_mailbox(
     request_body = MailboxNameBody,
     responses(
         (status = 200, description = "Renamed.", body = MailboxRef),
-        (status = 400, description = "Bad name (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad name: as for creating, or the new name is the current one (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "INBOX cannot be renamed (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
@@ -219,12 +220,13 @@ async fn rename_mailbox(
     let from = MailboxName::new(&mailbox)?;
     let to = MailboxName::new(&body.name)?;
     if from == to {
-        return Err(crate::http::error::ApiError::invalid(
-            "The new name is the current name.",
-        ));
+        return Err(ApiError::invalid("The new name is the current name."));
     }
     let mut session = user.session(&state).await?;
-    session.rename_mailbox(&from, &to).await?;
+    session
+        .rename_mailbox(&from, &to)
+        .await
+        .map_err(refused_name)?;
     Ok(Json(MailboxRef {
         name: to.as_str().to_owned(),
     }))
@@ -257,4 +259,19 @@ async fn delete_mailbox(
     let mut session = user.session(&state).await?;
     session.delete_mailbox(&name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A name the server cannot store (RFC 5530 `NO [CANNOT]`: a character its storage forbids, a
+/// reserved prefix) is the caller's to fix: 400 with the server's reason rather than 502.
+fn refused_name(e: ImapError) -> ApiError {
+    match e {
+        ImapError::No {
+            code: Some(code),
+            text,
+        } if code.eq_ignore_ascii_case("CANNOT") => {
+            let reason: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+            ApiError::invalid(format!("The IMAP server cannot use this name: {reason}"))
+        }
+        other => other.into(),
+    }
 }

@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, trace};
 
+use super::cache::CacheScope;
 use super::encode::{Command, ImapString, MailboxName};
 use super::error::{ImapError, Result};
 use super::transport::{ImapStream, Transport, Upstream};
@@ -208,6 +209,7 @@ pub struct Connection {
     /// another mailbox.
     names_epoch: Arc<AtomicU64>,
     selected_epoch: u64,
+    cache: Option<CacheScope>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -241,6 +243,7 @@ impl Connection {
                 clean: true,
                 names_epoch: Arc::new(AtomicU64::new(0)),
                 selected_epoch: 0,
+                cache: None,
             };
             if !opened.greeting_read {
                 conn.read_greeting().await?;
@@ -423,6 +426,16 @@ impl Connection {
     /// Shares the user's mailbox-name epoch with this session (done by the pool).
     pub fn share_names_epoch(&mut self, epoch: Arc<AtomicU64>) {
         self.names_epoch = epoch;
+    }
+
+    /// Gives this session the user's view of the summary cache (done by the pool).
+    pub fn attach_cache(&mut self, cache: CacheScope) {
+        self.cache = Some(cache);
+    }
+
+    /// The summary cache, when enabled.
+    pub fn cache(&self) -> Option<&CacheScope> {
+        self.cache.as_ref()
     }
 
     /// Records that mailbox names changed, so that every session of the user re-selects.

@@ -1,12 +1,13 @@
 //! Listing mailboxes with their roles and counts.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use async_imap::imap_proto::{MailboxDatum, NameAttribute, Response, StatusAttribute};
 use tracing::warn;
 
 use super::connection::Connection;
-use super::encode::{Command, MailboxName};
+use super::encode::{Command, InvalidArgument, MailboxName};
 use super::error::{ImapError, Result};
 
 /// A mailbox's special-use role (RFC 6154), plus INBOX.
@@ -91,7 +92,7 @@ impl Connection {
                     Response::MailboxData(MailboxDatum::List(data)) => {
                         let attrs: Vec<String> =
                             data.name_attributes.iter().map(attribute_text).collect();
-                        match MailboxName::from_imap(&data.name) {
+                        match listed_name(&data.name) {
                             Ok(name) => listed.push(MailboxInfo {
                                 special_use: role(&name, &data.name_attributes),
                                 subscribed: attrs
@@ -112,7 +113,7 @@ impl Connection {
                         }
                     }
                     Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
-                        statuses.insert(mailbox.to_string(), counts(status));
+                        statuses.insert(unescape_quoted(mailbox).into_owned(), counts(status));
                     }
                     _ => {}
                 }
@@ -125,7 +126,7 @@ impl Connection {
             // LSUB answers look like LIST answers to imap-proto, so it runs on its own.
             self.run(&Command::new("LSUB").atom("\"\"").list_pattern("*"), |r| {
                 if let Response::MailboxData(MailboxDatum::List(data)) = r {
-                    subscribed.push(data.name.to_string());
+                    subscribed.push(unescape_quoted(&data.name).into_owned());
                 }
                 Ok(())
             })
@@ -146,7 +147,7 @@ impl Connection {
                 let _ = self
                     .run_pipelined(&cmds, |_, r| {
                         if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = r {
-                            statuses.insert(mailbox.to_string(), counts(status));
+                            statuses.insert(unescape_quoted(mailbox).into_owned(), counts(status));
                         }
                         Ok(())
                     })
@@ -181,7 +182,7 @@ impl Connection {
         let mut listed = Vec::new();
         self.run(&cmd, |r| {
             if let Response::MailboxData(MailboxDatum::List(data)) = r
-                && let Ok(name) = MailboxName::from_imap(&data.name)
+                && let Ok(name) = listed_name(&data.name)
             {
                 let attributes: Vec<String> =
                     data.name_attributes.iter().map(attribute_text).collect();
@@ -206,23 +207,27 @@ impl Connection {
     }
 
     /// Creates a mailbox and subscribes to it.
+    ///
+    /// The subscription follows only a successful CREATE: sent together, a refused CREATE
+    /// (the name exists) would still subscribe the existing mailbox.
     pub async fn create_mailbox(&mut self, name: &MailboxName) -> Result<()> {
         if name.is_inbox() {
             return Err(ImapError::AlreadyExists);
         }
-        let cmds = [
-            Command::new("CREATE").mailbox(name),
-            Command::new("SUBSCRIBE").mailbox(name),
-        ];
-        let mut done = self.run_pipelined(&cmds, |_, _| Ok(())).await?.into_iter();
+        self.check_hierarchy_levels(name).await?;
+        let created = self
+            .run(&Command::new("CREATE").mailbox(name), |_| Ok(()))
+            .await;
         self.names_changed();
-        if let Some(created) = done.next() {
-            created.into_result()?;
-        }
-        Ok(())
+        created?.into_result()?;
+        self.subscribe_quietly(&[Command::new("SUBSCRIBE").mailbox(name)])
+            .await
     }
 
     /// Renames a mailbox (and its children) and moves its subscription.
+    ///
+    /// The subscription moves only after the RENAME succeeded, so a refused rename (the new
+    /// name exists, the old one does not) changes nothing.
     pub async fn rename_mailbox(&mut self, from: &MailboxName, to: &MailboxName) -> Result<()> {
         if from.is_inbox() {
             return Err(ImapError::NotAllowed("INBOX cannot be renamed.".into()));
@@ -230,40 +235,106 @@ impl Connection {
         if to.is_inbox() {
             return Err(ImapError::AlreadyExists);
         }
-        let cmds = [
-            Command::new("RENAME").mailbox(from).mailbox(to),
+        self.check_hierarchy_levels(to).await?;
+        let renamed = self
+            .run(
+                &Command::new("RENAME").mailbox(from).mailbox(to),
+                |_| Ok(()),
+            )
+            .await;
+        self.names_changed();
+        missing_or(renamed?)?;
+        self.subscribe_quietly(&[
             Command::new("UNSUBSCRIBE").mailbox(from),
             Command::new("SUBSCRIBE").mailbox(to),
-        ];
-        let mut done = self.run_pipelined(&cmds, |_, _| Ok(())).await?.into_iter();
-        self.names_changed();
-        if let Some(renamed) = done.next() {
-            missing_or(renamed)?;
-        }
-        Ok(())
+        ])
+        .await
     }
 
     /// Deletes a mailbox and its subscription.
+    ///
+    /// The subscription goes only after the DELETE succeeded: a mailbox the server refuses to
+    /// delete (it has children, say) stays subscribed.
     pub async fn delete_mailbox(&mut self, name: &MailboxName) -> Result<()> {
         if name.is_inbox() {
             return Err(ImapError::NotAllowed("INBOX cannot be deleted.".into()));
         }
         // A session cannot delete the mailbox it has selected on every server.
-        if self.selected().is_some_and(|s| s.name == *name) {
+        if self.selected().is_some_and(|s| s.name == *name) && self.capabilities().has("UNSELECT") {
             self.run(&Command::new("UNSELECT"), |_| Ok(())).await?;
             self.forget_selected();
         }
-        let cmds = [
-            Command::new("DELETE").mailbox(name),
-            Command::new("UNSUBSCRIBE").mailbox(name),
-        ];
-        let mut done = self.run_pipelined(&cmds, |_, _| Ok(())).await?.into_iter();
+        let deleted = self
+            .run(&Command::new("DELETE").mailbox(name), |_| Ok(()))
+            .await;
         self.names_changed();
-        if let Some(deleted) = done.next() {
-            missing_or(deleted)?;
+        missing_or(deleted?)?;
+        self.subscribe_quietly(&[Command::new("UNSUBSCRIBE").mailbox(name)])
+            .await
+    }
+
+    /// Refuses a name with an empty level (`A//B`, `/A`, `A/`), which servers reject or, worse,
+    /// quietly change: Dovecot creates `A` for `A/` (RFC 3501 reads a trailing delimiter as "will
+    /// have children"), so the caller would be told of a mailbox that does not exist.
+    async fn check_hierarchy_levels(&mut self, name: &MailboxName) -> Result<()> {
+        let mut delimiter = None;
+        // `LIST "" ""` names the hierarchy delimiter (RFC 3501 §6.3.8).
+        self.run(&Command::new("LIST").atom("\"\" \"\""), |r| {
+            if let Response::MailboxData(MailboxDatum::List(data)) = r {
+                delimiter = data
+                    .delimiter
+                    .as_deref()
+                    .map(|d| unescape_quoted(d).into_owned());
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        match delimiter {
+            Some(d) if !d.is_empty() && name.as_str().split(d.as_str()).any(str::is_empty) => {
+                Err(InvalidArgument::Empty {
+                    what: "part of a mailbox name between hierarchy delimiters",
+                }
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Updates subscriptions after a change that already happened: the server's NO (e.g. to
+    /// unsubscribing a name that was never subscribed) does not undo the change, so only a
+    /// broken session is an error.
+    async fn subscribe_quietly(&mut self, cmds: &[Command]) -> Result<()> {
+        for done in self.run_pipelined(cmds, |_, _| Ok(())).await? {
+            if done.status != async_imap::imap_proto::Status::Ok {
+                warn!(text = %done.text, "subscription update refused");
+            }
         }
         Ok(())
     }
+}
+
+/// A mailbox name as LIST reports it. imap-proto hands over a quoted string's content with its
+/// escapes still in place (`He said \"hi\"` for `He said "hi"`); servers quote every name that
+/// is printable ASCII, which modified UTF-7 always is, so undoing them yields the wire name.
+fn listed_name(raw: &str) -> Result<MailboxName, InvalidArgument> {
+    MailboxName::from_imap(&unescape_quoted(raw))
+}
+
+/// The content of an IMAP quoted string with `\\` and `\"` undone.
+fn unescape_quoted(raw: &str) -> Cow<'_, str> {
+    if !raw.contains('\\') {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A bare NO about a mailbox that does not exist is "not found"; others keep their mapping.
@@ -328,4 +399,28 @@ fn role(name: &MailboxName, attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {
         NameAttribute::Flagged => Some(SpecialUse::Flagged),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_names_lose_their_quoted_string_escapes() {
+        assert_eq!(unescape_quoted("Plain"), "Plain");
+        assert_eq!(
+            unescape_quoted(r#"He said \"hi\" \\o/"#),
+            r#"He said "hi" \o/"#
+        );
+        assert_eq!(
+            listed_name(r#"Tom &- \"Jerry\""#).expect("valid").as_str(),
+            r#"Tom & "Jerry""#
+        );
+        assert_eq!(
+            listed_name("&BB8EQAQ+BDUEOgRCBEs-/&ANw-ber")
+                .expect("valid")
+                .as_str(),
+            "Проекты/Über"
+        );
+    }
 }

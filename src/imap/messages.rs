@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
 
+use super::cache::CacheScope;
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
@@ -134,6 +135,116 @@ pub(crate) fn collect_summaries(
     }
 }
 
+/// Collects a window's FETCH answers: full summaries (remembered in the cache), or UID+FLAGS
+/// answers completed from the cache; the misses are listed for one more fetch.
+struct WindowCollector {
+    cache: Option<CacheScope>,
+    mailbox: MailboxName,
+    uid_validity: u32,
+    fetched: Vec<Fetched>,
+    missing: Vec<(u32, u32)>,
+    /// Which answers belong to the request: unsolicited FETCHes (another client's flag change
+    /// elsewhere in the mailbox) carry UID and FLAGS too.
+    wanted: Wanted,
+}
+
+/// The messages a window asked for.
+enum Wanted {
+    /// Sequence numbers from `.0` to `.1` (`None`: to the end).
+    Seqs(u32, Option<u32>),
+    /// These UIDs.
+    Uids(UidSet),
+}
+
+impl WindowCollector {
+    fn new(conn: &Connection, mailbox: &MailboxName, wanted: Wanted) -> Self {
+        WindowCollector {
+            cache: conn.cache().cloned(),
+            mailbox: mailbox.clone(),
+            uid_validity: conn.selected().map_or(0, |s| s.uid_validity),
+            fetched: Vec::new(),
+            missing: Vec::new(),
+            wanted,
+        }
+    }
+
+    fn wants(&self, seq: u32, uid: u32) -> bool {
+        match &self.wanted {
+            Wanted::Seqs(lo, hi) => seq >= *lo && hi.is_none_or(|hi| seq <= hi),
+            Wanted::Uids(set) => set.contains(uid),
+        }
+    }
+
+    /// The FETCH items to ask a window for: flags only when summaries can come from the cache.
+    fn items(&self) -> &'static str {
+        if self.cache.is_some() {
+            "(UID FLAGS)"
+        } else {
+            SUMMARY_ITEMS
+        }
+    }
+
+    fn on(&mut self, response: &Response<'_>) {
+        let Response::Fetch(seq, attrs) = response else {
+            return;
+        };
+        if attrs
+            .iter()
+            .any(|a| matches!(a, AttributeValue::Envelope(_)))
+        {
+            if let Some(summary) = summary_from_fetch(attrs)
+                && (self.wants(*seq, summary.uid)
+                    || self.missing.iter().any(|(_, u)| *u == summary.uid))
+            {
+                if let Some(cache) = &self.cache {
+                    cache.put(&self.mailbox, self.uid_validity, &summary);
+                }
+                self.missing.retain(|(_, uid)| *uid != summary.uid);
+                self.fetched.retain(|f| f.uid != summary.uid);
+                self.fetched.push(Fetched {
+                    seq: *seq,
+                    uid: summary.uid,
+                    summary,
+                });
+            }
+            return;
+        }
+        let (Some(cache), Some((uid, flags))) = (&self.cache, uid_and_flags(attrs)) else {
+            return;
+        };
+        if !self.wants(*seq, uid) {
+            return;
+        }
+        match cache.get(&self.mailbox, self.uid_validity, uid, flags) {
+            Some(summary) => self.fetched.push(Fetched {
+                seq: *seq,
+                uid,
+                summary,
+            }),
+            None => self.missing.push((*seq, uid)),
+        }
+    }
+}
+
+fn uid_and_flags(attrs: &[AttributeValue<'_>]) -> Option<(u32, Vec<String>)> {
+    let uid = attrs.iter().find_map(|a| match a {
+        AttributeValue::Uid(u) => Some(*u),
+        _ => None,
+    })?;
+    let flags = attrs.iter().find_map(|a| match a {
+        AttributeValue::Flags(f) => Some(f),
+        _ => None,
+    })?;
+    Some((
+        uid,
+        flags
+            .iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .map(|f| f.to_string())
+            .collect(),
+    ))
+}
+
 impl Connection {
     /// A page of message summaries from `mailbox`.
     pub async fn header_page(
@@ -169,9 +280,16 @@ impl Connection {
         mailbox: &MailboxName,
         window: Option<(u32, Option<u32>)>,
     ) -> Result<(MailboxState, Vec<Fetched>)> {
-        let extra =
-            window.map(|(lo, hi)| Command::new("FETCH").seq_range(lo, hi).atom(SUMMARY_ITEMS));
-        let refreshed = self.refresh_and_run(mailbox, extra).await?;
+        let items = if self.cache().is_some() {
+            "(UID FLAGS)"
+        } else {
+            SUMMARY_ITEMS
+        };
+        let extra = window.map(|(lo, hi)| Command::new("FETCH").seq_range(lo, hi).atom(items));
+        let wanted = window.map_or(Wanted::Seqs(u32::MAX, Some(0)), |(lo, hi)| {
+            Wanted::Seqs(lo, hi)
+        });
+        let refreshed = self.refresh_and_run(mailbox, extra, wanted).await?;
         let mut fetched = refreshed.fetched;
         if refreshed.extra.is_some_and(|c| c.into_result().is_err()) {
             // The window went stale (expunges announced by the NOOP): the caller re-plans.
@@ -185,6 +303,7 @@ impl Connection {
         &mut self,
         mailbox: &MailboxName,
         extra: Option<Command>,
+        wanted: Wanted,
     ) -> Result<Refreshed> {
         let mut cmds = vec![
             Command::new("NOOP"),
@@ -198,11 +317,10 @@ impl Connection {
         ];
         cmds.extend(extra);
         let mut status = Vec::new();
-        let mut fetched = Vec::new();
         let mut found = Vec::new();
-        let done = {
-            let mut collect = collect_summaries(&mut fetched);
-            self.run_pipelined(&cmds, |_, r| {
+        let mut window = WindowCollector::new(self, mailbox, wanted);
+        let done = self
+            .run_pipelined(&cmds, |_, r| {
                 match r {
                     Response::MailboxData(MailboxDatum::Status { status: attrs, .. }) => {
                         status = attrs.clone()
@@ -212,12 +330,11 @@ impl Connection {
                     ) => {
                         found.extend_from_slice(uids);
                     }
-                    _ => {}
+                    _ => window.on(r),
                 }
-                collect(r)
+                Ok(())
             })
-            .await?
-        };
+            .await?;
         let mut done = done.into_iter();
         for completion in done.by_ref().take(2) {
             completion.into_result()?;
@@ -244,6 +361,7 @@ impl Connection {
                 current: state.uid_validity,
             });
         }
+        let fetched = self.complete(window).await?;
         Ok(Refreshed {
             state,
             fetched,
@@ -253,17 +371,42 @@ impl Connection {
     }
 
     async fn fetch_seq(&mut self, lo: u32, hi: u32) -> Result<Vec<Fetched>> {
-        let mut fetched = Vec::new();
         if lo == 0 || hi < lo {
-            return Ok(fetched);
+            return Ok(Vec::new());
         }
+        let mailbox = self.current()?.name;
+        let mut window = WindowCollector::new(self, &mailbox, Wanted::Seqs(lo, Some(hi)));
         let cmd = Command::new("FETCH")
             .seq_range(lo, Some(hi))
-            .atom(SUMMARY_ITEMS);
-        self.run(&cmd, collect_summaries(&mut fetched))
-            .await?
-            .into_result()?;
-        Ok(fetched)
+            .atom(window.items());
+        self.run(&cmd, |r| {
+            window.on(r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        self.complete(window).await
+    }
+
+    /// Fetches the summaries the cache did not have (one round trip, none when all hit).
+    async fn complete(&mut self, mut window: WindowCollector) -> Result<Vec<Fetched>> {
+        if window.missing.is_empty() {
+            return Ok(window.fetched);
+        }
+        let seqs: HashMap<u32, u32> = window
+            .missing
+            .iter()
+            .map(|(seq, uid)| (*uid, *seq))
+            .collect();
+        let set = UidSet::from_uids(seqs.keys().copied())?;
+        let cmd = Command::new("UID FETCH").uid_set(&set).atom(SUMMARY_ITEMS);
+        self.run(&cmd, |r| {
+            window.on(r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        Ok(window.fetched)
     }
 
     /// UIDs at the given sequence numbers (cheap probe used to locate an anchor).
@@ -522,7 +665,9 @@ impl Connection {
             SortKey::Arrival => Command::new("UID SEARCH").search(&req.filters),
             key => self.sort_command(key, req.order, &req.filters)?,
         };
-        let refreshed = self.refresh_and_run(mailbox, Some(query)).await?;
+        let refreshed = self
+            .refresh_and_run(mailbox, Some(query), Wanted::Seqs(u32::MAX, Some(0)))
+            .await?;
         if let Some(done) = refreshed.extra {
             done.into_result()?;
         }
@@ -608,11 +753,16 @@ impl Connection {
             return Ok(Vec::new());
         }
         let set = UidSet::from_uids(uids.iter().copied())?;
-        let mut fetched = Vec::new();
-        let cmd = Command::new("UID FETCH").uid_set(&set).atom(SUMMARY_ITEMS);
-        self.run(&cmd, collect_summaries(&mut fetched))
-            .await?
-            .into_result()?;
+        let mailbox = self.current()?.name;
+        let mut window = WindowCollector::new(self, &mailbox, Wanted::Uids(set.clone()));
+        let cmd = Command::new("UID FETCH").uid_set(&set).atom(window.items());
+        self.run(&cmd, |r| {
+            window.on(r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        let fetched = self.complete(window).await?;
         let mut by_uid: HashMap<u32, Summary> =
             fetched.into_iter().map(|f| (f.uid, f.summary)).collect();
         Ok(uids.iter().filter_map(|u| by_uid.remove(u)).collect())

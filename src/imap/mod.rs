@@ -1,6 +1,7 @@
 //! Everything that speaks IMAP: transport and TLS, sessions and their pools, the typed command
 //! encoder, and the mailbox and message operations the HTTP layer calls.
 
+pub mod cache;
 pub mod connection;
 pub mod encode;
 pub mod error;

@@ -19,6 +19,7 @@ use sha2::Sha256;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
+use super::cache::{CacheScope, SummaryCache};
 use super::connection::{Connection, Credentials, SessionLimits};
 use super::error::{ImapError, Result};
 use super::transport::{Transport, Upstream};
@@ -101,6 +102,7 @@ pub struct SessionManager {
     credentials: Credentials,
     names_epoch: Arc<AtomicU64>,
     budget: Arc<Semaphore>,
+    cache: Option<CacheScope>,
 }
 
 impl managed::Manager for SessionManager {
@@ -114,6 +116,9 @@ impl managed::Manager for SessionManager {
             .connect(&self.upstream, &self.credentials)
             .await?;
         conn.share_names_epoch(self.names_epoch.clone());
+        if let Some(cache) = &self.cache {
+            conn.attach_cache(cache.clone());
+        }
         metrics::counter!("imap_sessions_opened_total").increment(1);
         Ok(PooledConnection {
             conn,
@@ -143,6 +148,7 @@ impl managed::Manager for SessionManager {
 
 struct Shared {
     transport: Transport,
+    cache: Option<SummaryCache>,
     settings: PoolSettings,
     global: Arc<Semaphore>,
     fingerprint_key: [u8; 32],
@@ -250,12 +256,13 @@ pub struct PoolStats {
 
 impl SessionPool {
     /// Creates the pools and starts the idle reaper (stopped when the last handle is dropped).
-    pub fn new(transport: Transport, settings: PoolSettings) -> Self {
+    pub fn new(transport: Transport, settings: PoolSettings, cache: Option<SummaryCache>) -> Self {
         let mut fingerprint_key = [0u8; 32];
         rand::fill(&mut fingerprint_key);
         let pool = SessionPool {
             shared: Arc::new(Shared {
                 transport,
+                cache,
                 settings,
                 global: Arc::new(Semaphore::new(settings.max_total)),
                 fingerprint_key,
@@ -433,6 +440,7 @@ impl SessionPool {
             credentials: credentials.clone(),
             names_epoch: Arc::new(AtomicU64::new(0)),
             budget: self.budget(key).all.clone(),
+            cache: self.shared.cache.as_ref().map(|c| c.scope(key)),
         };
         let pool = managed::Pool::builder(manager)
             .max_size(settings.max_per_user)

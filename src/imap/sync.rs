@@ -1,23 +1,29 @@
 //! Delta sync: what changed in a mailbox since a [`MailboxState`].
 //!
-//! With CONDSTORE and QRESYNC the server answers exactly: `UID FETCH 1:* (FLAGS)
+//! With CONDSTORE and QRESYNC the server answers exactly: `UID FETCH 1:* (UID FLAGS MODSEQ)
 //! (CHANGEDSINCE m VANISHED)` returns the messages whose flags changed or that arrived, and
 //! `VANISHED (EARLIER)` the ones expunged, since modseq `m`. Without them the bridge falls back
 //! to comparing UID sets: every current message below the old UIDNEXT is reported as updated
 //! (with its flags) and every UID below it that no longer exists as destroyed — more than
 //! changed, never less, which is what a correct client needs.
+//!
+//! A NOOP first brings the session's view of the mailbox up to date, and it goes alone: Dovecot
+//! answers commands pipelined behind a NOOP from the view as it was before the NOOP's sync
+//! (which it holds back until the pipeline drains), so `NOOP` + `STATUS` in one round trip can
+//! return a state that misses changes other sessions committed well before.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
 
-use super::connection::Connection;
+use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName};
 use super::error::{ImapError, Result};
 use super::state::MailboxState;
 
-/// Most destroyed UIDs the fallback reports before asking the client to start over.
-pub const MAX_FALLBACK_DESTROYED: usize = 100_000;
+/// Most destroyed UIDs reported before asking the client to start over (a list that long is
+/// no cheaper for the client than listing the mailbox again).
+pub const MAX_DESTROYED: usize = 100_000;
 
 /// Changes since a state.
 #[derive(Debug, Default)]
@@ -32,36 +38,110 @@ pub struct Changes {
     pub destroyed: Vec<u32>,
 }
 
+fn status_command(mailbox: &MailboxName, condstore: bool) -> Command {
+    Command::new("STATUS").mailbox(mailbox).atom(if condstore {
+        "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ)"
+    } else {
+        "(UIDVALIDITY UIDNEXT)"
+    })
+}
+
+/// Folds a STATUS response into `state`.
+fn apply_status(state: &mut MailboxState, response: &Response<'_>) {
+    if let Response::MailboxData(MailboxDatum::Status { status, .. }) = response {
+        for attr in status {
+            match attr {
+                StatusAttribute::UidValidity(v) => state.uid_validity = *v,
+                StatusAttribute::UidNext(n) => state.uid_next = (*n).max(1),
+                StatusAttribute::HighestModSeq(m) => state.highest_modseq = *m,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn initial_state(selected: &SelectedMailbox) -> MailboxState {
+    MailboxState {
+        uid_validity: selected.uid_validity,
+        highest_modseq: 0,
+        uid_next: selected.uid_next.max(1),
+    }
+}
+
 impl Connection {
-    /// The mailbox's current delta-sync state, after hearing of pending changes (one round
-    /// trip on a warm session).
+    /// The mailbox's current delta-sync state, after hearing of pending changes (two round
+    /// trips on a warm session: NOOP, then STATUS; see the module documentation for why).
     pub async fn current_state(&mut self, mailbox: &MailboxName) -> Result<MailboxState> {
         let selected = self.select(mailbox).await?;
+        self.noop().await?;
         let condstore = self.capabilities().has("CONDSTORE");
-        let cmds = [
-            Command::new("NOOP"),
-            Command::new("STATUS").mailbox(mailbox).atom(if condstore {
-                "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ)"
-            } else {
-                "(UIDVALIDITY UIDNEXT)"
-            }),
-        ];
-        let mut state = MailboxState {
-            uid_validity: selected.uid_validity,
-            highest_modseq: 0,
-            uid_next: selected.uid_next.max(1),
+        let mut state = initial_state(&selected);
+        self.run(&status_command(mailbox, condstore), |r| {
+            apply_status(&mut state, r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        if state.uid_validity != selected.uid_validity {
+            self.forget_selected();
+        }
+        Ok(state)
+    }
+
+    /// What changed in `mailbox` since `since`: a NOOP, then STATUS and the UID FETCH
+    /// pipelined, so two round trips on a warm session.
+    ///
+    /// The state handed back never runs ahead of what was reported: STATUS and the FETCH read
+    /// the same synced view, and the highest MODSEQ and UID the FETCH returned only move it up
+    /// to what was really reported.
+    pub async fn changes_since(
+        &mut self,
+        mailbox: &MailboxName,
+        since: &MailboxState,
+    ) -> Result<Changes> {
+        let selected = self.select(mailbox).await?;
+        self.noop().await?;
+        let condstore = self.capabilities().has("CONDSTORE");
+        let exact = condstore && self.capabilities().has("QRESYNC") && since.highest_modseq > 0;
+        let fetch = if exact {
+            Command::new("UID FETCH")
+                .seq_range(1, None)
+                .atom("(UID FLAGS MODSEQ) (CHANGEDSINCE")
+                .number(since.highest_modseq)
+                .atom("VANISHED)")
+        } else {
+            Command::new("UID FETCH")
+                .seq_range(1, None)
+                .atom("(UID FLAGS)")
         };
+        let cmds = [status_command(mailbox, condstore), fetch];
+        const FETCH: usize = 1;
+        let mut state = initial_state(&selected);
+        // By UID: a later FETCH of the same message is the fresher one.
+        let mut fetched: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut vanished: Vec<std::ops::RangeInclusive<u32>> = Vec::new();
+        let mut max_modseq = 0;
         let done = self
-            .run_pipelined(&cmds, |_, r| {
-                if let Response::MailboxData(MailboxDatum::Status { status, .. }) = r {
-                    for attr in status {
-                        match attr {
-                            StatusAttribute::UidValidity(v) => state.uid_validity = *v,
-                            StatusAttribute::UidNext(n) => state.uid_next = (*n).max(1),
-                            StatusAttribute::HighestModSeq(m) => state.highest_modseq = *m,
-                            _ => {}
+            .run_pipelined(&cmds, |index, r| {
+                match r {
+                    Response::MailboxData(MailboxDatum::Status { .. }) => {
+                        apply_status(&mut state, r)
+                    }
+                    Response::Fetch(_, attrs) if index == FETCH => {
+                        if let Some((uid, flags)) = uid_and_flags(attrs) {
+                            fetched.insert(uid, flags);
+                        }
+                        for attr in attrs.iter() {
+                            if let AttributeValue::ModSeq(m) = attr {
+                                max_modseq = max_modseq.max(*m);
+                            }
                         }
                     }
+                    Response::Vanished {
+                        earlier: true,
+                        uids,
+                    } if index == FETCH => vanished.extend(uids.iter().cloned()),
+                    _ => {}
                 }
                 Ok(())
             })
@@ -70,117 +150,57 @@ impl Connection {
             completion.into_result()?;
         }
         if state.uid_validity != selected.uid_validity {
+            // The mailbox was recreated under this session; its view is worthless.
             self.forget_selected();
         }
-        Ok(state)
-    }
-
-    /// What changed in `mailbox` since `since`.
-    pub async fn changes_since(
-        &mut self,
-        mailbox: &MailboxName,
-        since: &MailboxState,
-    ) -> Result<Changes> {
-        let state = self.current_state(mailbox).await?;
-        if state.uid_validity != since.uid_validity {
+        if state.uid_validity != since.uid_validity || state.uid_validity != selected.uid_validity {
             return Err(ImapError::UidValidityChanged {
                 current: state.uid_validity,
             });
         }
-        let exact = self.capabilities().has("CONDSTORE")
-            && self.capabilities().has("QRESYNC")
-            && since.highest_modseq > 0;
-        let mut changes = if exact {
-            if since.highest_modseq == state.highest_modseq && since.uid_next == state.uid_next {
-                Changes::default()
-            } else {
-                self.changed_since_modseq(since).await?
-            }
-        } else {
-            self.changed_by_comparison(since).await?
-        };
-        changes.state = Some(state);
-        Ok(changes)
-    }
 
-    async fn changed_since_modseq(&mut self, since: &MailboxState) -> Result<Changes> {
-        let cmd = Command::new("UID FETCH")
-            .seq_range(1, None)
-            .atom("(UID FLAGS) (CHANGEDSINCE")
-            .number(since.highest_modseq)
-            .atom("VANISHED)");
-        let mut changes = Changes::default();
-        let mut destroyed = BTreeSet::new();
-        self.run(&cmd, |r| {
-            match r {
-                Response::Fetch(_, attrs) => {
-                    if let Some((uid, flags)) = uid_and_flags(attrs) {
-                        if uid >= since.uid_next {
-                            changes.created.push(uid);
-                        } else {
-                            changes.updated.push((uid, flags));
-                        }
-                    }
-                }
-                Response::Vanished {
-                    earlier: true,
-                    uids,
-                } => {
-                    for range in uids {
-                        // Only UIDs the client can know of; the bound keeps this linear in
-                        // what the client holds.
-                        let hi = (*range.end()).min(since.uid_next.saturating_sub(1));
-                        destroyed.extend(*range.start()..=hi);
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-        .await?
-        .into_result()?;
-        changes.created.sort_unstable();
-        changes.updated.sort_unstable_by_key(|(uid, _)| *uid);
-        changes.destroyed = destroyed.into_iter().collect();
-        Ok(changes)
-    }
-
-    async fn changed_by_comparison(&mut self, since: &MailboxState) -> Result<Changes> {
-        let cmd = Command::new("UID FETCH")
-            .seq_range(1, None)
-            .atom("(UID FLAGS)");
         let mut changes = Changes::default();
         let mut present = BTreeSet::new();
-        self.run(&cmd, |r| {
-            if let Response::Fetch(_, attrs) = r
-                && let Some((uid, flags)) = uid_and_flags(attrs)
-            {
-                present.insert(uid);
-                if uid >= since.uid_next {
-                    changes.created.push(uid);
-                } else {
-                    changes.updated.push((uid, flags));
+        for (uid, flags) in fetched {
+            present.insert(uid);
+            state.uid_next = state.uid_next.max(uid.saturating_add(1));
+            if uid >= since.uid_next {
+                changes.created.push(uid);
+            } else {
+                changes.updated.push((uid, flags));
+            }
+        }
+        // Only UIDs the client can know of, i.e. below its UIDNEXT; the bound also keeps the
+        // work linear in what the client holds.
+        let known = since.uid_next.saturating_sub(1);
+        let too_many = || ImapError::UidValidityChanged {
+            current: state.uid_validity,
+        };
+        if exact {
+            state.highest_modseq = state.highest_modseq.max(max_modseq);
+            let mut destroyed = BTreeSet::new();
+            for range in vanished {
+                for uid in *range.start()..=(*range.end()).min(known) {
+                    destroyed.insert(uid);
+                    if destroyed.len() > MAX_DESTROYED {
+                        return Err(too_many());
+                    }
                 }
             }
-            Ok(())
-        })
-        .await?
-        .into_result()?;
-        let mut destroyed = Vec::new();
-        for uid in 1..since.uid_next {
-            if !present.contains(&uid) {
-                destroyed.push(uid);
-                if destroyed.len() > MAX_FALLBACK_DESTROYED {
-                    let current = self
-                        .selected()
-                        .map_or(since.uid_validity, |s| s.uid_validity);
-                    return Err(ImapError::UidValidityChanged { current });
+            changes.destroyed = destroyed.into_iter().collect();
+        } else {
+            // Without modseqs an old expunge looks like a new one: every UID below the client's
+            // UIDNEXT that is gone is reported, more than changed but never less.
+            for uid in 1..=known {
+                if !present.contains(&uid) {
+                    changes.destroyed.push(uid);
+                    if changes.destroyed.len() > MAX_DESTROYED {
+                        return Err(too_many());
+                    }
                 }
             }
         }
-        changes.created.sort_unstable();
-        changes.updated.sort_unstable_by_key(|(uid, _)| *uid);
-        changes.destroyed = destroyed;
+        changes.state = Some(state);
         Ok(changes)
     }
 }

@@ -248,6 +248,18 @@ impl TestBridge {
         }
     }
 
+    /// Waits (polling) until the user has exactly `n` IMAP connections, e.g. until the login
+    /// check's session has logged out, so that a rawlog snapshot taken afterwards stays still.
+    pub async fn settle_connections(&self, n: usize) {
+        for _ in 0..250 {
+            if self.dovecot.connections(USER) == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{USER} never had exactly {n} IMAP connection(s)");
+    }
+
     /// A direct IMAP session on Dovecot's plain port, to check what the bridge did.
     pub async fn imap(&self) -> DirectImap {
         DirectImap::login(self.dovecot.imap_addr(), USER, PASSWORD).await
@@ -294,6 +306,16 @@ pub async fn json_of(res: Response) -> (StatusCode, Value) {
         );
     }
     (status, body)
+}
+
+/// Asserts that a response is the problem `status` with `code`; `what` names the case.
+pub fn assert_problem(got: &(StatusCode, Value), status: StatusCode, code: &str, what: &str) {
+    assert_eq!(
+        (got.0, got.1["code"].as_str()),
+        (status, Some(code)),
+        "{what}: {}",
+        got.1
+    );
 }
 
 /// Percent-encodes a mailbox name as one path segment.
