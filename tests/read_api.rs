@@ -951,3 +951,46 @@ async fn warm_requests_reuse_one_session_without_reselecting() {
     assert_eq!(selects, 1, "one SELECT for ten warm pages:\n{log}");
     assert_eq!(logins, 1, "sequential requests share one pooled session");
 }
+
+#[tokio::test]
+async fn a_list_right_after_new_mail_shows_it() {
+    let bridge = TestBridge::start().await;
+    bridge
+        .dovecot
+        .deliver_many(USER, "INBOX", corpus::bulk(120, 4));
+    let token = bridge.login().await;
+    let (_, before) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=10")
+        .await;
+    let mut imap = bridge.imap().await;
+    for round in 0..3 {
+        let subject = format!("just arrived {round}");
+        imap.append(
+            "INBOX",
+            format!("Subject: {subject}\r\n\r\nhi\r\n").as_bytes(),
+        )
+        .await;
+        bridge.dovecot.deliver(
+            USER,
+            "INBOX",
+            format!("Subject: {subject} too\r\n\r\nhi\r\n").as_bytes(),
+            "",
+            None,
+        );
+        let (status, list) = bridge
+            .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=10")
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let subjects = subjects(&list);
+        assert!(
+            subjects.contains(&subject),
+            "the warm session sees new mail at once: {subjects:?}"
+        );
+        assert!(subjects.contains(&format!("{subject} too")), "{subjects:?}");
+        assert_eq!(
+            list["total"],
+            before["total"].as_u64().expect("total") + 2 * (round + 1)
+        );
+        assert_eq!(uids(&list).len(), 10);
+    }
+}

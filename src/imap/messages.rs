@@ -483,10 +483,12 @@ impl Connection {
         let mut page = match (req.order, req.cursor) {
             (_, _) if exists == 0 => Vec::new(),
             (Order::Desc, None) => {
-                if first.is_empty() {
-                    first = self
-                        .fetch_seq(exists.saturating_sub(limit - 1).max(1), exists)
-                        .await?;
+                let top = first.iter().map(|f| f.seq).max().unwrap_or(0);
+                if top < exists {
+                    // Dovecot answers commands pipelined behind a NOOP from the mailbox as it
+                    // was before the NOOP caught up, so mail the NOOP announced is fetched now.
+                    let from = (top + 1).max(exists.saturating_sub(limit - 1)).max(1);
+                    first.extend(self.fetch_seq(from, exists).await?);
                 }
                 self.fill_down(first, u32::MAX, limit).await?
             }
