@@ -83,30 +83,35 @@ async fn bench(dovecot: &Dovecot, iterations: usize) -> anyhow::Result<()> {
     let mut config = Config::for_server("localhost", dovecot.imaps_addr().port(), Security::Tls);
     config.imap_ca_file = Some(dovecot.ca_cert_path());
     config.jwt_secret = Some("benchmark-secret-that-is-at-least-32-bytes".to_owned());
-    let state = imap_bridge::build_state(config)?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(imap_bridge::serve_with_state(state, listener, async {
-        let _ = stopped.await;
-    }));
-
-    let bridge = Bridge::login(&base).await?;
+    // Two bridges on the same Dovecot: one without the summary cache (every page is fetched
+    // whole, as a direct client does), one with it (a repeated page costs only its flags).
+    let mut uncached = config.clone();
+    uncached.cache_size = 0;
+    let mut servers = Vec::new();
+    let mut bases = Vec::new();
+    for config in [uncached, config] {
+        let state = imap_bridge::build_state(config)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        bases.push(format!("http://{}", listener.local_addr()?));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(imap_bridge::serve_with_state(state, listener, async {
+            let _ = stopped.await;
+        }));
+        servers.push((stop, server));
+    }
+    let no_cache = Bridge::login(&bases[0]).await?;
+    let cached = Bridge::login(&bases[1]).await?;
     let mut direct = Direct::connect(dovecot).await?;
+    let arrival = "/v1/mailboxes/INBOX/messages?limit=50";
+    let date = "/v1/mailboxes/INBOX/messages?limit=50&sort=date";
     let cases = [
-        (
-            "arrival",
-            "/v1/mailboxes/INBOX/messages?limit=50",
-            Case::Arrival,
-        ),
-        (
-            "date",
-            "/v1/mailboxes/INBOX/messages?limit=50&sort=date",
-            Case::Date,
-        ),
+        ("arrival", &no_cache, arrival, Case::Arrival),
+        ("date", &no_cache, date, Case::Date),
+        ("arrival, cached", &cached, arrival, Case::Arrival),
+        ("date, cached", &cached, date, Case::Date),
     ];
     let mut rows = Vec::new();
-    for (name, path, case) in cases {
+    for (name, bridge, path, case) in cases {
         let (mut bridge_uids, mut direct_uids) =
             (bridge.page(path).await?, direct.page(case).await?);
         bridge_uids.sort_unstable();
@@ -123,8 +128,10 @@ async fn bench(dovecot: &Dovecot, iterations: usize) -> anyhow::Result<()> {
         rows.push((name, Stats::of(via_bridge), Stats::of(via_direct)));
     }
     direct.logout().await?;
-    let _ = stop.send(());
-    server.await??;
+    for (stop, server) in servers {
+        let _ = stop.send(());
+        server.await??;
+    }
     print_table(&rows, iterations)
 }
 
@@ -358,13 +365,13 @@ fn print_table(rows: &[(&str, Stats, Stats)], iterations: usize) -> anyhow::Resu
          side and case, {cores} cores"
     );
     println!(
-        "{:<8} | {:>13} {:>8} {:>8} | {:>13} {:>8} {:>8} | {:>13}",
+        "{:<16} | {:>13} {:>8} {:>8} | {:>13} {:>8} {:>8} | {:>13}",
         "case", "bridge median", "p95", "p99", "direct median", "p95", "p99", "bridge/direct"
     );
     for (name, bridge, direct) in rows {
         let ratio = bridge.median.as_secs_f64() / direct.median.as_secs_f64();
         println!(
-            "{name:<8} | {:>13} {:>8} {:>8} | {:>13} {:>8} {:>8} | {ratio:>12.2}x",
+            "{name:<16} | {:>13} {:>8} {:>8} | {:>13} {:>8} {:>8} | {ratio:>12.2}x",
             micros(bridge.median),
             micros(bridge.p95),
             micros(bridge.p99),
