@@ -56,9 +56,6 @@ pub enum SubscribeError {
     /// The IMAP side refused (mailbox missing, credentials, budget...).
     #[error(transparent)]
     Imap(#[from] ImapError),
-    /// The `Last-Event-ID` is not one this bridge issues.
-    #[error("malformed Last-Event-ID")]
-    MalformedEventId,
 }
 
 /// `message.new`: a message arrived.
@@ -201,22 +198,16 @@ impl Position {
 const MAX_EVENT_ID: usize = 8192;
 
 /// Reads a `Last-Event-ID` into positions per mailbox name.
-fn decode_event_id(id: &str) -> Result<BTreeMap<String, Position>, SubscribeError> {
+fn decode_event_id(id: &str) -> Option<BTreeMap<String, Position>> {
     if id.len() > MAX_EVENT_ID {
-        return Err(SubscribeError::MalformedEventId);
+        return None;
     }
     let json = id
         .strip_prefix("e1.")
-        .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
-        .ok_or(SubscribeError::MalformedEventId)?;
-    let raw: BTreeMap<String, String> =
-        serde_json::from_slice(&json).map_err(|_| SubscribeError::MalformedEventId)?;
+        .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())?;
+    let raw: BTreeMap<String, String> = serde_json::from_slice(&json).ok()?;
     raw.into_iter()
-        .map(|(name, pos)| {
-            Position::decode(&pos)
-                .map(|p| (name, p))
-                .ok_or(SubscribeError::MalformedEventId)
-        })
+        .map(|(name, pos)| Position::decode(&pos).map(|p| (name, p)))
         .collect()
 }
 
@@ -340,8 +331,21 @@ impl EventHub {
         mailboxes: Vec<MailboxName>,
         last_event_id: Option<&str>,
     ) -> Result<EventStream, SubscribeError> {
+        // An id this bridge did not issue (a proxy's, a corrupted one) cannot say what the
+        // client missed; EventSource would give up on an error status, so the stream starts
+        // with `mailbox.reset` for every mailbox instead, telling the client to resync.
         let resume = match last_event_id {
-            Some(id) if !id.is_empty() => decode_event_id(id)?,
+            Some(id) if !id.is_empty() => decode_event_id(id).unwrap_or_else(|| {
+                let unknown = Position::At(MailboxState {
+                    uid_validity: 0,
+                    highest_modseq: 0,
+                    uid_next: 1,
+                });
+                mailboxes
+                    .iter()
+                    .map(|m| (m.as_str().to_owned(), unknown))
+                    .collect()
+            }),
             _ => BTreeMap::new(),
         };
         let slot = self.take_slot(user)?;
@@ -820,14 +824,14 @@ mod tests {
             "e1.W10",
             &format!("e1.{}", "A".repeat(9000)),
         ] {
-            assert!(decode_event_id(bad).is_err(), "{bad}");
+            assert!(decode_event_id(bad).is_none(), "{bad}");
         }
         let forged = format!(
             "e1.{}",
             URL_SAFE_NO_PAD.encode(r#"{"INBOX":"p1.7.20.9.10.5.2.1"}"#)
         );
         assert!(
-            decode_event_id(&forged).is_err(),
+            decode_event_id(&forged).is_none(),
             "a batch that runs backwards"
         );
     }

@@ -735,6 +735,18 @@ async fn lists_sort_and_filter_on_the_server() {
         (status, problem["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
+    // An empty date range is a valid question with an empty answer, as in IMAP.
+    for range in [
+        format!("since={today}&before={today}"),
+        format!("since={today}&before={}", today - chrono::Days::new(30)),
+    ] {
+        let (status, list) = bridge
+            .get_json(&token, &format!("/v1/mailboxes/INBOX/messages?{range}"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{range}: {list}");
+        assert_eq!(list["total"], 0, "{range}: {list}");
+        assert_eq!(list["messages"], serde_json::json!([]), "{range}");
+    }
 }
 
 #[tokio::test]

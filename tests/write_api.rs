@@ -507,7 +507,7 @@ async fn moves_to_a_missing_or_the_same_mailbox_change_nothing() {
             json!({"uids": [1], "to": to}),
         )
         .await;
-        assert_problem(&got, StatusCode::BAD_REQUEST, "invalid_request", to);
+        assert_problem(&got, StatusCode::CONFLICT, "conflict", to);
     }
     assert_eq!(imap.message_ids("INBOX").await, before, "nothing moved");
     assert!(imap.uids("Trash").await.is_empty());
@@ -1075,11 +1075,19 @@ async fn folders_are_created_renamed_and_deleted() {
 
     // Names the server would refuse or quietly change are the caller's to fix.
     let names_before = imap.mailbox_names().await;
-    for name in ["Trailing/", "/Leading", "Dou//ble", "Dot.ted", "Über/"] {
+    for name in ["Trailing/", "/Leading", "Dou//ble", "Über/"] {
         let got = create(&bridge, &token, name).await;
         assert_problem(&got, StatusCode::BAD_REQUEST, "invalid_request", name);
         let got = rename(&bridge, &token, "A/B", name).await;
         assert_problem(&got, StatusCode::BAD_REQUEST, "invalid_request", name);
+    }
+    // A well-formed name that this server's storage cannot hold (Dovecot's Maildir++ layout
+    // keeps `.` for itself) is the server's refusal, not a malformed request.
+    for name in ["Dot.ted", &"x".repeat(400)] {
+        let got = create(&bridge, &token, name).await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden", name);
+        let got = rename(&bridge, &token, "A/B", name).await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden", name);
     }
     assert_eq!(imap.mailbox_names().await, names_before, "nothing created");
 
@@ -1247,12 +1255,7 @@ async fn hostile_folder_names_are_refused_before_imap() {
     let got = post(&bridge, &token, "/v1/mailboxes", json!({})).await;
     assert_problem(&got, StatusCode::BAD_REQUEST, "invalid_request", "no name");
     let got = rename(&bridge, &token, "Archive", "Archive").await;
-    assert_problem(
-        &got,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        "same name",
-    );
+    assert_problem(&got, StatusCode::CONFLICT, "conflict", "same name");
     assert_eq!(
         bridge.dovecot.rawlog_in(USER),
         log_before,
@@ -1341,6 +1344,36 @@ async fn a_renamed_folder_is_gone_for_every_pooled_session() {
         a.1,
         b.1
     );
+}
+
+/// Found by the contract test: a refused rename used to make the session forget which mailbox
+/// it had selected, so deleting that mailbox next skipped UNSELECT and Dovecot ended the
+/// session ("Selected mailbox was deleted") — a 503 for a valid request.
+#[tokio::test]
+async fn a_folder_selected_before_a_refused_rename_can_still_be_deleted() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    for name in ["Plans/2024", "Plans/2025"] {
+        let (status, body) = create(&bridge, &token, name).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, body) = bridge
+        .get_json(&token, "/v1/mailboxes/Plans%2F2024/messages")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(bridge.state.pools.stats().sessions, 1, "one pooled session");
+    let got = rename(&bridge, &token, "Plans/2025", "Plans/2024").await;
+    assert_problem(&got, StatusCode::CONFLICT, "conflict", "the name is taken");
+
+    let (status, body) = delete(&bridge, &token, "Plans/2024").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let names = listed_names(&bridge, &token).await;
+    assert!(!names.contains(&"Plans/2024".to_owned()), "{names:?}");
+    assert!(names.contains(&"Plans/2025".to_owned()), "{names:?}");
+    let (status, body) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages")
+        .await;
+    assert_eq!(status, StatusCode::OK, "the session still works: {body}");
 }
 
 // ---------------------------------------------------------------------------------------------

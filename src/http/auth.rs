@@ -25,11 +25,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "alice@example.com", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
-    /// IMAP login name.
-    #[schema(min_length = 1, max_length = 256)]
+    /// IMAP login name: 1 to 255 characters, no NUL, CR or LF.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00\r\n]+$")]
     pub username: String,
-    /// IMAP password.
-    #[schema(min_length = 1, max_length = 1024, format = Password)]
+    /// IMAP password: 1 to 1024 characters, no NUL, CR or LF.
+    #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\x00\r\n]+$", format = Password)]
     pub password: String,
 }
 
@@ -74,11 +74,14 @@ async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<axum::Json<LoginResponse>> {
-    if body.username.is_empty() || body.username.len() > 256 {
-        return Err(ApiError::invalid("`username` must be 1 to 256 bytes."));
+    // Characters, as the document's `maxLength` counts them; 255 is also Dovecot's limit.
+    if body.username.is_empty() || body.username.chars().count() > 255 {
+        return Err(ApiError::invalid("`username` must be 1 to 255 characters."));
     }
-    if body.password.is_empty() || body.password.len() > 1024 {
-        return Err(ApiError::invalid("`password` must be 1 to 1024 bytes."));
+    if body.password.is_empty() || body.password.chars().count() > 1024 {
+        return Err(ApiError::invalid(
+            "`password` must be 1 to 1024 characters.",
+        ));
     }
     // Validate both through the IMAP encoder before anything is sent.
     crate::imap::encode::ImapString::new(&body.username)?;

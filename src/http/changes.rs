@@ -11,6 +11,7 @@ use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
 use super::flags::MessageFlags;
+use super::schema::{MailboxNameSchema, SyncStateSchema};
 use crate::imap::encode::MailboxName;
 use crate::imap::state::MailboxState;
 
@@ -25,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// A `state` from a header list or a previous `changes` answer.
+    #[param(value_type = SyncStateSchema)]
     pub since: String,
 }
 
@@ -56,7 +58,7 @@ pub struct ChangeSet {
     tag = "sync",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment."),
         ChangesQuery,
     ),
     responses(

@@ -60,6 +60,12 @@ pub fn router(api: OpenApi) -> Router<AppState> {
         )
         .merge(
             SwaggerUi::new("/docs")
-                .config(utoipa_swagger_ui::Config::from("/openapi.json").try_it_out_enabled(true)),
+                // No validator badge: Swagger UI would send the document's address to
+                // validator.swagger.io from every browser that opens the docs.
+                .config(
+                    utoipa_swagger_ui::Config::from("/openapi.json")
+                        .try_it_out_enabled(true)
+                        .validator_url("none"),
+                ),
         )
 }

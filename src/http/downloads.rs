@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, AuthUser};
+use super::schema::{BinarySchema, MailboxNameSchema, PartIdSchema, UidSchema};
 use crate::imap::Session;
 use crate::imap::encode::{MailboxName, PartId};
 use crate::mail::structure::{BodyPart, TransferEncoding};
@@ -43,14 +44,14 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "messages",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
-        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = UidSchema, Path, description = "The message's UID."),
         ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier download."),
         ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=1000-`."),
     ),
     responses(
-        (status = 200, description = "The message (`message/rfc822`).", content_type = "message/rfc822", body = Vec<u8>),
-        (status = 206, description = "The requested range.", content_type = "message/rfc822", body = Vec<u8>),
+        (status = 200, description = "The message (`message/rfc822`).", content_type = "message/rfc822", body = BinarySchema),
+        (status = 206, description = "The requested range.", content_type = "message/rfc822", body = BinarySchema),
         (status = 304, description = "Not modified (the ETag matches)."),
         (status = 400, description = "Bad mailbox name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
@@ -102,15 +103,15 @@ async fn raw_message(
     tag = "messages",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
-        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
-        ("part_id" = String, Path, description = "The part's `part_id` from the message view (IMAP section number, e.g. `2` or `1.2`)."),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = UidSchema, Path, description = "The message's UID."),
+        ("part_id" = PartIdSchema, Path, description = "The part's `part_id` from the message view (IMAP section number, e.g. `2` or `1.2`)."),
         ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier download."),
         ("Range" = Option<String>, Header, description = "One byte range of the decoded content, e.g. `bytes=0-1023`."),
     ),
     responses(
-        (status = 200, description = "The decoded content, with its own Content-Type.", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "The requested range of the decoded content.", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The decoded content, with the part's own Content-Type (`application/pdf`, `image/png`, `text/plain; charset=utf-8`…).", content_type = "*/*", body = BinarySchema),
+        (status = 206, description = "The requested range of the decoded content.", content_type = "*/*", body = BinarySchema),
         (status = 304, description = "Not modified (the ETag matches)."),
         (status = 400, description = "Bad mailbox name, UID or part id (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),

@@ -1,5 +1,6 @@
 //! Server-sent events: `GET /v1/events` and `POST /v1/events/ticket`.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -11,13 +12,17 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::StreamExt;
 use serde::Serialize;
-use utoipa::ToSchema;
+use serde_json::json;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::AuthUser;
+use super::schema::MailboxNameSchema;
 use crate::events::{
     MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent, MessageNewEvent, SubscribeError,
 };
@@ -64,22 +69,66 @@ async fn ticket(State(state): State<AppState>, user: AuthUser) -> Json<Ticket> {
     })
 }
 
-/// The event types of the stream, for the OpenAPI document (`event:` name → `data:` shape).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-enum StreamEvent {
-    /// `event: message.new`
-    #[schema(rename = "message.new")]
-    MessageNew(Box<MessageNewEvent>),
-    /// `event: message.flags`
-    #[schema(rename = "message.flags")]
-    MessageFlags(MessageFlagsEvent),
-    /// `event: message.expunged`
-    #[schema(rename = "message.expunged")]
-    MessageExpunged(MessageExpungedEvent),
-    /// `event: mailbox.reset`
-    #[schema(rename = "mailbox.reset")]
-    MailboxReset(MailboxResetEvent),
+/// One event of the stream as the document describes it: OpenAPI 3.1 has no per-item schema
+/// for `text/event-stream`, so, as tools such as Schemathesis read it, the response schema is
+/// that of one parsed event (`event`, `id`, `data`), one branch per event type, with `data`
+/// JSON whose shape is given by `contentSchema`.
+struct StreamEvent;
+
+impl PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let kinds = [
+            ("message.new", MessageNewEvent::name()),
+            ("message.flags", MessageFlagsEvent::name()),
+            ("message.expunged", MessageExpungedEvent::name()),
+            ("mailbox.reset", MailboxResetEvent::name()),
+        ];
+        let branches: Vec<_> = kinds
+            .iter()
+            .map(|(event, payload)| {
+                json!({
+                    "type": "object",
+                    "title": event,
+                    "required": ["event", "id", "data"],
+                    "properties": {
+                        "event": {"type": "string", "enum": [event]},
+                        "id": {
+                            "type": "string",
+                            "description": "Send back as `Last-Event-ID` to resume after this event.",
+                        },
+                        "data": {
+                            "type": "string",
+                            "contentMediaType": "application/json",
+                            "contentSchema": {"$ref": format!("#/components/schemas/{payload}")},
+                        },
+                    },
+                })
+            })
+            .collect();
+        serde_json::from_value(json!({
+            "description": "One event: `event` names its type, `data` is JSON of the matching \
+                payload schema, `id` resumes the stream.",
+            "oneOf": branches,
+        }))
+        .expect("a valid schema")
+    }
+}
+
+impl ToSchema for StreamEvent {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("StreamEvent")
+    }
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for (name, schema) in [
+            (MessageNewEvent::name(), MessageNewEvent::schema()),
+            (MessageFlagsEvent::name(), MessageFlagsEvent::schema()),
+            (MessageExpungedEvent::name(), MessageExpungedEvent::schema()),
+            (MailboxResetEvent::name(), MailboxResetEvent::schema()),
+        ] {
+            schemas.push((name.into_owned(), schema));
+        }
+        MessageNewEvent::schemas(schemas);
+    }
 }
 
 /// A stream of changes to the given mailboxes, fed by IMAP IDLE: `message.new` (with the
@@ -94,13 +143,13 @@ enum StreamEvent {
     tag = "events",
     security(("bearer" = []), ()),
     params(
-        ("mailbox" = Option<Vec<String>>, Query, description = "Mailbox to watch; repeat for several (at most 16). Default INBOX.", explode = true),
+        ("mailbox" = Option<Vec<MailboxNameSchema>>, Query, description = "Mailbox to watch; repeat for several (at most 16). Default INBOX.", explode = true),
         ("ticket" = Option<String>, Query, description = "A ticket from `POST /v1/events/ticket`, instead of the Authorization header."),
-        ("Last-Event-ID" = Option<String>, Header, description = "The last event id received, to resume after it."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event id received, to resume after it. An id the bridge did not issue starts the stream with `mailbox.reset` for every mailbox."),
     ),
     responses(
-        (status = 200, description = "`text/event-stream`; each event's `data` is one of the `StreamEvent` shapes, named by `event:`.", content_type = "text/event-stream", body = StreamEvent),
-        (status = 400, description = "Bad mailbox name, too many mailboxes, or malformed Last-Event-ID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "`text/event-stream`; the schema is that of one event (see `StreamEvent`).", content_type = "text/event-stream", body = StreamEvent),
+        (status = 400, description = "Bad mailbox name or too many mailboxes (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid, expired or reused token or ticket (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many event streams or watched mailboxes for this user or the bridge (`rate_limited`).", body = Problem, content_type = "application/problem+json"),
@@ -145,7 +194,7 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
         upstream: state.upstream.clone(),
         username: claims.subject.clone(),
     };
-    let last_event_id = last_event_id(&parts.headers)?;
+    let last_event_id = last_event_id(&parts.headers);
     let stream = state
         .events
         .subscribe(
@@ -164,9 +213,6 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
                 ApiError::rate_limited("Too many mailboxes are being watched for this user.", 30)
             }
             SubscribeError::Imap(e) => ApiError::from(e),
-            SubscribeError::MalformedEventId => {
-                ApiError::invalid("The Last-Event-ID is not one this API issued.")
-            }
         })?;
     let retry = futures::stream::once(async {
         Ok::<_, Infallible>(Event::default().retry(Duration::from_secs(2)))
@@ -177,12 +223,11 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive())))
 }
 
-fn last_event_id(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    match headers.get("last-event-id") {
-        None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .map(|s| Some(s.trim().to_owned()))
-            .map_err(|_| ApiError::invalid("The Last-Event-ID is not one this API issued.")),
-    }
+/// The `Last-Event-ID` header; one that is not even text is kept as an id that matches no
+/// position, so the stream starts with `mailbox.reset` like for any id the bridge did not issue.
+fn last_event_id(headers: &HeaderMap) -> Option<String> {
+    headers.get("last-event-id").map(|v| {
+        v.to_str()
+            .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned())
+    })
 }

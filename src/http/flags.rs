@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
+use super::schema::{MailboxNameSchema, UidSchema, present, uid_numbers};
 use crate::imap::encode::{Flag, MailboxName, UidSet};
 use crate::imap::mutations::FlagChange;
 
@@ -27,18 +28,17 @@ pub const MAX_UIDS: usize = 1000;
 
 /// A flag change: `add` and/or `remove`, or `set` (replace all). Flags are system flags
 /// (`\Seen`, `\Answered`, `\Flagged`, `\Deleted`, `\Draft`) or keywords (IMAP atoms).
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"add": ["\\Seen", "$Important"], "remove": ["\\Flagged"]}))]
 pub struct FlagsPatch {
     /// Flags to add.
-    #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "present")]
     pub add: Option<Vec<String>>,
     /// Flags to remove.
-    #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "present")]
     pub remove: Option<Vec<String>>,
     /// The complete new set of flags (not with `add`/`remove`).
-    #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "present")]
     pub set: Option<Vec<String>>,
 }
 
@@ -86,8 +86,8 @@ pub struct MessageFlags {
     tag = "flags",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
-        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = UidSchema, Path, description = "The message's UID."),
     ),
     request_body = FlagsPatch,
     responses(
@@ -119,22 +119,21 @@ async fn patch_flags(
     Ok(Json(MessageFlags { uid, flags }))
 }
 
-/// A flag change for many messages.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A flag change for many messages (its schema is in [`super::schema`]).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"uids": [4209, 4210, 4211], "add": ["\\Seen"]}))]
 pub struct BulkFlags {
     /// The messages (1 to 1000 UIDs).
-    #[schema(min_items = 1, max_items = 1000)]
+    #[serde(deserialize_with = "uid_numbers")]
     pub uids: Vec<u32>,
     /// Flags to add.
-    #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "present")]
     pub add: Option<Vec<String>>,
     /// Flags to remove.
-    #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "present")]
     pub remove: Option<Vec<String>>,
     /// The complete new set of flags (not with `add`/`remove`).
-    #[schema(max_items = 50)]
+    #[serde(default, deserialize_with = "present")]
     pub set: Option<Vec<String>>,
 }
 
@@ -161,7 +160,7 @@ pub fn uid_list(uids: &[u32]) -> ApiResult<UidSet> {
     path = "/v1/mailboxes/{mailbox}/flags",
     tag = "flags",
     security(("bearer" = [])),
-    params(("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment.")),
+    params(("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment.")),
     request_body = BulkFlags,
     responses(
         (status = 200, description = "The messages' flags afterwards.", body = BulkFlagsResult),

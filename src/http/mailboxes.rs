@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
-use crate::imap::ImapError;
+use super::schema::MailboxNameSchema;
 use crate::imap::encode::MailboxName;
 use crate::imap::mailboxes::{MailboxInfo, SpecialUse};
 
@@ -143,6 +143,7 @@ async fn list_mailboxes(
 #[schema(example = json!({"name": "Projekte/Überblick"}))]
 pub struct MailboxNameBody {
     /// Full name, UTF-8, any script; the server's delimiter (`/` on most servers) makes a hierarchy.
+    #[schema(value_type = MailboxNameSchema)]
     pub name: String,
 }
 
@@ -163,8 +164,9 @@ pub struct MailboxRef {
     request_body = MailboxNameBody,
     responses(
         (status = 201, description = "Created.", body = MailboxRef),
-        (status = 400, description = "Bad name: empty, control characters, `*` or `%`, an empty hierarchy level, or a name the server cannot store (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad name: empty, control characters, `*` or `%`, or an empty hierarchy level (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The server cannot store a mailbox of that name: too long, or a character its storage forbids (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A mailbox with that name exists (`conflict`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
@@ -180,7 +182,7 @@ async fn create_mailbox(
 ) -> ApiResult<(StatusCode, Json<MailboxRef>)> {
     let name = MailboxName::new(&body.name)?;
     let mut session = user.session(&state).await?;
-    session.create_mailbox(&name).await.map_err(refused_name)?;
+    session.create_mailbox(&name).await?;
     Ok((
         StatusCode::CREATED,
         Json(MailboxRef {
@@ -195,15 +197,15 @@ async fn create_mailbox(
     path = "/v1/mailboxes/{mailbox}",
     tag = "mailboxes",
     security(("bearer" = [])),
-    params(("mailbox" = String, Path, description = "Current full name, percent-encoded as one path segment.")),
+    params(("mailbox" = MailboxNameSchema, Path, description = "Current full name, percent-encoded as one path segment.")),
     request_body = MailboxNameBody,
     responses(
         (status = 200, description = "Renamed.", body = MailboxRef),
-        (status = 400, description = "Bad name: as for creating, or the new name is the current one (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad name, as for creating (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "INBOX cannot be renamed (`forbidden`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "INBOX cannot be renamed, or the server cannot store the new name (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The new name exists (`conflict`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new name exists, or is the current one (`conflict`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
@@ -220,13 +222,10 @@ async fn rename_mailbox(
     let from = MailboxName::new(&mailbox)?;
     let to = MailboxName::new(&body.name)?;
     if from == to {
-        return Err(ApiError::invalid("The new name is the current name."));
+        return Err(ApiError::conflict("The mailbox already has that name."));
     }
     let mut session = user.session(&state).await?;
-    session
-        .rename_mailbox(&from, &to)
-        .await
-        .map_err(refused_name)?;
+    session.rename_mailbox(&from, &to).await?;
     Ok(Json(MailboxRef {
         name: to.as_str().to_owned(),
     }))
@@ -238,7 +237,7 @@ async fn rename_mailbox(
     path = "/v1/mailboxes/{mailbox}",
     tag = "mailboxes",
     security(("bearer" = [])),
-    params(("mailbox" = String, Path, description = "Full name, percent-encoded as one path segment.")),
+    params(("mailbox" = MailboxNameSchema, Path, description = "Full name, percent-encoded as one path segment.")),
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, description = "Bad name (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
@@ -259,19 +258,4 @@ async fn delete_mailbox(
     let mut session = user.session(&state).await?;
     session.delete_mailbox(&name).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A name the server cannot store (RFC 5530 `NO [CANNOT]`: a character its storage forbids, a
-/// reserved prefix) is the caller's to fix: 400 with the server's reason rather than 502.
-fn refused_name(e: ImapError) -> ApiError {
-    match e {
-        ImapError::No {
-            code: Some(code),
-            text,
-        } if code.eq_ignore_ascii_case("CANNOT") => {
-            let reason: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
-            ApiError::invalid(format!("The IMAP server cannot use this name: {reason}"))
-        }
-        other => other.into(),
-    }
 }

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::schema::{BinarySchema, CursorSchema, FlagListSchema, MailboxNameSchema, UidSchema};
 use crate::imap::encode::{ImapString, MailboxName, SearchKey};
 use crate::imap::messages::{Order, PageRequest, SortKey};
 use crate::imap::state::{PageCursor, query_fingerprint};
@@ -63,6 +64,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 200, default = 50)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<CursorSchema>)]
     pub cursor: Option<String>,
     /// Sort key; anything but `arrival` needs IMAP SORT on the server.
     #[param(inline)]
@@ -75,16 +77,16 @@ pub struct ListQuery {
     /// Only messages with (`true`) or without (`false`) `\Flagged`.
     pub flagged: Option<bool>,
     /// Substring of the From header.
-    #[param(max_length = 1000)]
+    #[param(min_length = 1, max_length = 1000, pattern = r"^[^\x00\r\n]+$")]
     pub from: Option<String>,
     /// Substring of the To header.
-    #[param(max_length = 1000)]
+    #[param(min_length = 1, max_length = 1000, pattern = r"^[^\x00\r\n]+$")]
     pub to: Option<String>,
     /// Substring of the subject.
-    #[param(max_length = 1000)]
+    #[param(min_length = 1, max_length = 1000, pattern = r"^[^\x00\r\n]+$")]
     pub subject: Option<String>,
     /// Substring of the headers or body.
-    #[param(max_length = 1000)]
+    #[param(min_length = 1, max_length = 1000, pattern = r"^[^\x00\r\n]+$")]
     pub text: Option<String>,
     /// Received on or after this day (IMAP internal date).
     pub since: Option<NaiveDate>,
@@ -125,9 +127,9 @@ impl ListQuery {
             ("text", &self.text, SearchKey::Text),
         ] {
             if let Some(value) = value {
-                if value.is_empty() || value.len() > MAX_FILTER_LEN {
+                if value.is_empty() || value.chars().count() > MAX_FILTER_LEN {
                     return Err(ApiError::invalid(format!(
-                        "`{field}` must be 1 to {MAX_FILTER_LEN} bytes."
+                        "`{field}` must be 1 to {MAX_FILTER_LEN} characters."
                     )));
                 }
                 let s = ImapString::new(value)
@@ -135,11 +137,6 @@ impl ListQuery {
                 filters.push(make(s));
                 fingerprint_parts.push(format!("{field}={value}"));
             }
-        }
-        if let (Some(since), Some(before)) = (self.since, self.before)
-            && since >= before
-        {
-            return Err(ApiError::invalid("`since` must be earlier than `before`."));
         }
         if let Some(d) = self.since {
             filters.push(SearchKey::Since(d));
@@ -163,18 +160,13 @@ impl ListQuery {
         fingerprint_parts.push(format!("{sort:?}/{order:?}"));
         let parts: Vec<&str> = fingerprint_parts.iter().map(String::as_str).collect();
         let query = query_fingerprint(&parts);
-        let cursor = match &self.cursor {
-            None => None,
-            Some(c) => {
-                let c: PageCursor = c.parse()?;
-                if c.query != query {
-                    return Err(ApiError::invalid(
-                        "The cursor belongs to a list with another sort or other filters.",
-                    ));
-                }
-                Some(c)
-            }
-        };
+        // Whether the cursor was made for this query is checked after its UIDVALIDITY (in
+        // `header_page`): a cursor from before a mailbox reset gets 409 whatever it was for.
+        let cursor = self
+            .cursor
+            .as_deref()
+            .map(str::parse::<PageCursor>)
+            .transpose()?;
         Ok(PageRequest {
             limit,
             cursor,
@@ -224,7 +216,7 @@ pub struct MessageList {
     tag = "messages",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment (`Archive%2F2024`)."),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment (`Archive%2F2024`)."),
         ListQuery,
     ),
     responses(
@@ -303,8 +295,8 @@ pub struct MessageView {
     tag = "messages",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
-        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = UidSchema, Path, description = "The message's UID."),
         MessageQuery,
     ),
     responses(
@@ -380,8 +372,8 @@ pub struct DeleteQuery {
     tag = "messages",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
-        ("uid" = u32, Path, description = "The message's UID.", minimum = 1),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("uid" = UidSchema, Path, description = "The message's UID."),
         DeleteQuery,
     ),
     responses(
@@ -446,6 +438,7 @@ async fn delete_message(
 #[into_params(parameter_in = Query)]
 pub struct AppendQuery {
     /// Flags for the new message, comma separated (`\Seen,$Label1`).
+    #[param(value_type = Option<FlagListSchema>)]
     pub flags: Option<String>,
 }
 
@@ -466,10 +459,10 @@ pub struct Appended {
     tag = "messages",
     security(("bearer" = [])),
     params(
-        ("mailbox" = String, Path, description = "Full mailbox name, percent-encoded as one path segment."),
+        ("mailbox" = MailboxNameSchema, Path, description = "Full mailbox name, percent-encoded as one path segment."),
         AppendQuery,
     ),
-    request_body(content = Vec<u8>, content_type = "message/rfc822", description = "The complete message, RFC 5322."),
+    request_body(content = BinarySchema, content_type = "message/rfc822", description = "The complete message, RFC 5322."),
     responses(
         (status = 201, description = "Stored.", body = Appended),
         (status = 400, description = "Bad name, flags or message (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
@@ -512,7 +505,7 @@ async fn append_message(
             .split(',')
             .take(51)
             .map(|f| {
-                crate::imap::encode::Flag::parse(f.trim())
+                crate::imap::encode::Flag::parse(f)
                     .map_err(|e| ApiError::invalid(format!("`flags`: {e}")))
             })
             .collect::<ApiResult<Vec<_>>>()?,

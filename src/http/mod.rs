@@ -12,6 +12,7 @@ pub mod mailboxes;
 pub mod messages;
 pub mod moves;
 pub mod ops;
+pub mod schema;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -87,6 +88,16 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&SecuritySchemes),
+    components(schemas(
+        schema::BinarySchema,
+        schema::MailboxNameSchema,
+        schema::UidSchema,
+        schema::FlagSchema,
+        schema::FlagListSchema,
+        schema::PartIdSchema,
+        schema::SyncStateSchema,
+        schema::CursorSchema,
+    )),
     tags(
         (name = "auth", description = "Log in and out."),
         (name = "mailboxes", description = "Folders, their roles and counts."),

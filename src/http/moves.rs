@@ -11,6 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, ApiPath, AuthUser};
 use super::flags::uid_list;
+use super::schema::{MailboxNameSchema, UidSchema, uid_numbers};
 use crate::imap::encode::MailboxName;
 use crate::imap::mutations::Transferred;
 
@@ -27,9 +28,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[schema(example = json!({"uids": [4209, 4211], "to": "Archive/2024"}))]
 pub struct TransferRequest {
     /// The messages (1 to 1000 UIDs).
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(value_type = Vec<UidSchema>, min_items = 1, max_items = 1000)]
+    #[serde(deserialize_with = "uid_numbers")]
     pub uids: Vec<u32>,
     /// Destination mailbox, full UTF-8 name.
+    #[schema(value_type = MailboxNameSchema)]
     pub to: String,
 }
 
@@ -69,13 +72,15 @@ fn results(list: Vec<Transferred>) -> Json<TransferResults> {
     path = "/v1/mailboxes/{mailbox}/move",
     tag = "messages",
     security(("bearer" = [])),
-    params(("mailbox" = String, Path, description = "Source mailbox, percent-encoded as one path segment.")),
+    params(("mailbox" = MailboxNameSchema, Path, description = "Source mailbox, percent-encoded as one path segment.")),
     request_body = TransferRequest,
     responses(
         (status = 200, description = "The messages' new UIDs.", body = TransferResults),
-        (status = 400, description = "Bad names or UIDs, or the destination is the source (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad names or UIDs (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The server refuses the destination's name (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The source or destination mailbox does not exist (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The destination is the source mailbox (`conflict`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
@@ -92,7 +97,9 @@ async fn move_messages(
     let from = MailboxName::new(&mailbox)?;
     let to = MailboxName::new(&body.to).map_err(|e| ApiError::invalid(format!("`to`: {e}")))?;
     if from == to {
-        return Err(ApiError::invalid("The destination is the source mailbox."));
+        return Err(ApiError::conflict(
+            "The messages already are in that mailbox; move them to another one.",
+        ));
     }
     let uids = uid_list(&body.uids)?;
     let mut session = user.session(&state).await?;
@@ -105,12 +112,13 @@ async fn move_messages(
     path = "/v1/mailboxes/{mailbox}/copy",
     tag = "messages",
     security(("bearer" = [])),
-    params(("mailbox" = String, Path, description = "Source mailbox, percent-encoded as one path segment.")),
+    params(("mailbox" = MailboxNameSchema, Path, description = "Source mailbox, percent-encoded as one path segment.")),
     request_body = TransferRequest,
     responses(
         (status = 200, description = "The copies' UIDs.", body = TransferResults),
         (status = 400, description = "Bad names or UIDs (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The server refuses the destination's name (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The source or destination mailbox does not exist (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),

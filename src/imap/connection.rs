@@ -148,6 +148,9 @@ impl Completion {
                 Some("AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED") => {
                     ImapError::AuthenticationFailed
                 }
+                // RFC 5530: the operation breaks a rule of the server's and can never succeed
+                // (Dovecot: a character its mailbox layout forbids, a name that is too long).
+                Some("CANNOT") => ImapError::NotAllowed(self.text),
                 _ => ImapError::No {
                     code: self.code,
                     text: self.text,
@@ -365,6 +368,13 @@ impl Connection {
         self.clean
     }
 
+    /// Whether this session has a mailbox selected while another session of the same user
+    /// renamed or deleted mailboxes since: the selected one may be gone, and the server then
+    /// ends the session at its next command.
+    pub fn selection_may_be_stale(&self) -> bool {
+        self.selected.is_some() && self.selected_epoch != self.names_epoch.load(Ordering::Acquire)
+    }
+
     /// The mailbox this session has selected, if any.
     pub fn selected(&self) -> Option<&SelectedMailbox> {
         self.selected.as_ref()
@@ -394,8 +404,11 @@ impl Connection {
         });
         let outcome = self.run(&cmd, |_| Ok(())).await.and_then(|done| {
             // Dovecot answers SELECT of a missing mailbox with a bare NO ("Mailbox doesn't
-            // exist"), without RFC 5530's NONEXISTENT.
-            if done.status == Status::No && done.code.is_none() {
+            // exist"), without RFC 5530's NONEXISTENT, and of a name it could never hold with
+            // NO [CANNOT]: either way there is no such mailbox.
+            if done.status == Status::No
+                && (done.code.is_none() || done.code_name() == Some("CANNOT"))
+            {
                 return Err(ImapError::MailboxNotFound);
             }
             done.into_result()
@@ -439,9 +452,12 @@ impl Connection {
     }
 
     /// Records that mailbox names changed, so that every session of the user re-selects.
+    ///
+    /// The selected mailbox is kept, not forgotten: the server still has it selected, and a
+    /// session that deletes the mailbox it has selected must unselect it first (Dovecot ends
+    /// the session otherwise). The epoch alone makes the next [`Connection::select`] re-select.
     pub fn names_changed(&mut self) {
         self.names_epoch.fetch_add(1, Ordering::AcqRel);
-        self.selected = None;
     }
 
     /// NOOP: keeps the session alive and collects pending mailbox updates.

@@ -34,15 +34,15 @@ use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
 
-/// Longest mailbox name accepted, in bytes of UTF-8.
-const MAX_MAILBOX_NAME_BYTES: usize = 1000;
+/// Longest mailbox name accepted, in characters (what JSON Schema's `maxLength` counts).
+const MAX_MAILBOX_NAME_CHARS: usize = 1000;
 
 /// Longest keyword flag accepted. RFC 3501 sets no limit; this keeps flag lists short
 /// enough for every server's command-line limit while allowing any realistic keyword.
 const MAX_KEYWORD_BYTES: usize = 100;
 
-/// Longest [`ImapString`] accepted, in bytes of UTF-8.
-const MAX_STRING_BYTES: usize = 8192;
+/// Longest [`ImapString`] accepted, in characters.
+const MAX_STRING_CHARS: usize = 8192;
 
 /// Longest [`PartId`] accepted; real MIME trees are far shallower.
 const MAX_PART_ID_BYTES: usize = 100;
@@ -69,7 +69,7 @@ pub enum InvalidArgument {
         what: &'static str,
     },
     /// The value is longer than allowed.
-    #[error("The {what} is too long; at most {max} bytes of UTF-8 are allowed.")]
+    #[error("The {what} is too long; at most {max} characters are allowed.")]
     TooLong {
         /// The kind of value, e.g. "mailbox name".
         what: &'static str,
@@ -127,11 +127,15 @@ pub enum InvalidArgument {
     /// A body part number that is not RFC 3501's `section-part`.
     #[error("A part id must be one or more positive numbers separated by dots, such as 1 or 1.2.")]
     InvalidPartId,
+    /// Not in the original interface of this module: a page cursor made for another sort or
+    /// other filters, found once the cursor's UIDVALIDITY was checked.
+    #[error("The cursor belongs to a list with another sort or other filters.")]
+    ForeignCursor,
 }
 
 /// A mailbox's full name as UTF-8 (what HTTP callers see), validated.
 ///
-/// A `MailboxName` is never empty, at most 1000 bytes long, and contains no control
+/// A `MailboxName` is never empty, at most 1000 characters long, and contains no control
 /// characters and no `*` or `%`, so it can be placed in any command, including as a LIST
 /// reference, without being read as a wildcard.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -140,7 +144,7 @@ pub struct MailboxName(String);
 impl MailboxName {
     /// Validates a mailbox name given by a caller.
     ///
-    /// The name must be non-empty, at most 1000 bytes of UTF-8, free of C0 controls
+    /// The name must be non-empty, at most 1000 characters, free of C0 controls
     /// (U+0000–U+001F), DEL and C1 controls (U+0080–U+009F), and free of `*` and `%`.
     /// Quotes, backslashes, `&`, `{`, spaces and non-ASCII characters are allowed.
     ///
@@ -151,10 +155,10 @@ impl MailboxName {
         if name.is_empty() {
             return Err(InvalidArgument::Empty { what: MAILBOX_NAME });
         }
-        if name.len() > MAX_MAILBOX_NAME_BYTES {
+        if name.len() > MAX_MAILBOX_NAME_CHARS && name.chars().count() > MAX_MAILBOX_NAME_CHARS {
             return Err(InvalidArgument::TooLong {
                 what: MAILBOX_NAME,
-                max: MAX_MAILBOX_NAME_BYTES,
+                max: MAX_MAILBOX_NAME_CHARS,
             });
         }
         for ch in name.chars() {
@@ -534,8 +538,9 @@ impl fmt::Display for UidSet {
 pub struct PartId(String);
 
 impl PartId {
-    /// Validates a part id. Each number must be written without leading zeros and fit in
-    /// 32 bits, so every part has exactly one spelling; the whole id is at most 100 bytes.
+    /// Validates a part id. Each number must be written without leading zeros and have at
+    /// most nine digits, so every part has exactly one spelling; the whole id is at most 100
+    /// bytes.
     pub fn parse(s: &str) -> Result<Self, InvalidArgument> {
         if s.is_empty() {
             return Err(InvalidArgument::Empty { what: PART_ID });
@@ -546,10 +551,11 @@ impl PartId {
                 max: MAX_PART_ID_BYTES,
             });
         }
+        // Nine digits are far beyond any real message's part count and always fit in 32 bits.
         let is_nz_number = |number: &str| {
-            number.bytes().all(|b| b.is_ascii_digit())
+            (1..=9).contains(&number.len())
+                && number.bytes().all(|b| b.is_ascii_digit())
                 && !number.starts_with('0')
-                && number.parse::<u32>().is_ok()
         };
         if !s.split('.').all(is_nz_number) {
             return Err(InvalidArgument::InvalidPartId);
@@ -582,10 +588,10 @@ pub struct ImapString(String);
 impl ImapString {
     /// Validates a string argument.
     pub fn new(s: &str) -> Result<Self, InvalidArgument> {
-        if s.len() > MAX_STRING_BYTES {
+        if s.len() > MAX_STRING_CHARS && s.chars().count() > MAX_STRING_CHARS {
             return Err(InvalidArgument::TooLong {
                 what: TEXT,
-                max: MAX_STRING_BYTES,
+                max: MAX_STRING_CHARS,
             });
         }
         for byte in s.bytes() {
@@ -1441,7 +1447,7 @@ mod tests {
     /// The mailbox-name rules, restated independently of the code under test.
     fn mailbox_name_allowed(input: &str) -> bool {
         !input.is_empty()
-            && input.len() <= 1000
+            && input.chars().count() <= 1000
             && !input
                 .chars()
                 .any(|c| matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '*' | '%'))
@@ -1951,21 +1957,21 @@ mod tests {
     }
 
     #[test]
-    fn mailbox_name_length_boundary_is_1000_bytes() {
+    fn mailbox_name_length_boundary_is_1000_characters() {
         let too_long = InvalidArgument::TooLong {
             what: "mailbox name",
             max: 1000,
         };
         assert!(MailboxName::new(&"a".repeat(1000)).is_ok());
         assert_eq!(MailboxName::new(&"a".repeat(1001)), Err(too_long.clone()));
-        assert!(MailboxName::new(&"é".repeat(500)).is_ok());
+        assert!(MailboxName::new(&"é".repeat(1000)).is_ok());
         assert_eq!(
-            MailboxName::new(&format!("a{}", "é".repeat(500))),
+            MailboxName::new(&format!("a{}", "é".repeat(1000))),
             Err(too_long.clone())
         );
-        assert!(MailboxName::new(&"😀".repeat(250)).is_ok());
+        assert!(MailboxName::new(&"😀".repeat(1000)).is_ok());
         assert_eq!(
-            MailboxName::new(&format!("{}a", "😀".repeat(250))),
+            MailboxName::new(&format!("{}a", "😀".repeat(1000))),
             Err(too_long)
         );
     }
@@ -2536,7 +2542,7 @@ mod tests {
                 max: 1000
             }
             .to_string(),
-            "The mailbox name is too long; at most 1000 bytes of UTF-8 are allowed."
+            "The mailbox name is too long; at most 1000 characters are allowed."
         );
         assert_eq!(
             InvalidArgument::LineBreak { what: "text" }.to_string(),
@@ -2551,7 +2557,7 @@ mod tests {
 
     #[test]
     fn part_ids() {
-        for valid in ["1", "2.1.3", "10.4294967295", "1.1.1.1.1.1"] {
+        for valid in ["1", "2.1.3", "10.999999999", "1.1.1.1.1.1"] {
             assert_eq!(PartId::parse(valid).unwrap().as_str(), valid);
             assert_eq!(PartId::parse(valid).unwrap().to_string(), valid);
         }
@@ -2563,6 +2569,7 @@ mod tests {
             ".1",
             "1.",
             "4294967296",
+            "1000000000",
             "1.2]",
             "1 2",
             "TEXT",

@@ -236,6 +236,7 @@ impl Connection {
             return Err(ImapError::AlreadyExists);
         }
         self.check_hierarchy_levels(to).await?;
+        self.ensure_listed(from).await?;
         let renamed = self
             .run(
                 &Command::new("RENAME").mailbox(from).mailbox(to),
@@ -264,6 +265,7 @@ impl Connection {
             self.run(&Command::new("UNSELECT"), |_| Ok(())).await?;
             self.forget_selected();
         }
+        self.ensure_listed(name).await?;
         let deleted = self
             .run(&Command::new("DELETE").mailbox(name), |_| Ok(()))
             .await;
@@ -271,6 +273,28 @@ impl Connection {
         missing_or(deleted?)?;
         self.subscribe_quietly(&[Command::new("UNSUBSCRIBE").mailbox(name)])
             .await
+    }
+
+    /// `MailboxNotFound` unless LIST shows `name`. Asked before DELETE and RENAME because
+    /// Dovecot answers those for a name its storage could never hold (too long for the file
+    /// system) with an internal error rather than "no such mailbox".
+    async fn ensure_listed(&mut self, name: &MailboxName) -> Result<()> {
+        let mut listed = false;
+        self.run(&Command::new("LIST").atom("\"\"").mailbox(name), |r| {
+            if let Response::MailboxData(MailboxDatum::List(data)) = r {
+                listed |= !data.name_attributes.iter().any(|a| {
+                    matches!(a, NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\NonExistent"))
+                });
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        if listed {
+            Ok(())
+        } else {
+            Err(ImapError::MailboxNotFound)
+        }
     }
 
     /// Refuses a name with an empty level (`A//B`, `/A`, `A/`), which servers reject or, worse,

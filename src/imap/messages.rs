@@ -260,6 +260,9 @@ impl Connection {
                 current: selected.uid_validity,
             });
         }
+        if req.cursor.is_some_and(|c| c.query != req.query) {
+            return Err(super::encode::InvalidArgument::ForeignCursor.into());
+        }
         if req.sort == SortKey::Arrival && req.filters.is_empty() {
             self.arrival_page(mailbox, req).await
         } else {

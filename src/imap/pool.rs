@@ -139,7 +139,12 @@ impl managed::Manager for SessionManager {
             metrics::counter!("imap_sessions_discarded_total").increment(1);
             return Err(RecycleError::message("the server ended the session"));
         }
-        if metrics.last_used() > self.shared.settings.recheck_after {
+        // A session whose mailbox another session deleted or renamed is ended by the server at
+        // its next command; finding that out here lets the pool hand out a fresh one instead
+        // of failing the caller's request.
+        if metrics.last_used() > self.shared.settings.recheck_after
+            || obj.conn.selection_may_be_stale()
+        {
             obj.conn.noop().await.map_err(RecycleError::Backend)?;
         }
         Ok(())

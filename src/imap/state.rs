@@ -3,6 +3,12 @@
 //! Both are plain dotted numbers behind a version prefix, strictly parsed: a token that does
 //! not parse is a 400, and a token that parses can at worst make the bridge do more work,
 //! never return wrong data (cursors are re-verified against the server).
+//!
+//! The syntax is what the OpenAPI document's patterns say: the prefix, then canonical decimal
+//! numbers of at most 19 digits. A token of that syntax whose numbers no mailbox can have
+//! (UIDVALIDITY or a UID of zero or beyond 32 bits) is not refused as malformed: it parses
+//! as a token of UIDVALIDITY 0, which no mailbox has, so it is answered like any token from
+//! before a mailbox reset (409 `uid_validity_changed`, or `mailbox.reset` for events).
 
 use std::fmt;
 use std::str::FromStr;
@@ -45,13 +51,20 @@ impl FromStr for MailboxState {
         let uid_validity = parse_part(parts.next(), &err)?;
         let highest_modseq = parse_part(parts.next(), &err)?;
         let uid_next = parse_part(parts.next(), &err)?;
-        if parts.next().is_some() || uid_validity == 0 || uid_next == 0 {
+        if parts.next().is_some() {
             return Err(err);
         }
-        Ok(MailboxState {
-            uid_validity,
-            highest_modseq,
-            uid_next,
+        Ok(match (nonzero_u32(uid_validity), nonzero_u32(uid_next)) {
+            (Some(uid_validity), Some(uid_next)) => MailboxState {
+                uid_validity,
+                highest_modseq,
+                uid_next,
+            },
+            _ => MailboxState {
+                uid_validity: 0,
+                highest_modseq: 0,
+                uid_next: 1,
+            },
         })
     }
 }
@@ -92,26 +105,45 @@ impl FromStr for PageCursor {
         let position = parse_part(parts.next(), &err)?;
         let query = parts
             .next()
-            .filter(|q| q.len() == 8)
+            .filter(|q| q.len() == 8 && q.bytes().all(|b| b.is_ascii_hexdigit()))
             .and_then(|q| u32::from_str_radix(q, 16).ok())
             .ok_or(err.clone())?;
-        if parts.next().is_some() || uid_validity == 0 || anchor_uid == 0 {
+        if parts.next().is_some() {
             return Err(err);
         }
-        Ok(PageCursor {
-            uid_validity,
-            anchor_uid,
-            position,
-            query,
+        let fits = (
+            nonzero_u32(uid_validity),
+            nonzero_u32(anchor_uid),
+            u32::try_from(position).ok(),
+        );
+        Ok(match fits {
+            (Some(uid_validity), Some(anchor_uid), Some(position)) => PageCursor {
+                uid_validity,
+                anchor_uid,
+                position,
+                query,
+            },
+            _ => PageCursor {
+                uid_validity: 0,
+                anchor_uid: 1,
+                position: 0,
+                query,
+            },
         })
     }
 }
 
-fn parse_part<T: FromStr>(part: Option<&str>, err: &MalformedToken) -> Result<T, MalformedToken> {
+/// `n` as a UID or UIDVALIDITY: non-zero and within 32 bits.
+fn nonzero_u32(n: u64) -> Option<u32> {
+    u32::try_from(n).ok().filter(|&n| n != 0)
+}
+
+/// One number of a token: canonical decimal (no sign, no leading zeros) of 1 to 19 digits, so
+/// it always fits in 64 bits.
+fn parse_part(part: Option<&str>, err: &MalformedToken) -> Result<u64, MalformedToken> {
     let part = part.ok_or(err.clone())?;
-    // Only canonical decimal: no sign, no leading zeros, bounded length.
     if part.is_empty()
-        || part.len() > 20
+        || part.len() > 19
         || !part.bytes().all(|b| b.is_ascii_digit())
         || (part.len() > 1 && part.starts_with('0'))
     {
@@ -166,7 +198,6 @@ mod tests {
             "s1.",
             "s1.1.2",
             "s1.1.2.3.4",
-            "s1.0.2.3",
             "s1.-1.2.3",
             "s1.+1.2.3",
             "s1.01.2.3",
@@ -174,7 +205,7 @@ mod tests {
             "s2.1.2.3",
             "s1.1.2.3\r\n",
             "s1.1 .2.3",
-            "s1.1.2.0",
+            "s1.1.2.18446744073709551615",
         ] {
             assert!(bad.parse::<MailboxState>().is_err(), "{bad:?}");
         }
@@ -183,12 +214,32 @@ mod tests {
             "c1.1.2.3",
             "c1.1.2.3.zzzzzzzz",
             "c1.1.2.3.1234567",
-            "c1.0.2.3.00000000",
-            "c1.1.0.3.00000000",
             "c1.1.2.3.00000000.1",
-            "c1.4294967296.2.3.00000000",
+            "c1.1.2.3.+0000000",
         ] {
             assert!(bad.parse::<PageCursor>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn well_formed_tokens_no_mailbox_can_have_belong_to_uid_validity_zero() {
+        for foreign in [
+            "s1.0.2.3",
+            "s1.1.2.0",
+            "s1.4294967296.2.3",
+            "s1.1.2.9999999999999999999",
+        ] {
+            let state = foreign.parse::<MailboxState>().expect(foreign);
+            assert_eq!(state.uid_validity, 0, "{foreign:?}");
+        }
+        for foreign in [
+            "c1.0.2.3.00000000",
+            "c1.1.0.3.00000000",
+            "c1.4294967296.2.3.00000000",
+            "c1.1.2.4294967296.00000000",
+        ] {
+            let cursor = foreign.parse::<PageCursor>().expect(foreign);
+            assert_eq!(cursor.uid_validity, 0, "{foreign:?}");
         }
     }
 

@@ -2,3 +2,4 @@
 pub mod bridge;
 pub mod corpus;
 pub mod dovecot;
+pub mod tools;

@@ -1,0 +1,129 @@
+//! The OpenAPI document as a contract: Schemathesis (installed by `scripts/setup`) generates
+//! requests from `/openapi.json` of a live bridge in front of a real Dovecot holding realistic
+//! mail, and checks every answer against the document: no server error, documented status
+//! codes, content types and headers, response bodies and SSE events matching their schemas,
+//! schema-valid requests accepted and schema-violating ones refused. Zero failures allowed.
+
+mod common;
+
+use std::path::Path;
+
+use common::bridge::{TestBridge, USER};
+use common::corpus;
+use common::tools;
+use serde_json::Value;
+
+/// Runs Schemathesis against `bridge` with `args` after `run <document>`, and returns its JSON
+/// report after printing what it said.
+async fn schemathesis(
+    bridge: &TestBridge,
+    token: &str,
+    state: &str,
+    args: &[&str],
+    report: &Path,
+) -> Value {
+    let output = tokio::process::Command::new(tools::in_repo(".venv-tools/bin/schemathesis"))
+        .arg("--config-file")
+        .arg(tools::in_repo("tests/contract/schemathesis.toml"))
+        .arg("run")
+        .arg(bridge.url("/openapi.json"))
+        .args(args)
+        .args(["--no-color", "--report", "json", "--report-json-path"])
+        .arg(report)
+        .env("PYTHONPATH", tools::in_repo("tests/contract"))
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("CONTRACT_BASE_URL", &bridge.base)
+        .env("CONTRACT_TOKEN", token)
+        .env("CONTRACT_STATE", state)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("schemathesis starts");
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(report).unwrap_or_else(|e| {
+        panic!(
+            "schemathesis wrote no report ({e}); exit status {}",
+            output.status
+        )
+    });
+    serde_json::from_str(&text).expect("the report is JSON")
+}
+
+/// Asserts a clean Schemathesis run: every selected operation tested, no failure, no error.
+fn assert_clean(report: &Value, what: &str) -> u64 {
+    let operations = &report["operations"];
+    assert_eq!(
+        operations["tested"], operations["selected"],
+        "{what}: every selected operation is tested: {operations}"
+    );
+    assert_eq!(
+        report["failures"],
+        Value::Array(vec![]),
+        "{what}: no failures"
+    );
+    assert_eq!(report["errors"], Value::Array(vec![]), "{what}: no errors");
+    assert_eq!(report["exit_code"], 0, "{what}: schemathesis passed");
+    report["test_cases"]["generated"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_operation_keeps_the_contract_of_the_openapi_document() {
+    let schemathesis_bin = tools::in_repo(".venv-tools/bin/schemathesis");
+    if tools::require("contract test", &[schemathesis_bin]).is_none() {
+        return;
+    }
+    let bridge = TestBridge::start().await;
+    for message in corpus::realistic() {
+        bridge.dovecot.deliver(
+            USER,
+            message.mailbox,
+            &message.raw,
+            message.flags,
+            Some(message.internal_date()),
+        );
+    }
+    bridge
+        .dovecot
+        .deliver_many(USER, "INBOX", corpus::bulk(200, 7));
+    let token = bridge.login().await;
+    let (status, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=1")
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let state = list["state"].as_str().expect("a state").to_owned();
+    let reports = tempfile::tempdir().expect("report dir");
+
+    // Everything but logout, which would revoke the token for the rest of the run.
+    let main = schemathesis(
+        &bridge,
+        &token,
+        &state,
+        &["--exclude-operation-id", "logout"],
+        &reports.path().join("main.json"),
+    )
+    .await;
+    let cases = assert_clean(&main, "all operations but logout");
+    assert_eq!(
+        main["operations"]["selected"].as_u64(),
+        main["operations"]["total"].as_u64().map(|n| n - 1),
+        "only logout is left out"
+    );
+
+    // Then logout on its own: its first call revokes the token, the rest get 401.
+    let logout = schemathesis(
+        &bridge,
+        &token,
+        &state,
+        &["--include-operation-id", "logout"],
+        &reports.path().join("logout.json"),
+    )
+    .await;
+    let logout_cases = assert_clean(&logout, "logout");
+    println!(
+        "schemathesis: {} operations, {} test cases, no failures",
+        main["operations"]["total"],
+        cases + logout_cases
+    );
+    assert!(cases > 500, "a real run, not a skipped one: {cases} cases");
+}
