@@ -35,6 +35,8 @@ async fn schemathesis(
         .env("CONTRACT_BASE_URL", &bridge.base)
         .env("CONTRACT_TOKEN", token)
         .env("CONTRACT_STATE", state)
+        // Schemathesis keeps a cache directory in its working directory.
+        .current_dir(report.parent().expect("the report's directory"))
         .kill_on_drop(true)
         .output()
         .await
