@@ -1006,3 +1006,82 @@ async fn a_list_right_after_new_mail_shows_it() {
         assert_eq!(uids(&list).len(), 10);
     }
 }
+
+/// Sorted and filtered lists reuse the server's SORT/SEARCH result while the mailbox's state
+/// is unchanged, and never once it changed: a flag change, new mail or an expunge by another
+/// client shows at once.
+#[tokio::test]
+async fn sorted_and_filtered_lists_reuse_a_result_only_while_nothing_changed() {
+    let bridge = TestBridge::start_with(
+        DovecotOptions {
+            rawlog: true,
+            ..DovecotOptions::default()
+        },
+        Link::Tls,
+        |_| {},
+    )
+    .await;
+    bridge
+        .dovecot
+        .deliver_many(USER, "INBOX", corpus::bulk(60, 9));
+    let token = bridge.login().await;
+    let list = |query: &'static str| {
+        let bridge = &bridge;
+        let token = &token;
+        async move {
+            let (status, body) = bridge
+                .get_json(token, &format!("/v1/mailboxes/INBOX/messages?{query}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            body
+        }
+    };
+    let sorts = |log: &str| log.lines().filter(|l| l.contains(" UID SORT ")).count();
+    let searches = |log: &str| log.lines().filter(|l| l.contains(" UID SEARCH ")).count();
+
+    let first = list("sort=date&limit=10").await;
+    let unseen = list("unseen=true&limit=100").await;
+    assert_eq!(unseen["total"], 60);
+    let log = bridge.dovecot.rawlog_in(USER);
+    let (sorts_before, searches_before) = (sorts(&log), searches(&log));
+    for _ in 0..3 {
+        assert_eq!(uids(&list("sort=date&limit=10").await), uids(&first));
+        assert_eq!(list("unseen=true&limit=100").await["total"], 60);
+    }
+    let log = bridge.dovecot.rawlog_in(USER);
+    assert_eq!(
+        sorts(&log),
+        sorts_before,
+        "an unchanged mailbox is not sorted again"
+    );
+    assert_eq!(searches(&log), searches_before, "nor searched again");
+
+    // Another client reads two messages, then new mail arrives, then one is expunged.
+    let mut imap = bridge.imap().await;
+    let all = uids(&unseen);
+    imap.store(
+        "INBOX",
+        &format!("{},{}", all[0], all[1]),
+        "+FLAGS (\\Seen)",
+    )
+    .await;
+    let after = list("unseen=true&limit=100").await;
+    assert_eq!(after["total"], 58, "flags");
+    imap.append(
+        "INBOX",
+        b"Subject: late\r\nDate: Mon, 1 Jan 2099 00:00:00 +0000\r\n\r\nhi\r\n",
+    )
+    .await;
+    let sorted = list("sort=date&limit=10").await;
+    assert_eq!(subjects(&sorted)[0], "late", "new mail sorts first");
+    assert_eq!(list("unseen=true&limit=100").await["total"], 59, "new mail");
+    let newest = uids(&sorted)[0];
+    imap.expunge("INBOX", newest).await;
+    let sorted = list("sort=date&limit=10").await;
+    assert!(
+        !uids(&sorted).contains(&newest),
+        "expunged: {:?}",
+        uids(&sorted)
+    );
+    assert_eq!(sorted["total"], 60);
+}

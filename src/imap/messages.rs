@@ -8,6 +8,7 @@
 //! ESEARCH parsing in imap-proto).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
 
@@ -102,6 +103,11 @@ struct Refreshed {
     found: Vec<u32>,
     /// The completion of the extra command, if any.
     extra: Option<super::connection::Completion>,
+    /// Without an extra command: whether the server reported a change during the exchange
+    /// (new mail, an expunge, a flag change). Dovecot answers a STATUS pipelined after NOOP
+    /// from the session's view before the NOOP's sync, so `state` alone can miss what the
+    /// NOOP reported.
+    changed: bool,
 }
 
 /// Largest amount of one text or HTML part read for the detail view.
@@ -321,6 +327,10 @@ impl Connection {
         cmds.extend(extra);
         let mut status = Vec::new();
         let mut found = Vec::new();
+        // Only without an extra command is every untagged FETCH unsolicited news.
+        let only_refresh = cmds.len() == 2;
+        let mut changed = false;
+        let mut seen_modseq = 0;
         let mut window = WindowCollector::new(self, mailbox, wanted);
         let done = self
             .run_pipelined(&cmds, |_, r| {
@@ -333,7 +343,25 @@ impl Connection {
                     ) => {
                         found.extend_from_slice(uids);
                     }
-                    _ => window.on(r),
+                    _ => {
+                        if only_refresh {
+                            changed |= matches!(
+                                r,
+                                Response::Fetch(..)
+                                    | Response::Expunge(_)
+                                    | Response::Vanished { .. }
+                                    | Response::MailboxData(MailboxDatum::Exists(_))
+                            );
+                        }
+                        if let Response::Fetch(_, attrs) = r {
+                            for attr in attrs {
+                                if let AttributeValue::ModSeq(m) = attr {
+                                    seen_modseq = seen_modseq.max(*m);
+                                }
+                            }
+                        }
+                        window.on(r)
+                    }
                 }
                 Ok(())
             })
@@ -370,6 +398,7 @@ impl Connection {
             fetched,
             found,
             extra,
+            changed: changed || seen_modseq > state.highest_modseq,
         })
     }
 
@@ -670,20 +699,7 @@ impl Connection {
             SortKey::Arrival => Command::new("UID SEARCH").search(&req.filters),
             key => self.sort_command(key, req.order, &req.filters)?,
         };
-        let refreshed = self
-            .refresh_and_run(mailbox, Some(query), Wanted::Seqs(u32::MAX, Some(0)))
-            .await?;
-        if let Some(done) = refreshed.extra {
-            done.into_result()?;
-        }
-        let state = refreshed.state;
-        let mut ordered = refreshed.found;
-        if req.sort == SortKey::Arrival {
-            ordered.sort_unstable();
-            if req.order == Order::Desc {
-                ordered.reverse();
-            }
-        }
+        let (state, ordered) = self.ordered_uids(mailbox, query, req).await?;
         let start = match req.cursor {
             None => 0,
             Some(c) => match ordered.iter().position(|&u| u == c.anchor_uid) {
@@ -712,6 +728,75 @@ impl Connection {
             messages,
             next_cursor,
         })
+    }
+
+    /// The UIDs `query` (a UID SEARCH or UID SORT) returns, in page order, and the mailbox's
+    /// state. A result cached at the mailbox's current state is reused (NOOP and STATUS first,
+    /// then the query only if the state moved); without one cached, NOOP, STATUS and the query
+    /// go in one round trip as before. Caching needs CONDSTORE, whose HIGHESTMODSEQ is what
+    /// says nothing changed.
+    async fn ordered_uids(
+        &mut self,
+        mailbox: &MailboxName,
+        query: Command,
+        req: &PageRequest,
+    ) -> Result<(MailboxState, Arc<[u32]>)> {
+        let cache = self
+            .cache()
+            .filter(|_| self.capabilities().has("CONDSTORE"))
+            .cloned();
+        // The command as sent (under a fixed tag) names the query exactly.
+        let key = cache.as_ref().map(|_| query.to_wire("K", true).concat());
+        let in_page_order = |mut uids: Vec<u32>| -> Arc<[u32]> {
+            if req.sort == SortKey::Arrival {
+                uids.sort_unstable();
+                if req.order == Order::Desc {
+                    uids.reverse();
+                }
+            }
+            uids.into()
+        };
+        let remember = |state: MailboxState, uids: &Arc<[u32]>| {
+            if let (Some(cache), Some(key)) = (&cache, &key) {
+                cache.put_result(mailbox, key, state, uids.clone());
+            }
+        };
+        if let (Some(cache), Some(key)) = (&cache, &key)
+            && cache.has_result(mailbox, key)
+        {
+            let refreshed = self
+                .refresh_and_run(mailbox, None, Wanted::Seqs(u32::MAX, Some(0)))
+                .await?;
+            if !refreshed.changed
+                && let Some(uids) = cache.result(mailbox, key, &refreshed.state)
+            {
+                return Ok((refreshed.state, uids));
+            }
+            let mut found = Vec::new();
+            self.run(&query, |r| {
+                if let Response::MailboxData(
+                    MailboxDatum::Search(uids) | MailboxDatum::Sort(uids),
+                ) = r
+                {
+                    found.extend_from_slice(uids);
+                }
+                Ok(())
+            })
+            .await?
+            .into_result()?;
+            let uids = in_page_order(found);
+            remember(refreshed.state, &uids);
+            return Ok((refreshed.state, uids));
+        }
+        let refreshed = self
+            .refresh_and_run(mailbox, Some(query), Wanted::Seqs(u32::MAX, Some(0)))
+            .await?;
+        if let Some(done) = refreshed.extra {
+            done.into_result()?;
+        }
+        let uids = in_page_order(refreshed.found);
+        remember(refreshed.state, &uids);
+        Ok((refreshed.state, uids))
     }
 
     /// UIDs matching `filters` (every message when empty).
