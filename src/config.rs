@@ -68,6 +68,41 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_TOKEN_TTL", default_value_t = 3600)]
     pub token_ttl: u64,
 
+    /// Earlier signing secrets, comma separated: tokens they signed (told apart by the JWT
+    /// `kid`) are still accepted until they expire, so the secret can be rotated without
+    /// logging everybody out. New tokens are always signed with `IMAP_BRIDGE_JWT_SECRET`.
+    #[arg(
+        long,
+        env = "IMAP_BRIDGE_JWT_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub jwt_previous_secrets: Vec<String>,
+
+    /// IMAP servers a caller may choose at login (`"server"` in the body), as `host:port`,
+    /// comma separated; empty (the default) refuses every caller-chosen server.
+    #[arg(long, env = "IMAP_BRIDGE_ALLOWED_SERVERS", value_delimiter = ',')]
+    pub allowed_servers: Vec<String>,
+
+    /// Failed logins per user name in `IMAP_BRIDGE_LOGIN_WINDOW` before further attempts get
+    /// 429 without reaching the IMAP server.
+    #[arg(long, env = "IMAP_BRIDGE_LOGIN_FAILURES_PER_USER", default_value_t = 5)]
+    pub login_failures_per_user: u32,
+
+    /// Failed logins per client IP address in `IMAP_BRIDGE_LOGIN_WINDOW` before further
+    /// attempts get 429.
+    #[arg(long, env = "IMAP_BRIDGE_LOGIN_FAILURES_PER_IP", default_value_t = 20)]
+    pub login_failures_per_ip: u32,
+
+    /// The window, in seconds, over which failed logins are counted.
+    #[arg(long, env = "IMAP_BRIDGE_LOGIN_WINDOW", default_value_t = 300)]
+    pub login_window: u64,
+
+    /// Take the client's address from the last `X-Forwarded-For` entry (set this only behind
+    /// a proxy that writes that header); otherwise the TCP peer address is used.
+    #[arg(long, env = "IMAP_BRIDGE_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
     /// Origins allowed to call the API from a browser, comma separated (none by default).
     #[arg(long, env = "IMAP_BRIDGE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,

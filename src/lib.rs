@@ -107,6 +107,11 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         walk_limits: mail::structure::WalkLimits::default(),
         readiness: http::ops::Readiness::default(),
         events,
+        throttle: http::throttle::LoginThrottle::new(
+            config.login_failures_per_user,
+            config.login_failures_per_ip,
+            Duration::from_secs(config.login_window),
+        ),
         config,
     }))
 }
@@ -134,16 +139,19 @@ pub async fn serve_with_state(
 ) -> anyhow::Result<()> {
     let app = http::app(state.clone());
     let drain_state = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            drain_state.readiness.drain();
-            // Event streams never end on their own; end them so the server can finish.
-            drain_state.events.shut_down();
-            info!("shutting down: finishing requests in flight");
-        })
-        .await
-        .context("HTTP server")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        drain_state.readiness.drain();
+        // Event streams never end on their own; end them so the server can finish.
+        drain_state.events.shut_down();
+        info!("shutting down: finishing requests in flight");
+    })
+    .await
+    .context("HTTP server")?;
     state.pools.close_all();
     // Give the LOGOUTs a moment to leave.
     tokio::time::sleep(Duration::from_millis(100)).await;

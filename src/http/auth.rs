@@ -10,8 +10,8 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{ApiJson, AuthUser};
-use crate::imap::{Credentials, UserKey};
+use super::extract::{ApiJson, AuthUser, ClientAddress};
+use crate::imap::{Credentials, ImapError, UserKey};
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -65,6 +65,7 @@ pub struct LoginResponse {
         (status = 401, description = "Wrong user name or password (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins for this user name or from this address (`rate_limited`, with `Retry-After`); nothing reached the IMAP server.", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unreachable or refuses connections (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server did not answer in time (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
@@ -72,6 +73,7 @@ pub struct LoginResponse {
 )]
 async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<axum::Json<LoginResponse>> {
     // Characters, as the document's `maxLength` counts them; 255 is also Dovecot's limit.
@@ -94,8 +96,23 @@ async fn login(
         upstream: state.upstream.clone(),
         username: credentials.username.clone(),
     };
+    if let Err(wait) = state.throttle.check(&credentials.username, address) {
+        return Err(ApiError::rate_limited(
+            "Too many failed logins; try again later.",
+            wait.as_secs().max(1),
+        ));
+    }
     // Checking out a session logs in when the user has none; it stays pooled for the next call.
-    drop(state.pools.session(&key, &credentials).await?);
+    match state.pools.session_from(&key, &credentials, address).await {
+        Ok(session) => drop(session),
+        Err(e) => {
+            if matches!(e, ImapError::AuthenticationFailed) {
+                state.throttle.failed(&credentials.username, address);
+            }
+            return Err(e.into());
+        }
+    }
+    state.throttle.succeeded(&credentials.username);
     let issued = state.tokens.issue(&credentials);
     Ok(axum::Json(LoginResponse {
         access_token: issued.token,

@@ -107,6 +107,8 @@ pub struct AuthUser {
     pub claims: TokenClaims,
     /// Whose pool the user's sessions come from.
     pub key: UserKey,
+    /// The client's address, passed on when a session must be opened for this request.
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl AuthUser {
@@ -114,7 +116,7 @@ impl AuthUser {
     pub async fn session(&self, state: &AppState) -> Result<Session, ApiError> {
         Ok(state
             .pools
-            .session(&self.key, &self.claims.credentials)
+            .session_from(&self.key, &self.claims.credentials, self.address)
             .await?)
     }
 }
@@ -133,7 +135,11 @@ impl AuthUser {
             upstream: state.upstream.clone(),
             username: claims.subject.clone(),
         };
-        Ok(AuthUser { claims, key })
+        Ok(AuthUser {
+            claims,
+            key,
+            address: None,
+        })
     }
 }
 
@@ -141,7 +147,10 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        AuthUser::from_headers(&parts.headers, state)
+        let mut user = AuthUser::from_headers(&parts.headers, state)?;
+        let Ok(ClientAddress(address)) = ClientAddress::from_request_parts(parts, state).await;
+        user.address = address;
+        Ok(user)
     }
 }
 
@@ -153,4 +162,39 @@ fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
     }
     let token = token.trim();
     (!token.is_empty()).then_some(token)
+}
+
+/// The client's address: the TCP peer's, or, with `IMAP_BRIDGE_TRUST_FORWARDED_FOR`, the last
+/// entry of `X-Forwarded-For` (the one the trusted proxy wrote; earlier ones are the client's
+/// own claims). `None` when neither is known (a server built without connect info).
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // The last entry of the last header is the proxy's; if it does not parse, the peer
+        // address is used rather than any earlier, client-written entry.
+        if state.config.trust_forwarded_for
+            && let Some(forwarded) = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|entry| entry.trim().parse().ok())
+        {
+            return Ok(ClientAddress(Some(forwarded)));
+        }
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
 }

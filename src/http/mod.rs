@@ -13,6 +13,7 @@ pub mod messages;
 pub mod moves;
 pub mod ops;
 pub mod schema;
+pub mod throttle;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct AppInner {
     pub readiness: ops::Readiness,
     /// IDLE watchers and event subscriptions.
     pub events: crate::events::EventHub,
+    /// Failed-login counters.
+    pub throttle: throttle::LoginThrottle,
 }
 
 impl AppState {

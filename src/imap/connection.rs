@@ -231,6 +231,7 @@ impl Connection {
         upstream: &Upstream,
         addr: SocketAddr,
         credentials: &Credentials,
+        origin: Option<std::net::IpAddr>,
         limits: SessionLimits,
     ) -> Result<Connection> {
         let username = ImapString::new(&credentials.username)?;
@@ -253,6 +254,9 @@ impl Connection {
             }
             if conn.capabilities.0.is_empty() {
                 conn.refresh_capabilities().await?;
+            }
+            if conn.capabilities.has("ID") {
+                conn.identify(origin).await?;
             }
             conn.login(&username, &password).await?;
             if conn.capabilities.has("QRESYNC") {
@@ -311,6 +315,26 @@ impl Connection {
         .into_result()?;
         self.capabilities =
             caps.ok_or_else(|| ImapError::Protocol("no CAPABILITY response".into()))?;
+        Ok(())
+    }
+
+    /// RFC 2971 ID before LOGIN: the bridge's name and version and, when known, the client's
+    /// address as `x-originating-ip` (Dovecot uses it for logging and login penalties when the
+    /// bridge is in its `login_trusted_networks`). The server's answer is not needed, and a NO
+    /// is ignored.
+    async fn identify(&mut self, origin: Option<std::net::IpAddr>) -> Result<()> {
+        let mut cmd = Command::new("ID")
+            .atom("(\"name\" \"imap-bridge\" \"version\"")
+            .string(&ImapString::new(env!("CARGO_PKG_VERSION"))?);
+        if let Some(ip) = origin {
+            cmd = cmd
+                .atom("\"x-originating-ip\"")
+                .string(&ImapString::new(&ip.to_string())?);
+        }
+        let done = self.run(&cmd.atom(")"), |_| Ok(())).await?;
+        if done.status == Status::Bad {
+            return Err(ImapError::Bad(done.text));
+        }
         Ok(())
     }
 

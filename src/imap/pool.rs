@@ -6,7 +6,7 @@
 //! mailbox, so a warm request costs no extra SELECT.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,6 +103,8 @@ pub struct SessionManager {
     names_epoch: Arc<AtomicU64>,
     budget: Arc<Semaphore>,
     cache: Option<CacheScope>,
+    /// The address of the last client that asked for a session, passed on with IMAP ID.
+    origin: std::sync::Mutex<Option<IpAddr>>,
 }
 
 impl managed::Manager for SessionManager {
@@ -111,9 +113,10 @@ impl managed::Manager for SessionManager {
 
     async fn create(&self) -> Result<PooledConnection> {
         let permits = self.shared.permits(&self.budget, None)?;
+        let origin = *self.origin.lock().expect("origin poisoned");
         let mut conn = self
             .shared
-            .connect(&self.upstream, &self.credentials)
+            .connect(&self.upstream, &self.credentials, origin)
             .await?;
         conn.share_names_epoch(self.names_epoch.clone());
         if let Some(cache) = &self.cache {
@@ -185,13 +188,19 @@ impl Shared {
         })
     }
 
-    async fn connect(&self, upstream: &Upstream, credentials: &Credentials) -> Result<Connection> {
+    async fn connect(
+        &self,
+        upstream: &Upstream,
+        credentials: &Credentials,
+        origin: Option<IpAddr>,
+    ) -> Result<Connection> {
         let addr = resolve(upstream).await?;
         Connection::open(
             &self.transport,
             upstream,
             addr,
             credentials,
+            origin,
             self.settings.limits,
         )
         .await
@@ -306,6 +315,18 @@ impl SessionPool {
     /// fresh login first; only then do they replace the pool (a password change), so a wrong
     /// password can never disturb a user's working sessions.
     pub async fn session(&self, key: &UserKey, credentials: &Credentials) -> Result<Session> {
+        self.session_from(key, credentials, None).await
+    }
+
+    /// Like [`SessionPool::session`] for a request from `origin`: a session opened for it
+    /// tells the server the client's address with IMAP ID (`x-originating-ip`), so the
+    /// server's logs and login penalties see the real client rather than the bridge.
+    pub async fn session_from(
+        &self,
+        key: &UserKey,
+        credentials: &Credentials,
+        origin: Option<IpAddr>,
+    ) -> Result<Session> {
         let fingerprint = self.shared.fingerprint(credentials);
         let existing = self
             .users
@@ -316,7 +337,10 @@ impl SessionPool {
         let user_pool = match existing {
             Some(pool) if pool.fingerprint == fingerprint => pool,
             Some(_) => {
-                let probe = self.shared.connect(&key.upstream, credentials).await?;
+                let probe = self
+                    .shared
+                    .connect(&key.upstream, credentials, origin)
+                    .await?;
                 tokio::spawn(probe.logout());
                 info!(user = %key.username, "credentials changed; rebuilding the user's pool");
                 self.replace(key, credentials, fingerprint)
@@ -326,6 +350,14 @@ impl SessionPool {
         user_pool
             .last_used
             .store(self.shared.now(), Ordering::Relaxed);
+        if origin.is_some() {
+            *user_pool
+                .pool
+                .manager()
+                .origin
+                .lock()
+                .expect("origin poisoned") = origin;
+        }
         let started = Instant::now();
         let got = user_pool.pool.get().await;
         metrics::histogram!("imap_pool_wait_seconds").record(started.elapsed().as_secs_f64());
@@ -398,7 +430,10 @@ impl SessionPool {
     ) -> Result<DedicatedConnection> {
         let budget = self.budget(key);
         let permits = self.shared.permits(&budget.all, Some(&budget.watchers))?;
-        let conn = self.shared.connect(&key.upstream, credentials).await?;
+        let conn = self
+            .shared
+            .connect(&key.upstream, credentials, None)
+            .await?;
         metrics::counter!("imap_sessions_opened_total").increment(1);
         Ok(DedicatedConnection {
             conn,
@@ -427,7 +462,7 @@ impl SessionPool {
 
     /// Opens a session outside any pool, for a one-off credential check.
     pub async fn verify(&self, upstream: &Upstream, credentials: &Credentials) -> Result<()> {
-        let conn = self.shared.connect(upstream, credentials).await?;
+        let conn = self.shared.connect(upstream, credentials, None).await?;
         tokio::spawn(conn.logout());
         Ok(())
     }
@@ -446,6 +481,7 @@ impl SessionPool {
             names_epoch: Arc::new(AtomicU64::new(0)),
             budget: self.budget(key).all.clone(),
             cache: self.shared.cache.as_ref().map(|c| c.scope(key)),
+            origin: std::sync::Mutex::new(None),
         };
         let pool = managed::Pool::builder(manager)
             .max_size(settings.max_per_user)

@@ -1,0 +1,133 @@
+//! Password guessing gets nowhere: failed logins are counted per user name and per client
+//! address, and past the limit the bridge answers 429 with `Retry-After` without asking the
+//! IMAP server, which therefore sees only a few failed LOGINs. The client's address reaches
+//! the server with IMAP ID.
+
+mod common;
+
+use common::bridge::{Link, PASSWORD, TestBridge, USER, json_of};
+use common::dovecot::DovecotOptions;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// Tries to log in, optionally as coming from `address` (through X-Forwarded-For).
+async fn attempt(
+    bridge: &TestBridge,
+    user: &str,
+    password: &str,
+    address: Option<&str>,
+) -> (StatusCode, Option<String>, serde_json::Value) {
+    let mut req = bridge
+        .request(Method::POST, "/v1/auth/login", None)
+        .json(&json!({"username": user, "password": password}));
+    if let Some(address) = address {
+        req = req.header("x-forwarded-for", format!("198.51.100.99, {address}"));
+    }
+    let res = req.send().await.expect("login request");
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let (status, body) = json_of(res).await;
+    (status, retry, body)
+}
+
+/// Failed LOGINs Dovecot's log reports for `user`.
+fn failed_logins(bridge: &TestBridge, user: &str) -> usize {
+    bridge
+        .dovecot
+        .log()
+        .lines()
+        .filter(|l| l.contains("imap-login") && l.contains("auth failed") && l.contains(user))
+        .count()
+}
+
+#[tokio::test]
+async fn a_guessed_user_is_locked_for_the_window_and_the_server_sees_few_failures() {
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.login_failures_per_user = 3;
+        c.login_failures_per_ip = 1000;
+    })
+    .await;
+    bridge.dovecot.add_user("bob", "bobs-password");
+
+    for i in 0..3 {
+        let (status, _, body) = attempt(&bridge, USER, &format!("guess-{i}"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {i}: {body}");
+    }
+    for i in 3..20 {
+        let (status, retry, body) = attempt(&bridge, USER, &format!("guess-{i}"), None).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "guess {i}: {body}");
+        assert_eq!(body["code"], "rate_limited");
+        let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
+        assert!((1..=300).contains(&retry), "{retry}");
+    }
+    // Letter case does not open another window.
+    let (status, _, _) = attempt(&bridge, &USER.to_uppercase(), "guess", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Within the window even the right password waits: the bridge cannot tell who sends it.
+    let (status, _, _) = attempt(&bridge, USER, PASSWORD, None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // Other users are not affected.
+    bridge.login_as("bob", "bobs-password").await;
+
+    let failures = failed_logins(&bridge, USER);
+    assert!(
+        (1..=3).contains(&failures),
+        "the server saw {failures} failed logins for 20 guesses:\n{}",
+        bridge.dovecot.log()
+    );
+}
+
+#[tokio::test]
+async fn one_address_guessing_many_users_is_stopped_and_a_success_clears_only_the_user() {
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.login_failures_per_user = 100;
+        c.login_failures_per_ip = 4;
+        c.trust_forwarded_for = true;
+    })
+    .await;
+    for i in 0..4 {
+        let (status, _, body) =
+            attempt(&bridge, &format!("user{i}"), "x", Some("203.0.113.7")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let (status, retry, _) = attempt(&bridge, "user9", "x", Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(retry.is_some());
+    // Even the right password from that address waits; another address is fine.
+    let (status, _, _) = attempt(&bridge, USER, PASSWORD, Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _, body) = attempt(&bridge, USER, PASSWORD, Some("203.0.113.8")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The client's own X-Forwarded-For entries before the proxy's are not believed.
+    let res = bridge
+        .request(Method::POST, "/v1/auth/login", None)
+        .header("x-forwarded-for", "203.0.113.50, 203.0.113.7")
+        .json(&json!({"username": USER, "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn the_client_address_reaches_the_server_with_imap_id() {
+    let bridge = TestBridge::start_with(
+        DovecotOptions {
+            extra_config: "imap_id_log = *\n".into(),
+            ..DovecotOptions::default()
+        },
+        Link::Tls,
+        |c| c.trust_forwarded_for = true,
+    )
+    .await;
+    let (status, _, body) = attempt(&bridge, USER, PASSWORD, Some("192.0.2.44")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let log = bridge.dovecot.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("x-originating-ip=192.0.2.44") && l.contains("imap-bridge")),
+        "Dovecot logged the ID:\n{log}"
+    );
+}
