@@ -4,6 +4,11 @@
 //! and a restart loses no login. The password is sealed with XChaCha20-Poly1305 bound to the
 //! token's `jti` and `sub`, so it is unreadable from the token and any tampering fails
 //! verification. Signing and sealing use separate keys derived from the one secret.
+//!
+//! Secrets rotate without logging anybody out: every token names the secret it was made with in
+//! its header's `kid` (a one-way fingerprint, never the secret), new tokens always use the
+//! current secret, and tokens of the previous secrets keep working until they expire. The `kid`
+//! only selects which keys to try; the algorithm stays pinned to HS256 whatever the header says.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,7 +30,8 @@ use crate::imap::Credentials;
 /// Why a token was refused. Deliberately coarse: callers learn only that it is not valid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
-    /// Bad signature, bad shape, wrong algorithm, tampered or undecryptable credentials.
+    /// Bad signature, bad shape, wrong algorithm, unknown key, tampered or undecryptable
+    /// credentials.
     #[error("invalid token")]
     Invalid,
     /// Past its `exp`.
@@ -34,6 +40,17 @@ pub enum TokenError {
     /// Signed out.
     #[error("token revoked")]
     Revoked,
+}
+
+/// Why the service cannot be keyed with the secrets it was given.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// The current secret is too short to be a key.
+    #[error("the current secret is shorter than {MIN_SECRET_LEN} bytes")]
+    CurrentTooShort,
+    /// A previous secret (1-based position in the list) is too short to be a key.
+    #[error("previous secret number {0} is shorter than {MIN_SECRET_LEN} bytes")]
+    PreviousTooShort(usize),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +70,13 @@ struct Claims {
 
 const ACCESS: &str = "access";
 const TICKET: &str = "ticket";
+
+const SIGNING_LABEL: &[u8] = b"imap-bridge/jwt-hs256/v1";
+const SEALING_LABEL: &[u8] = b"imap-bridge/credential-seal/v1";
+const KID_LABEL: &[u8] = b"imap-bridge/kid/v1";
+
+/// Clock skew tolerated on `exp` and `iat`, in seconds.
+const LEEWAY: u64 = 5;
 
 /// Lifetime of an EventSource ticket.
 pub const TICKET_TTL: Duration = Duration::from_secs(60);
@@ -79,12 +103,31 @@ pub struct IssuedToken {
     pub expires_in: u64,
 }
 
+/// The keys derived from one secret. Only the derived keys are kept, never the secret.
+struct KeySet {
+    kid: String,
+    decoding: DecodingKey,
+    seal_key: Zeroizing<[u8; 32]>,
+}
+
+impl KeySet {
+    fn new(secret: &[u8]) -> Self {
+        let signing = derive(secret, SIGNING_LABEL);
+        KeySet {
+            kid: key_id(secret),
+            decoding: DecodingKey::from_secret(signing.as_ref()),
+            seal_key: derive(secret, SEALING_LABEL),
+        }
+    }
+}
+
 /// Issues, verifies and revokes access tokens.
 pub struct TokenService {
+    /// Signs new tokens; belongs to `keys[0]`.
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// The current secret's keys first, then those of the previous secrets.
+    keys: Vec<KeySet>,
     validation: Validation,
-    seal_key: Zeroizing<[u8; 32]>,
     ttl: Duration,
     revoked: Mutex<HashMap<String, u64>>,
 }
@@ -92,24 +135,63 @@ pub struct TokenService {
 /// Smallest accepted secret.
 pub const MIN_SECRET_LEN: usize = 32;
 
+/// The `kid` that tokens made with `secret` carry: the first 8 bytes of
+/// HMAC-SHA256(secret, "imap-bridge/kid/v1"), in hex. It tells secrets apart without revealing
+/// anything a token's signature does not already.
+pub fn key_id(secret: &[u8]) -> String {
+    derive(secret, KID_LABEL)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl TokenService {
-    /// A service keyed by `secret` (at least [`MIN_SECRET_LEN`] bytes) issuing tokens valid
-    /// for `ttl`.
-    pub fn new(secret: &[u8], ttl: Duration) -> Self {
-        let signing = derive(secret, b"imap-bridge/jwt-hs256/v1");
-        let seal_key = derive(secret, b"imap-bridge/credential-seal/v1");
+    /// A service issuing tokens valid for `ttl` under `current`, and still accepting the
+    /// unexpired tokens of the `previous` secrets. Every secret must be at least
+    /// [`MIN_SECRET_LEN`] bytes; empty entries of `previous` (a trailing comma in the setting)
+    /// are skipped, as are repeats.
+    pub fn new<S: AsRef<[u8]>>(
+        current: &[u8],
+        previous: &[S],
+        ttl: Duration,
+    ) -> Result<Self, KeyError> {
+        if current.len() < MIN_SECRET_LEN {
+            return Err(KeyError::CurrentTooShort);
+        }
+        let mut keys = vec![KeySet::new(current)];
+        for (position, secret) in previous.iter().enumerate() {
+            let secret = secret.as_ref();
+            if secret.is_empty() {
+                continue;
+            }
+            if secret.len() < MIN_SECRET_LEN {
+                return Err(KeyError::PreviousTooShort(position + 1));
+            }
+            let set = KeySet::new(secret);
+            // Equal kids mean the same secret (two secrets sharing a 64-bit fingerprint would
+            // only make the shadowed one's tokens fail, never verify under the wrong key).
+            if keys.iter().all(|k| k.kid != set.kid) {
+                keys.push(set);
+            }
+        }
+        tracing::info!(
+            current_kid = %keys[0].kid,
+            previous_kids = ?keys[1..].iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+            "token keys ready"
+        );
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY;
+        // jsonwebtoken itself checks only `exp` and `sub` of these; `iat` and `jti` are
+        // required by `Claims` having no default for them.
         validation.set_required_spec_claims(&["exp", "iat", "jti", "sub"]);
         validation.validate_aud = false;
-        TokenService {
-            encoding: EncodingKey::from_secret(signing.as_ref()),
-            decoding: DecodingKey::from_secret(signing.as_ref()),
+        Ok(TokenService {
+            encoding: EncodingKey::from_secret(derive(current, SIGNING_LABEL).as_ref()),
+            keys,
             validation,
-            seal_key,
             ttl,
             revoked: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// Issues an access token for `credentials`.
@@ -164,9 +246,11 @@ impl TokenService {
         ttl: Duration,
         parent: Option<String>,
     ) -> String {
+        let current = &self.keys[0];
         let now = now();
         let jti = uuid::Uuid::new_v4().simple().to_string();
-        let cred = self.seal(
+        let cred = seal(
+            &current.seal_key,
             &jti,
             &credentials.username,
             credentials.password.expose_secret().as_bytes(),
@@ -180,18 +264,36 @@ impl TokenService {
             parent,
             cred,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(current.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding)
             .expect("HS256 signing with a valid key cannot fail")
     }
 
+    /// The key set a token names, if its header is one of ours: HS256, a known `kid`, no
+    /// critical extensions (we understand none, so RFC 7515 says refuse).
+    fn keys_for(&self, token: &str) -> Result<&KeySet, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::HS256 || header.crit.is_some() {
+            return Err(TokenError::Invalid);
+        }
+        let kid = header.kid.ok_or(TokenError::Invalid)?;
+        self.keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(TokenError::Invalid)
+    }
+
     fn check(&self, token: &str, typ: &str) -> Result<TokenClaims, TokenError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let keys = self.keys_for(token)?;
+        // The validation still allows HS256 only: the header's `alg` picks nothing.
+        let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
             })?;
         let claims = data.claims;
-        if claims.typ != typ || claims.iat > now() + self.validation.leeway {
+        if claims.typ != typ || claims.iat > now() + LEEWAY {
             return Err(TokenError::Invalid);
         }
         {
@@ -205,7 +307,7 @@ impl TokenService {
                 return Err(TokenError::Revoked);
             }
         }
-        let password = self.unseal(&claims.jti, &claims.sub, &claims.cred)?;
+        let password = unseal(&keys.seal_key, &claims.jti, &claims.sub, &claims.cred)?;
         let password = String::from_utf8(password.to_vec()).map_err(|_| TokenError::Invalid)?;
         Ok(TokenClaims {
             credentials: Credentials {
@@ -222,50 +324,55 @@ impl TokenService {
     pub fn revoke(&self, claims: &TokenClaims) {
         let mut revoked = self.revoked.lock().expect("revocation list poisoned");
         let now = now();
-        revoked.retain(|_, exp| *exp + self.validation.leeway >= now);
+        revoked.retain(|_, exp| *exp + LEEWAY >= now);
         revoked.insert(claims.token_id.clone(), claims.expires_at);
     }
+}
 
-    fn seal(&self, jti: &str, sub: &str, secret: &[u8]) -> String {
-        let cipher = XChaCha20Poly1305::new(self.seal_key.as_ref().into());
-        let mut nonce = [0u8; 24];
-        rand::fill(&mut nonce);
-        let aad = associated_data(jti, sub);
-        let sealed = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: secret,
-                    aad: &aad,
-                },
-            )
-            .expect("sealing a short secret cannot fail");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(out)
-    }
+fn seal(key: &[u8; 32], jti: &str, sub: &str, secret: &[u8]) -> String {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; 24];
+    rand::fill(&mut nonce);
+    let aad = associated_data(jti, sub);
+    let sealed = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: secret,
+                aad: &aad,
+            },
+        )
+        .expect("sealing a short secret cannot fail");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    URL_SAFE_NO_PAD.encode(out)
+}
 
-    fn unseal(&self, jti: &str, sub: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, TokenError> {
-        let raw = URL_SAFE_NO_PAD
-            .decode(sealed)
-            .map_err(|_| TokenError::Invalid)?;
-        if raw.len() < 24 + 16 {
-            return Err(TokenError::Invalid);
-        }
-        let (nonce, ciphertext) = raw.split_at(24);
-        let cipher = XChaCha20Poly1305::new(self.seal_key.as_ref().into());
-        let aad = associated_data(jti, sub);
-        cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| TokenError::Invalid)
+fn unseal(
+    key: &[u8; 32],
+    jti: &str,
+    sub: &str,
+    sealed: &str,
+) -> Result<Zeroizing<Vec<u8>>, TokenError> {
+    let raw = URL_SAFE_NO_PAD
+        .decode(sealed)
+        .map_err(|_| TokenError::Invalid)?;
+    if raw.len() < 24 + 16 {
+        return Err(TokenError::Invalid);
     }
+    let (nonce, ciphertext) = raw.split_at(24);
+    let cipher = XChaCha20Poly1305::new(key.into());
+    let aad = associated_data(jti, sub);
+    cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: &aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| TokenError::Invalid)
 }
 
 fn associated_data(jti: &str, sub: &str) -> Vec<u8> {
@@ -291,16 +398,83 @@ fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    use serde_json::{Value, json};
+
+    const A: [u8; 32] = [7u8; 32];
+    const B: [u8; 32] = [8u8; 32];
+    const C: [u8; 32] = [9u8; 32];
+    const NO_PREVIOUS: &[&[u8]] = &[];
+    const PASSWORD: &str = "s3cret-päss";
 
     fn service() -> TokenService {
-        TokenService::new(&[7u8; 32], Duration::from_secs(600))
+        keyed(&A, NO_PREVIOUS)
+    }
+
+    fn keyed(current: &[u8], previous: &[&[u8]]) -> TokenService {
+        TokenService::new(current, previous, Duration::from_secs(600)).expect("valid secrets")
     }
 
     fn creds() -> Credentials {
         Credentials {
             username: "alice@example.test".into(),
-            password: SecretString::from("s3cret-päss".to_owned()),
+            password: SecretString::from(PASSWORD.to_owned()),
         }
+    }
+
+    fn decode_part(part: &str) -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
+    }
+
+    /// A token's header and claims as JSON.
+    fn open(token: &str) -> (Value, Value) {
+        let mut parts = token.split('.');
+        let header = decode_part(parts.next().expect("header"));
+        let claims = decode_part(parts.next().expect("payload"));
+        (header, claims)
+    }
+
+    /// The header our own tokens carry for `secret`.
+    fn header_for(secret: &[u8]) -> Value {
+        json!({"typ": "JWT", "alg": "HS256", "kid": key_id(secret)})
+    }
+
+    /// Any header and claims, with a genuine HS256 signature by `secret`'s signing key: what an
+    /// attacker could only make with the key, so every refusal below is the check under test.
+    fn forge(secret: &[u8], header: &Value, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let key = derive(secret, SIGNING_LABEL);
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).expect("key");
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    /// Every run of base64 characters `data` produces wherever it sits in a longer encoded
+    /// string: one per alignment, standard and URL-safe alphabets.
+    fn base64_fragments(data: &[u8]) -> Vec<Vec<u8>> {
+        let mut fragments = Vec::new();
+        for engine in [&STANDARD, &URL_SAFE] {
+            for offset in 0..3 {
+                let mut shifted = vec![0u8; offset];
+                shifted.extend_from_slice(data);
+                let text = engine.encode(&shifted);
+                let start = (offset * 4).div_ceil(3);
+                let end = (offset + data.len()) * 8 / 6;
+                fragments.push(text.as_bytes()[start..end].to_vec());
+            }
+        }
+        fragments
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
     }
 
     #[test]
@@ -309,7 +483,7 @@ mod tests {
         let issued = svc.issue(&creds());
         let claims = svc.verify(&issued.token).expect("valid token");
         assert_eq!(claims.subject, "alice@example.test");
-        assert_eq!(claims.credentials.password.expose_secret(), "s3cret-päss");
+        assert_eq!(claims.credentials.password.expose_secret(), PASSWORD);
     }
 
     #[test]
@@ -319,11 +493,54 @@ mod tests {
         let json =
             String::from_utf8(URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("utf8");
         assert!(!json.contains("s3cret"));
-        assert!(
-            !issued
-                .token
-                .contains(&URL_SAFE_NO_PAD.encode("s3cret-päss"))
-        );
+        assert!(!issued.token.contains(&URL_SAFE_NO_PAD.encode(PASSWORD)));
+    }
+
+    #[test]
+    fn the_password_appears_in_no_encoding_anywhere_in_the_token() {
+        let password = PASSWORD.as_bytes();
+        let utf16: Vec<u16> = PASSWORD.encode_utf16().collect();
+        let mut needles = vec![
+            password.to_vec(),
+            utf16.iter().flat_map(|u| u.to_le_bytes()).collect(),
+            utf16.iter().flat_map(|u| u.to_be_bytes()).collect(),
+            password
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+            password
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
+                .into_bytes(),
+        ];
+        needles.extend(base64_fragments(password));
+        let svc = service();
+        let mut seals = std::collections::HashSet::new();
+        // Several tokens, so that no lucky nonce hides a leak.
+        for _ in 0..20 {
+            let token = svc.issue(&creds()).token;
+            let (_, claims) = open(&token);
+            let cred = claims["cred"].as_str().expect("cred").to_owned();
+            let mut haystacks = vec![token.as_bytes().to_vec()];
+            haystacks.extend(
+                token
+                    .split('.')
+                    .map(|part| URL_SAFE_NO_PAD.decode(part).expect("base64url")),
+            );
+            haystacks.push(URL_SAFE_NO_PAD.decode(&cred).expect("sealed bytes"));
+            for haystack in &haystacks {
+                for needle in &needles {
+                    assert!(
+                        !contains(haystack, needle),
+                        "found {:?} in the token",
+                        String::from_utf8_lossy(needle)
+                    );
+                }
+            }
+            assert!(seals.insert(cred), "a fresh nonce for every token");
+        }
     }
 
     #[test]
@@ -342,10 +559,92 @@ mod tests {
     }
 
     #[test]
+    fn every_single_bit_flip_in_header_payload_or_signature_is_refused() {
+        let svc = service();
+        let token = svc.issue(&creds()).token;
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        for (p, part) in parts.iter().enumerate() {
+            let bytes = URL_SAFE_NO_PAD.decode(part).expect("base64url");
+            for i in 0..bytes.len() {
+                for bit in 0..8 {
+                    let mut flipped = bytes.clone();
+                    flipped[i] ^= 1 << bit;
+                    let mut tampered: Vec<String> = parts.iter().map(|s| (*s).to_owned()).collect();
+                    tampered[p] = URL_SAFE_NO_PAD.encode(&flipped);
+                    assert!(
+                        svc.verify(&tampered.join(".")).is_err(),
+                        "part {p}, byte {i}, bit {bit}"
+                    );
+                }
+            }
+        }
+        // And in the text as sent: a flip in a last base64 character's unused bits included.
+        for i in 0..token.len() {
+            for bit in 0..7 {
+                let mut bytes = token.clone().into_bytes();
+                bytes[i] ^= 1 << bit;
+                let tampered = String::from_utf8(bytes).expect("still ASCII");
+                assert!(svc.verify(&tampered).is_err(), "character {i}, bit {bit}");
+            }
+        }
+        assert!(svc.verify(&token).is_ok(), "the original still verifies");
+    }
+
+    #[test]
+    fn sealed_credentials_fail_on_tampering_even_under_a_valid_signature() {
+        let svc = service();
+        let header = header_for(&A);
+        let (_, claims) = open(&svc.issue(&creds()).token);
+        assert!(
+            svc.verify(&forge(&A, &header, &claims)).is_ok(),
+            "the forger signs like the service"
+        );
+        let sealed = URL_SAFE_NO_PAD
+            .decode(claims["cred"].as_str().expect("cred"))
+            .expect("sealed bytes");
+        for i in 0..sealed.len() {
+            for bit in 0..8 {
+                let mut flipped = sealed.clone();
+                flipped[i] ^= 1 << bit;
+                let mut tampered = claims.clone();
+                tampered["cred"] = json!(URL_SAFE_NO_PAD.encode(&flipped));
+                assert_eq!(
+                    svc.verify(&forge(&A, &header, &tampered)).unwrap_err(),
+                    TokenError::Invalid,
+                    "sealed byte {i}, bit {bit}"
+                );
+            }
+        }
+        // The seal is bound to its token and user: moved, re-addressed or cut, it fails.
+        let (_, other) = open(&svc.issue(&creds()).token);
+        let mut moved = other.clone();
+        moved["cred"] = claims["cred"].clone();
+        let mut readdressed = claims.clone();
+        readdressed["sub"] = json!("mallory@example.test");
+        let mut cut = claims.clone();
+        cut["cred"] = json!(URL_SAFE_NO_PAD.encode(&sealed[..sealed.len() - 1]));
+        let mut short = claims.clone();
+        short["cred"] = json!(URL_SAFE_NO_PAD.encode(&sealed[..39]));
+        for (what, tampered) in [
+            ("moved", moved),
+            ("readdressed", readdressed),
+            ("cut", cut),
+            ("short", short),
+        ] {
+            assert_eq!(
+                svc.verify(&forge(&A, &header, &tampered)).unwrap_err(),
+                TokenError::Invalid,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
     fn other_key_and_revocation_are_refused() {
         let svc = service();
         let token = svc.issue(&creds()).token;
-        let other = TokenService::new(&[8u8; 32], Duration::from_secs(600));
+        let other = keyed(&B, NO_PREVIOUS);
         assert_eq!(other.verify(&token).unwrap_err(), TokenError::Invalid);
         let claims = svc.verify(&token).expect("valid");
         svc.revoke(&claims);
@@ -354,7 +653,7 @@ mod tests {
 
     #[test]
     fn expired_token_is_refused() {
-        let svc = TokenService::new(&[7u8; 32], Duration::from_secs(0));
+        let svc = TokenService::new(&A, NO_PREVIOUS, Duration::from_secs(0)).expect("keys");
         let token = svc.issue(&creds()).token;
         // Past the 5 s leeway.
         let mut claims: Claims = serde_json::from_slice(
@@ -364,8 +663,9 @@ mod tests {
         )
         .expect("json");
         claims.exp = now() - 10;
-        let resigned = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &svc.encoding)
-            .expect("sign");
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key_id(&A));
+        let resigned = jsonwebtoken::encode(&header, &claims, &svc.encoding).expect("sign");
         assert_eq!(svc.verify(&resigned).unwrap_err(), TokenError::Expired);
     }
 
@@ -387,7 +687,7 @@ mod tests {
             "a bearer token is no ticket"
         );
         let redeemed = svc.redeem_ticket(&ticket.token).expect("first use");
-        assert_eq!(redeemed.credentials.password.expose_secret(), "s3cret-päss");
+        assert_eq!(redeemed.credentials.password.expose_secret(), PASSWORD);
         assert_eq!(
             svc.redeem_ticket(&ticket.token).unwrap_err(),
             TokenError::Revoked,
@@ -411,5 +711,247 @@ mod tests {
         let payload = parts.next().expect("payload");
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         assert!(svc.verify(&format!("{none_header}.{payload}.")).is_err());
+    }
+
+    #[test]
+    fn the_header_names_the_key_by_a_fingerprint_of_the_current_secret() {
+        let token = keyed(&B, &[&A]).issue(&creds()).token;
+        let (header, _) = open(&token);
+        assert_eq!(header, header_for(&B), "exactly typ, alg and kid");
+        let kid = key_id(&B);
+        assert_eq!(kid.len(), 16);
+        assert!(kid.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(kid, key_id(&A));
+        let secret_hex: String = B.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!secret_hex.contains(&kid), "the kid is not the secret");
+    }
+
+    #[test]
+    fn tokens_of_a_previous_secret_still_verify_and_new_ones_use_the_current_secret() {
+        let before = service();
+        let old = before.issue(&creds()).token;
+        let after = keyed(&B, &[&A]);
+        let claims = after.verify(&old).expect("a token of the previous secret");
+        assert_eq!(claims.credentials.password.expose_secret(), PASSWORD);
+
+        let new = after.issue(&creds()).token;
+        assert_eq!(open(&new).0["kid"], json!(key_id(&B)));
+        assert_eq!(
+            before.verify(&new).unwrap_err(),
+            TokenError::Invalid,
+            "a replica not yet rotated refuses the new key"
+        );
+        // A ticket for an old token is made with the current keys.
+        let ticket = after.issue_ticket(&claims).token;
+        assert_eq!(open(&ticket).0["kid"], json!(key_id(&B)));
+        assert!(after.redeem_ticket(&ticket).is_ok());
+        // Revocation does not care which key made the token.
+        after.revoke(&claims);
+        assert_eq!(after.verify(&old).unwrap_err(), TokenError::Revoked);
+    }
+
+    #[test]
+    fn tokens_of_a_removed_secret_are_refused() {
+        let from_a = service().issue(&creds()).token;
+        let from_b = keyed(&B, &[&A]).issue(&creds()).token;
+        let latest = keyed(&C, &[&B]);
+        assert!(latest.verify(&from_b).is_ok());
+        assert_eq!(latest.verify(&from_a).unwrap_err(), TokenError::Invalid);
+    }
+
+    #[test]
+    fn the_kid_picks_the_keys_and_a_mismatch_is_refused() {
+        let svc = keyed(&B, &[&A]);
+        let (_, sealed_by_b) = open(&svc.issue(&creds()).token);
+        let (_, sealed_by_a) = open(&service().issue(&creds()).token);
+        assert!(
+            svc.verify(&forge(&B, &header_for(&B), &sealed_by_b))
+                .is_ok()
+        );
+        assert!(
+            svc.verify(&forge(&A, &header_for(&A), &sealed_by_a))
+                .is_ok()
+        );
+        for (what, token) in [
+            (
+                "kid of A, signed by B",
+                forge(&B, &header_for(&A), &sealed_by_b),
+            ),
+            (
+                "kid of B, signed by A",
+                forge(&A, &header_for(&B), &sealed_by_a),
+            ),
+            (
+                "signed by B, sealed by A",
+                forge(&B, &header_for(&B), &sealed_by_a),
+            ),
+            (
+                "signed by A, sealed by B",
+                forge(&A, &header_for(&A), &sealed_by_b),
+            ),
+        ] {
+            assert_eq!(
+                svc.verify(&token).unwrap_err(),
+                TokenError::Invalid,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_unknown_or_malformed_kid_is_refused() {
+        let svc = service();
+        let (_, claims) = open(&svc.issue(&creds()).token);
+        for header in [
+            json!({"typ": "JWT", "alg": "HS256"}),
+            json!({"typ": "JWT", "alg": "HS256", "kid": key_id(&B)}),
+            json!({"typ": "JWT", "alg": "HS256", "kid": ""}),
+            json!({"typ": "JWT", "alg": "HS256", "kid": key_id(&A).to_uppercase()}),
+            json!({"typ": "JWT", "alg": "HS256", "kid": null}),
+            json!({"typ": "JWT", "alg": "HS256", "kid": 7}),
+            json!({"typ": "JWT", "alg": "HS256", "kid": [key_id(&A)]}),
+            json!({"typ": "JWT", "alg": "HS256", "kid": key_id(&A), "crit": ["exp"]}),
+        ] {
+            assert_eq!(
+                svc.verify(&forge(&A, &header, &claims)).unwrap_err(),
+                TokenError::Invalid,
+                "{header}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_hs256_is_accepted_whatever_the_header_says() {
+        let svc = service();
+        let token = svc.issue(&creds()).token;
+        let (_, claims) = open(&token);
+        let payload = token.split('.').nth(1).expect("payload");
+        let signature = token.split('.').nth(2).expect("signature");
+        let kid = key_id(&A);
+        for alg in ["none", "None", "NONE"] {
+            let header =
+                URL_SAFE_NO_PAD.encode(json!({"typ": "JWT", "alg": alg, "kid": kid}).to_string());
+            for sig in ["", signature] {
+                assert_eq!(
+                    svc.verify(&format!("{header}.{payload}.{sig}"))
+                        .unwrap_err(),
+                    TokenError::Invalid,
+                    "alg {alg}, signature {sig:?}"
+                );
+            }
+        }
+        // Other algorithms, the HMAC ones signed properly with our own signing key.
+        let signing = EncodingKey::from_secret(derive(&A, SIGNING_LABEL).as_ref());
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let mut header = Header::new(alg);
+            header.kid = Some(kid.clone());
+            let token = jsonwebtoken::encode(&header, &claims, &signing).expect("sign");
+            assert_eq!(
+                svc.verify(&token).unwrap_err(),
+                TokenError::Invalid,
+                "{alg:?}"
+            );
+        }
+        // Every other name, with a signature that would pass as HS256.
+        for alg in [
+            "RS256", "RS512", "PS256", "ES256", "ES384", "EdDSA", "hs256", "HS256 ", "",
+        ] {
+            let header = json!({"typ": "JWT", "alg": alg, "kid": kid});
+            assert_eq!(
+                svc.verify(&forge(&A, &header, &claims)).unwrap_err(),
+                TokenError::Invalid,
+                "alg {alg:?}"
+            );
+        }
+        let no_alg = json!({"typ": "JWT", "kid": kid});
+        assert_eq!(
+            svc.verify(&forge(&A, &no_alg, &claims)).unwrap_err(),
+            TokenError::Invalid
+        );
+    }
+
+    #[test]
+    fn tokens_missing_a_claim_are_refused() {
+        let svc = service();
+        let (_, claims) = open(&svc.issue(&creds()).token);
+        for claim in ["sub", "exp", "iat", "jti", "typ", "cred"] {
+            let mut partial = claims.clone();
+            partial
+                .as_object_mut()
+                .expect("object")
+                .remove(claim)
+                .expect("present");
+            assert_eq!(
+                svc.verify(&forge(&A, &header_for(&A), &partial))
+                    .unwrap_err(),
+                TokenError::Invalid,
+                "without {claim}"
+            );
+        }
+        for (claim, value) in [
+            ("exp", json!(null)),
+            ("exp", json!("9999999999")),
+            ("iat", json!(-1)),
+            ("iat", json!(null)),
+            ("typ", json!("refresh")),
+            ("sub", json!(null)),
+        ] {
+            let mut odd = claims.clone();
+            odd[claim] = value.clone();
+            assert_eq!(
+                svc.verify(&forge(&A, &header_for(&A), &odd)).unwrap_err(),
+                TokenError::Invalid,
+                "{claim}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn issue_and_expiry_times_allow_only_a_small_leeway() {
+        let svc = service();
+        let (_, claims) = open(&svc.issue(&creds()).token);
+        let now = now();
+        let with = |claim: &str, value: u64| {
+            let mut changed = claims.clone();
+            changed[claim] = json!(value);
+            svc.verify(&forge(&A, &header_for(&A), &changed))
+        };
+        assert!(with("iat", now + 2).is_ok(), "small clock skew is fine");
+        assert_eq!(
+            with("iat", now + 60).unwrap_err(),
+            TokenError::Invalid,
+            "issued in the future"
+        );
+        assert!(with("exp", now - 2).is_ok(), "within the leeway");
+        assert_eq!(with("exp", now - 10).unwrap_err(), TokenError::Expired);
+    }
+
+    #[test]
+    fn every_secret_must_be_long_enough_and_empty_entries_are_skipped() {
+        let short = [1u8; MIN_SECRET_LEN - 1];
+        let ttl = Duration::from_secs(600);
+        assert_eq!(
+            TokenService::new(&short, NO_PREVIOUS, ttl).err(),
+            Some(KeyError::CurrentTooShort)
+        );
+        assert_eq!(
+            TokenService::new(&A, &[&short[..]], ttl).err(),
+            Some(KeyError::PreviousTooShort(1))
+        );
+        assert_eq!(
+            TokenService::new(&A, &[&B[..], b"x"], ttl).err(),
+            Some(KeyError::PreviousTooShort(2))
+        );
+        let message = KeyError::PreviousTooShort(2).to_string();
+        assert!(
+            message.contains("number 2") && message.contains("32"),
+            "{message}"
+        );
+        let svc = keyed(&A, &[b"", &B, &A, &B]);
+        assert_eq!(svc.keys.len(), 2, "repeats and empty entries add no key");
+        assert!(
+            svc.verify(&keyed(&B, NO_PREVIOUS).issue(&creds()).token)
+                .is_ok()
+        );
     }
 }

@@ -85,7 +85,17 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         (config.cache_size > 0)
             .then(|| imap::cache::SummaryCache::new(config.cache_size * 1024 * 1024)),
     );
-    let tokens = auth::TokenService::new(&secret, Duration::from_secs(config.token_ttl));
+    let tokens = auth::TokenService::new(
+        &secret,
+        &config.jwt_previous_secrets,
+        Duration::from_secs(config.token_ttl),
+    )
+    .map_err(|e| match e {
+        auth::KeyError::CurrentTooShort => anyhow::anyhow!("IMAP_BRIDGE_JWT_SECRET: {e}"),
+        auth::KeyError::PreviousTooShort(_) => {
+            anyhow::anyhow!("IMAP_BRIDGE_JWT_PREVIOUS_SECRETS: {e}")
+        }
+    })?;
     if config.idle_reissue == 0 || config.idle_reissue >= 29 * 60 {
         anyhow::bail!("IMAP_BRIDGE_IDLE_REISSUE must be between 1 and 1739 seconds (RFC 2177)");
     }
