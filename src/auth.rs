@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::imap::Credentials;
+use crate::imap::{Credentials, Upstream};
 
 /// Why a token was refused. Deliberately coarse: callers learn only that it is not valid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +66,10 @@ struct Claims {
     parent: Option<String>,
     /// Sealed password: base64url(nonce ‖ ciphertext).
     cred: String,
+    /// The IMAP server the caller chose at login from the operator's allow-list; absent for
+    /// the configured one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    srv: Option<Upstream>,
 }
 
 const ACCESS: &str = "access";
@@ -92,6 +96,8 @@ pub struct TokenClaims {
     pub expires_at: u64,
     /// The IMAP credentials, unsealed.
     pub credentials: Credentials,
+    /// The allow-listed IMAP server chosen at login, if not the configured one.
+    pub server: Option<Upstream>,
 }
 
 /// A freshly issued token.
@@ -196,8 +202,14 @@ impl TokenService {
 
     /// Issues an access token for `credentials`.
     pub fn issue(&self, credentials: &Credentials) -> IssuedToken {
+        self.issue_for(credentials, None)
+    }
+
+    /// Issues an access token for `credentials` on `server` (an allow-listed server the
+    /// caller chose; `None` for the configured one).
+    pub fn issue_for(&self, credentials: &Credentials, server: Option<&Upstream>) -> IssuedToken {
         IssuedToken {
-            token: self.mint(ACCESS, credentials, self.ttl, None),
+            token: self.mint(ACCESS, credentials, server, self.ttl, None),
             expires_in: self.ttl.as_secs(),
         }
     }
@@ -215,6 +227,7 @@ impl TokenService {
             token: self.mint(
                 TICKET,
                 &claims.credentials,
+                claims.server.as_ref(),
                 ttl,
                 Some(claims.token_id.clone()),
             ),
@@ -243,6 +256,7 @@ impl TokenService {
         &self,
         typ: &str,
         credentials: &Credentials,
+        server: Option<&Upstream>,
         ttl: Duration,
         parent: Option<String>,
     ) -> String {
@@ -263,6 +277,7 @@ impl TokenService {
             typ: typ.to_owned(),
             parent,
             cred,
+            srv: server.cloned(),
         };
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(current.kid.clone());
@@ -317,6 +332,7 @@ impl TokenService {
             subject: claims.sub,
             token_id: claims.jti,
             expires_at: claims.exp,
+            server: claims.srv,
         })
     }
 

@@ -117,6 +117,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         walk_limits: mail::structure::WalkLimits::default(),
         readiness: http::ops::Readiness::default(),
         events,
+        allowed_servers: http::allowlist::AllowedServers::parse(&config.allowed_servers)?,
         throttle: http::throttle::LoginThrottle::new(
             config.login_failures_per_user,
             config.login_failures_per_ip,

@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::allowlist::ServerChoice;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, AuthUser, ClientAddress};
 use crate::imap::{Credentials, ImapError, UserKey};
@@ -31,6 +32,10 @@ pub struct LoginRequest {
     /// IMAP password: 1 to 1024 characters, no NUL, CR or LF.
     #[schema(min_length = 1, max_length = 1024, pattern = r"^[^\x00\r\n]+$", format = Password)]
     pub password: String,
+    /// Another IMAP server than the configured one; only servers on the operator's allow-list
+    /// (`IMAP_BRIDGE_ALLOWED_SERVERS`, empty by default) are accepted, anything else is 403.
+    #[serde(default)]
+    pub server: Option<ServerChoice>,
 }
 
 /// A new access token.
@@ -63,6 +68,7 @@ pub struct LoginResponse {
         (status = 200, description = "Logged in.", body = LoginResponse),
         (status = 400, description = "Malformed body (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong user name or password (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`server` is not on the operator's allow-list (`forbidden`); no connection was made.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed logins for this user name or from this address (`rate_limited`, with `Retry-After`); nothing reached the IMAP server.", body = Problem, content_type = "application/problem+json"),
@@ -92,8 +98,18 @@ async fn login(
         username: body.username,
         password: SecretString::from(body.password),
     };
+    // A chosen server is checked before anything else can reach the network.
+    let chosen = match &body.server {
+        None => None,
+        Some(choice) => Some(
+            state
+                .allowed_servers
+                .admit(choice, state.config.allow_plaintext)
+                .await?,
+        ),
+    };
     let key = UserKey {
-        upstream: state.upstream.clone(),
+        upstream: chosen.clone().unwrap_or_else(|| state.upstream.clone()),
         username: credentials.username.clone(),
     };
     if let Err(wait) = state.throttle.check(&credentials.username, address) {
@@ -113,7 +129,7 @@ async fn login(
         }
     }
     state.throttle.succeeded(&credentials.username);
-    let issued = state.tokens.issue(&credentials);
+    let issued = state.tokens.issue_for(&credentials, chosen.as_ref());
     Ok(axum::Json(LoginResponse {
         access_token: issued.token,
         token_type: "Bearer",

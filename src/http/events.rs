@@ -191,7 +191,7 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
         None => AuthUser::from_headers(&parts.headers, &state)?.claims,
     };
     let user = UserKey {
-        upstream: state.upstream.clone(),
+        upstream: super::extract::upstream_of(&claims, &state)?,
         username: claims.subject.clone(),
     };
     let last_event_id = last_event_id(&parts.headers);

@@ -132,7 +132,7 @@ impl AuthUser {
         })?;
         let claims = state.tokens.verify(token)?;
         let key = UserKey {
-            upstream: state.upstream.clone(),
+            upstream: upstream_of(&claims, state)?,
             username: claims.subject.clone(),
         };
         Ok(AuthUser {
@@ -151,6 +151,23 @@ impl FromRequestParts<AppState> for AuthUser {
         let Ok(ClientAddress(address)) = ClientAddress::from_request_parts(parts, state).await;
         user.address = address;
         Ok(user)
+    }
+}
+
+/// The IMAP server a token is for: the configured one, or the one chosen at login while it is
+/// still on the operator's allow-list.
+pub fn upstream_of(
+    claims: &TokenClaims,
+    state: &AppState,
+) -> Result<crate::imap::Upstream, ApiError> {
+    match &claims.server {
+        None => Ok(state.upstream.clone()),
+        Some(server) if state.allowed_servers.permits(&server.host, server.port) => {
+            Ok(server.clone())
+        }
+        Some(_) => Err(ApiError::unauthorized(
+            "The IMAP server this token is for is no longer allowed; log in again.",
+        )),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP API: state, router, middleware, and one module per resource.
 
+pub mod allowlist;
 pub mod auth;
 pub mod changes;
 pub mod docs;
@@ -61,6 +62,8 @@ pub struct AppInner {
     pub events: crate::events::EventHub,
     /// Failed-login counters.
     pub throttle: throttle::LoginThrottle,
+    /// Servers a caller may choose at login.
+    pub allowed_servers: allowlist::AllowedServers,
 }
 
 impl AppState {

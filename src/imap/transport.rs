@@ -25,7 +25,7 @@ use super::error::{ImapError, Result};
 use crate::config::Security;
 
 /// Where and how to reach one IMAP server.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Upstream {
     /// Host name (checked against the certificate) or IP address.
     pub host: String,
