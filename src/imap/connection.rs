@@ -530,6 +530,31 @@ impl Connection {
     where
         F: FnMut(usize, &Response<'_>) -> Result<()> + Send,
     {
+        self.run_pipelined_raw(cmds, |i, r, _| on_response(i, r))
+            .await
+    }
+
+    /// Like [`Connection::run`], with each untagged response's raw bytes, in which its
+    /// parsed strings lie (see [`wire_string`]).
+    pub async fn run_raw<F>(&mut self, cmd: &Command, mut on_response: F) -> Result<Completion>
+    where
+        F: FnMut(&Response<'_>, &[u8]) -> Result<()> + Send,
+    {
+        let mut done = self
+            .run_pipelined_raw(std::slice::from_ref(cmd), |_, r, raw| on_response(r, raw))
+            .await?;
+        Ok(done.remove(0))
+    }
+
+    /// Like [`Connection::run_pipelined`], with each untagged response's raw bytes.
+    pub async fn run_pipelined_raw<F>(
+        &mut self,
+        cmds: &[Command],
+        mut on_response: F,
+    ) -> Result<Vec<Completion>>
+    where
+        F: FnMut(usize, &Response<'_>, &[u8]) -> Result<()> + Send,
+    {
         let timeout = self.limits.command_timeout;
         match tokio::time::timeout(timeout, self.exchange(cmds, &mut on_response)).await {
             Ok(result) => result,
@@ -546,7 +571,7 @@ impl Connection {
         on_response: &mut F,
     ) -> Result<Vec<Completion>>
     where
-        F: FnMut(usize, &Response<'_>) -> Result<()> + Send,
+        F: FnMut(usize, &Response<'_>, &[u8]) -> Result<()> + Send,
     {
         // Cleared only when every tagged completion has been read; a drop or an error on
         // the way leaves the session marked unusable.
@@ -629,7 +654,7 @@ impl Connection {
                     self.observe(other);
                     let current = completions.iter().position(Option::is_none).unwrap_or(0);
                     if handler_error.is_none()
-                        && let Err(e) = on_response(current, other)
+                        && let Err(e) = on_response(current, other, response.raw())
                     {
                         handler_error = Some(e);
                     }
@@ -651,7 +676,7 @@ impl Connection {
         handler_error: &mut Option<ImapError>,
     ) -> Result<()>
     where
-        F: FnMut(usize, &Response<'_>) -> Result<()> + Send,
+        F: FnMut(usize, &Response<'_>, &[u8]) -> Result<()> + Send,
     {
         loop {
             let response = self.next_response().await?;
@@ -676,7 +701,7 @@ impl Connection {
                 other => {
                     self.observe(other);
                     if handler_error.is_none()
-                        && let Err(e) = on_response(index, other)
+                        && let Err(e) = on_response(index, other, response.raw())
                     {
                         *handler_error = Some(e);
                     }
@@ -794,6 +819,7 @@ impl Connection {
             Ok(Some(data)) => Ok(Received {
                 data,
                 parsed: |d| d.parsed(),
+                raw: |d| d.borrow_owner(),
             }),
             Ok(None) => Err(ImapError::Unavailable(
                 "the IMAP server closed the connection".into(),
@@ -847,10 +873,41 @@ impl Connection {
 struct Received<T> {
     data: T,
     parsed: fn(&T) -> &Response<'_>,
+    raw: fn(&T) -> &[u8],
 }
 
 impl<T> Received<T> {
     fn parsed(&self) -> &Response<'_> {
         (self.parsed)(&self.data)
     }
+
+    /// The bytes the response was parsed from.
+    fn raw(&self) -> &[u8] {
+        (self.raw)(&self.data)
+    }
+}
+
+/// A string the server sent, as the text it stands for: imap-proto hands over a quoted
+/// string's content with its escapes (`\\"`, `\\\\`) still in place and a literal's content
+/// as is, and only the byte before it in `raw` (the response it was parsed from) tells which
+/// it was. Anything not found in `raw` is taken as is.
+pub fn wire_string<'a>(raw: &[u8], parsed: &'a str) -> std::borrow::Cow<'a, str> {
+    let start = (parsed.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+    let quoted = start > 0
+        && start
+            .checked_add(parsed.len())
+            .is_some_and(|end| end <= raw.len())
+        && raw[start - 1] == b'"';
+    if !quoted || !parsed.contains('\\') {
+        return std::borrow::Cow::Borrowed(parsed);
+    }
+    let mut out = String::with_capacity(parsed.len());
+    let mut chars = parsed.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }

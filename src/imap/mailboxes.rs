@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_imap::imap_proto::{MailboxDatum, NameAttribute, Response, StatusAttribute};
 use tracing::warn;
 
-use super::connection::Connection;
+use super::connection::{Connection, wire_string};
 use super::encode::{Command, InvalidArgument, MailboxName};
 use super::error::{ImapError, Result};
 
@@ -87,12 +87,12 @@ impl Connection {
                 Command::new("LIST").atom("\"\"").list_pattern("*")
             };
         let done = self
-            .run(&list_cmd, |r| {
+            .run_raw(&list_cmd, |r, raw| {
                 match r {
                     Response::MailboxData(MailboxDatum::List(data)) => {
                         let attrs: Vec<String> =
                             data.name_attributes.iter().map(attribute_text).collect();
-                        match listed_name(&data.name) {
+                        match listed_name(raw, &data.name) {
                             Ok(name) => listed.push(MailboxInfo {
                                 special_use: role(&name, &data.name_attributes),
                                 subscribed: attrs
@@ -113,7 +113,7 @@ impl Connection {
                         }
                     }
                     Response::MailboxData(MailboxDatum::Status { mailbox, status }) => {
-                        statuses.insert(unescape_quoted(mailbox).into_owned(), counts(status));
+                        statuses.insert(wire_string(raw, mailbox).into_owned(), counts(status));
                     }
                     _ => {}
                 }
@@ -124,12 +124,15 @@ impl Connection {
 
         if !list_status {
             // LSUB answers look like LIST answers to imap-proto, so it runs on its own.
-            self.run(&Command::new("LSUB").atom("\"\"").list_pattern("*"), |r| {
-                if let Response::MailboxData(MailboxDatum::List(data)) = r {
-                    subscribed.push(unescape_quoted(&data.name).into_owned());
-                }
-                Ok(())
-            })
+            self.run_raw(
+                &Command::new("LSUB").atom("\"\"").list_pattern("*"),
+                |r, raw| {
+                    if let Response::MailboxData(MailboxDatum::List(data)) = r {
+                        subscribed.push(wire_string(raw, &data.name).into_owned());
+                    }
+                    Ok(())
+                },
+            )
             .await?
             .into_result()?;
         }
@@ -145,9 +148,9 @@ impl Connection {
                     .collect();
                 // A mailbox deleted between LIST and STATUS just has no counts.
                 let _ = self
-                    .run_pipelined(&cmds, |_, r| {
+                    .run_pipelined_raw(&cmds, |_, r, raw| {
                         if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = r {
-                            statuses.insert(unescape_quoted(mailbox).into_owned(), counts(status));
+                            statuses.insert(wire_string(raw, mailbox).into_owned(), counts(status));
                         }
                         Ok(())
                     })
@@ -180,9 +183,9 @@ impl Connection {
                 Command::new("LIST").atom("\"\"").list_pattern("*")
             };
         let mut listed = Vec::new();
-        self.run(&cmd, |r| {
+        self.run_raw(&cmd, |r, raw| {
             if let Response::MailboxData(MailboxDatum::List(data)) = r
-                && let Ok(name) = listed_name(&data.name)
+                && let Ok(name) = listed_name(raw, &data.name)
             {
                 let attributes: Vec<String> =
                     data.name_attributes.iter().map(attribute_text).collect();
@@ -303,12 +306,12 @@ impl Connection {
     async fn check_hierarchy_levels(&mut self, name: &MailboxName) -> Result<()> {
         let mut delimiter = None;
         // `LIST "" ""` names the hierarchy delimiter (RFC 3501 §6.3.8).
-        self.run(&Command::new("LIST").atom("\"\" \"\""), |r| {
+        self.run_raw(&Command::new("LIST").atom("\"\" \"\""), |r, raw| {
             if let Response::MailboxData(MailboxDatum::List(data)) = r {
                 delimiter = data
                     .delimiter
                     .as_deref()
-                    .map(|d| unescape_quoted(d).into_owned());
+                    .map(|d| wire_string(raw, d).into_owned());
             }
             Ok(())
         })
@@ -338,27 +341,11 @@ impl Connection {
     }
 }
 
-/// A mailbox name as LIST reports it. imap-proto hands over a quoted string's content with its
-/// escapes still in place (`He said \"hi\"` for `He said "hi"`); servers quote every name that
-/// is printable ASCII, which modified UTF-7 always is, so undoing them yields the wire name.
-fn listed_name(raw: &str) -> Result<MailboxName, InvalidArgument> {
-    MailboxName::from_imap(&unescape_quoted(raw))
-}
-
-/// The content of an IMAP quoted string with `\\` and `\"` undone.
-fn unescape_quoted(raw: &str) -> Cow<'_, str> {
-    if !raw.contains('\\') {
-        return Cow::Borrowed(raw);
-    }
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.extend(chars.next()),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
+/// A mailbox name as LIST reports it, from the response's `raw` bytes: a quoted name has its
+/// escapes undone, a literal is taken as is (Dovecot sends names holding both `"` and `\` as
+/// literals), then the modified UTF-7 is decoded.
+fn listed_name(raw: &[u8], name: &str) -> Result<MailboxName, InvalidArgument> {
+    MailboxName::from_imap(&wire_string(raw, name))
 }
 
 /// A bare NO about a mailbox that does not exist is "not found"; others keep their mapping.
@@ -429,22 +416,33 @@ fn role(name: &MailboxName, attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {
 mod tests {
     use super::*;
 
+    /// The name in a LIST response line, parsed by imap-proto as the bridge receives it.
+    fn name_in(line: &[u8]) -> String {
+        let (_, response) = async_imap::imap_proto::Response::parse(line).expect("parses");
+        let Response::MailboxData(MailboxDatum::List(data)) = response else {
+            panic!("a LIST response");
+        };
+        listed_name(line, &data.name)
+            .expect("valid")
+            .as_str()
+            .to_owned()
+    }
+
     #[test]
-    fn listed_names_lose_their_quoted_string_escapes() {
-        assert_eq!(unescape_quoted("Plain"), "Plain");
+    fn quoted_names_lose_their_escapes_and_literals_keep_every_byte() {
+        assert_eq!(name_in(b"* LIST () \"/\" \"Plain\"\r\n"), "Plain");
         assert_eq!(
-            unescape_quoted(r#"He said \"hi\" \\o/"#),
-            r#"He said "hi" \o/"#
+            name_in(b"* LIST () \"/\" \"Tom &- \\\"Jerry\\\" \\\\o/\"\r\n"),
+            r#"Tom & "Jerry" \o/"#
         );
+        // Dovecot sends a name holding both `"` and `\` as a literal: nothing to undo.
+        let literal = b"* LIST (\\Subscribed) \"/\" {22}\r\nhe said \"hi\\\" \\\\ there\r\n";
+        assert_eq!(name_in(literal), r#"he said "hi\" \\ there"#);
         assert_eq!(
-            listed_name(r#"Tom &- \"Jerry\""#).expect("valid").as_str(),
-            r#"Tom & "Jerry""#
-        );
-        assert_eq!(
-            listed_name("&BB8EQAQ+BDUEOgRCBEs-/&ANw-ber")
-                .expect("valid")
-                .as_str(),
+            name_in(b"* LIST () \"/\" \"&BB8EQAQ+BDUEOgRCBEs-/&ANw-ber\"\r\n"),
             "Проекты/Über"
         );
+        // A string that is not inside the response is taken as is.
+        assert_eq!(wire_string(b"other", r#"a\"b"#), r#"a\"b"#);
     }
 }

@@ -2,4 +2,5 @@
 pub mod bridge;
 pub mod corpus;
 pub mod dovecot;
+pub mod hostile;
 pub mod tools;
