@@ -1,6 +1,5 @@
 //! Listing mailboxes with their roles and counts.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use async_imap::imap_proto::{MailboxDatum, NameAttribute, Response, StatusAttribute};
