@@ -15,16 +15,18 @@
 //! streams, in two shapes: many streams of one user (sharing one IDLE watcher) and one stream
 //! each for as many users (one watcher, i.e. one IMAP connection, each).
 
+#[path = "common/bridge_process.rs"]
+mod bridge_process;
 #[path = "../tests/common/corpus.rs"]
 mod corpus;
 #[path = "../tests/common/dovecot.rs"]
 mod dovecot;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use bridge_process::{BridgeProcess, PASSWORD};
 use dovecot::{Dovecot, DovecotOptions};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
@@ -32,8 +34,6 @@ use rustls_pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-const PASSWORD: &str = "bench-password";
 
 fn main() -> anyhow::Result<()> {
     let deliveries: usize = env_number("BENCH_DELIVERIES", 40)?;
@@ -48,7 +48,13 @@ fn main() -> anyhow::Result<()> {
         dovecot.add_user(&format!("user{i}"), PASSWORD);
     }
     dovecot.deliver_many("bench", "INBOX", corpus::bulk(1000, 3));
-    let bridge = BridgeProcess::start(&dovecot, subscribers)?;
+    let bridge = BridgeProcess::start(
+        &dovecot,
+        &[(
+            "IMAP_BRIDGE_SSE_MAX_PER_USER",
+            (subscribers + 10).to_string(),
+        )],
+    )?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -66,97 +72,6 @@ fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
             .parse()
             .with_context(|| format!("{name} must be a number")),
         Err(_) => Ok(default),
-    }
-}
-
-/// The `imap-bridge` binary serving on a free port in front of the Dovecot.
-struct BridgeProcess {
-    child: Child,
-    base: String,
-}
-
-impl BridgeProcess {
-    fn start(dovecot: &Dovecot, subscribers: usize) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_imap-bridge"))
-            .env("IMAP_BRIDGE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("IMAP_BRIDGE_IMAP_HOST", "localhost")
-            .env(
-                "IMAP_BRIDGE_IMAP_PORT",
-                dovecot.imaps_addr().port().to_string(),
-            )
-            .env("IMAP_BRIDGE_IMAP_SECURITY", "tls")
-            .env("IMAP_BRIDGE_IMAP_CA_FILE", dovecot.ca_cert_path())
-            .env(
-                "IMAP_BRIDGE_JWT_SECRET",
-                "benchmark-secret-that-is-at-least-32-bytes",
-            )
-            .env(
-                "IMAP_BRIDGE_SSE_MAX_PER_USER",
-                (subscribers + 10).to_string(),
-            )
-            .env("IMAP_BRIDGE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting imap-bridge")?;
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            ensure!(
-                Instant::now() < deadline,
-                "imap-bridge did not start listening"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(BridgeProcess { child, base })
-    }
-
-    /// VmRSS in KiB.
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmRSS")
-    }
-
-    async fn login(&self, http: &reqwest::Client, user: &str) -> anyhow::Result<String> {
-        let login: Value = http
-            .post(format!("{}/v1/auth/login", self.base))
-            .json(&serde_json::json!({"username": user, "password": PASSWORD}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        Ok(login["access_token"]
-            .as_str()
-            .context("no token")?
-            .to_owned())
-    }
-
-    async fn stream(
-        &self,
-        http: &reqwest::Client,
-        token: &str,
-    ) -> anyhow::Result<reqwest::Response> {
-        let res = http
-            .get(format!("{}/v1/events", self.base))
-            .bearer_auth(token)
-            .send()
-            .await?;
-        ensure!(res.status() == 200, "events: {}", res.status());
-        Ok(res)
-    }
-}
-
-impl Drop for BridgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

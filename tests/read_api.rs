@@ -325,7 +325,15 @@ async fn message_views_expose_bodies_and_attachments() {
         .find(|a| a["content_id"] == corpus::INLINE_IMAGE_CID)
         .expect("inline image");
     assert_eq!(inline["inline"], true);
-    assert!(newsletter["html"].as_str().expect("html").contains("cid:"));
+    assert!(
+        newsletter["html"]
+            .as_str()
+            .expect("html")
+            .contains(&format!(
+                "/attachments/{}",
+                inline["part_id"].as_str().expect("id")
+            ))
+    );
 
     // An attached message is one downloadable part.
     let (_, fwd) = bridge

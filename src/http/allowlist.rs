@@ -33,7 +33,7 @@ pub struct ServerChoice {
     #[schema(min_length = 1, max_length = 253)]
     pub host: String,
     /// TCP port.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: u16,
     /// `tls` (implicit), `starttls` or `plain` (loopback only unless the operator allows it).
     #[schema(value_type = String, pattern = "^(tls|starttls|plain)$")]

@@ -2,9 +2,9 @@
 //!
 //! Bodies are streamed from the IMAP server in partial fetches of [`CHUNK`] bytes, so a 25 MB
 //! attachment never sits whole in memory. Both carry a strong ETag (the content of a UID is
-//! immutable for a given UIDVALIDITY), honour `If-None-Match` and single `Range`s, and are sent
-//! as attachments with `nosniff` and a sandboxing CSP, so nothing downloaded can run as a page
-//! of the bridge's origin.
+//! immutable for a given UIDVALIDITY), honour `If-None-Match`, `If-Range` and single
+//! `Range`s, and are sent as attachments with `nosniff` and a sandboxing CSP, so nothing
+//! downloaded can run as a page of the bridge's origin.
 
 use std::io;
 
@@ -48,10 +48,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         ("uid" = UidSchema, Path, description = "The message's UID."),
         ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier download."),
         ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=1000-`."),
+        ("If-Range" = Option<String>, Header, description = "Honour `Range` only if the content still has this ETag; otherwise the whole content is sent."),
     ),
     responses(
-        (status = 200, description = "The message (`message/rfc822`).", content_type = "message/rfc822", body = BinarySchema),
-        (status = 206, description = "The requested range.", content_type = "message/rfc822", body = BinarySchema),
+        (status = 200, description = "The message (`message/rfc822`), as `message-<uid>.eml`.", content_type = "message/rfc822", body = BinarySchema, headers(
+            ("ETag" = String, description = "Strong validator of this content: `\"<uid_validity>-<uid>[-<part_id>]\"`."),
+            ("Content-Disposition" = String, description = "Always `attachment`, with the file name as `filename=` (ASCII) and `filename*=UTF-8''…` (RFC 6266)."),
+            ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            ("Content-Security-Policy" = String, description = "`default-src 'none'; sandbox`: opened directly, the content can run no script and load nothing."),
+        )),
+        (status = 206, description = "The requested range.", content_type = "message/rfc822", body = BinarySchema, headers(
+            ("ETag" = String, description = "Strong validator of this content: `\"<uid_validity>-<uid>[-<part_id>]\"`."),
+            ("Content-Disposition" = String, description = "Always `attachment`, with the file name as `filename=` (ASCII) and `filename*=UTF-8''…` (RFC 6266)."),
+            ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            ("Content-Security-Policy" = String, description = "`default-src 'none'; sandbox`: opened directly, the content can run no script and load nothing."),
+        )),
         (status = 304, description = "Not modified (the ETag matches)."),
         (status = 400, description = "Bad mailbox name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
@@ -79,7 +90,7 @@ async fn raw_message(
         return Ok(not_modified(&etag));
     }
     let size = u64::from(size);
-    let range = requested_range(&headers, size)?;
+    let range = requested_range(&headers, &etag, size)?;
     let (start, end) = range.unwrap_or((0, size));
     let body = Body::from_stream(section_stream(session, uid, None, start, end));
     let mut response = download_response(body, range.map(|r| (r, size)), Some(end - start));
@@ -108,10 +119,21 @@ async fn raw_message(
         ("part_id" = PartIdSchema, Path, description = "The part's `part_id` from the message view (IMAP section number, e.g. `2` or `1.2`)."),
         ("If-None-Match" = Option<String>, Header, description = "An ETag from an earlier download."),
         ("Range" = Option<String>, Header, description = "One byte range of the decoded content, e.g. `bytes=0-1023`."),
+        ("If-Range" = Option<String>, Header, description = "Honour `Range` only if the content still has this ETag; otherwise the whole content is sent."),
     ),
     responses(
-        (status = 200, description = "The decoded content, with the part's own Content-Type (`application/pdf`, `image/png`, `text/plain; charset=utf-8`…).", content_type = "*/*", body = BinarySchema),
-        (status = 206, description = "The requested range of the decoded content.", content_type = "*/*", body = BinarySchema),
+        (status = 200, description = "The decoded content, with the part's own Content-Type (`application/pdf`, `image/png`, `text/plain; charset=utf-8`…).", content_type = "*/*", body = BinarySchema, headers(
+            ("ETag" = String, description = "Strong validator of this content: `\"<uid_validity>-<uid>[-<part_id>]\"`."),
+            ("Content-Disposition" = String, description = "Always `attachment`, with the file name as `filename=` (ASCII) and `filename*=UTF-8''…` (RFC 6266)."),
+            ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            ("Content-Security-Policy" = String, description = "`default-src 'none'; sandbox`: opened directly, the content can run no script and load nothing."),
+        )),
+        (status = 206, description = "The requested range of the decoded content.", content_type = "*/*", body = BinarySchema, headers(
+            ("ETag" = String, description = "Strong validator of this content: `\"<uid_validity>-<uid>[-<part_id>]\"`."),
+            ("Content-Disposition" = String, description = "Always `attachment`, with the file name as `filename=` (ASCII) and `filename*=UTF-8''…` (RFC 6266)."),
+            ("X-Content-Type-Options" = String, description = "`nosniff`."),
+            ("Content-Security-Policy" = String, description = "`default-src 'none'; sandbox`: opened directly, the content can run no script and load nothing."),
+        )),
         (status = 304, description = "Not modified (the ETag matches)."),
         (status = 400, description = "Bad mailbox name, UID or part id (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
@@ -156,17 +178,18 @@ async fn attachment(
         part.encoding,
         TransferEncoding::Base64 | TransferEncoding::QuotedPrintable
     );
+    let wants_range = headers.contains_key(header::RANGE) && if_range_holds(&headers, &etag);
     let (body, range, length) = if identity {
-        let range = requested_range(&headers, encoded_size)?;
+        let range = requested_range(&headers, &etag, encoded_size)?;
         let (start, end) = range.unwrap_or((0, encoded_size));
         let body = Body::from_stream(section_stream(session, uid, Some(part_ref), start, end));
         (body, range.map(|r| (r, encoded_size)), Some(end - start))
-    } else if headers.contains_key(header::RANGE) {
+    } else if wants_range {
         // The decoded length is only known after decoding: one counting pass (constant
         // memory) makes the range exact. Ranges are for resuming, so this is the rare path.
         let total =
             decoded_length(&mut session, uid, &part_ref, &part.encoding, encoded_size).await?;
-        let range = requested_range(&headers, total)?;
+        let range = requested_range(&headers, &etag, total)?;
         let (start, end) = range.unwrap_or((0, total));
         let body = Body::from_stream(decoded_stream(
             session,
@@ -222,13 +245,26 @@ fn not_modified(etag: &str) -> Response {
     response
 }
 
+/// Whether a `Range` may be honoured: there is no `If-Range`, or it names the current ETag
+/// (RFC 9110 §13.1.5: strong comparison; a date never matches, as downloads carry no
+/// `Last-Modified`).
+fn if_range_holds(headers: &HeaderMap, etag: &str) -> bool {
+    match headers.get(header::IF_RANGE) {
+        None => true,
+        Some(value) => value.to_str().is_ok_and(|v| v.trim() == etag),
+    }
+}
+
 /// A single `bytes=` range of content of `size` bytes, as a half-open interval; `None` when
-/// absent or not a single range (multi-range requests get the whole content, as RFC 9110
-/// allows).
-fn requested_range(headers: &HeaderMap, size: u64) -> ApiResult<Option<(u64, u64)>> {
+/// absent, not a single range (multi-range requests get the whole content, as RFC 9110
+/// allows), or conditional on an `If-Range` that does not hold.
+fn requested_range(headers: &HeaderMap, etag: &str, size: u64) -> ApiResult<Option<(u64, u64)>> {
     let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Ok(None);
     };
+    if !if_range_holds(headers, etag) {
+        return Ok(None);
+    }
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };

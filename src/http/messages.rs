@@ -258,6 +258,14 @@ pub struct MessageQuery {
     /// Also set `\Seen` (reading never changes flags otherwise).
     #[param(default = false)]
     pub mark_seen: Option<bool>,
+    /// Let the `html` body load remote content: `http:`/`https:` images, table backgrounds
+    /// and CSS background images, which can tell the sender that and when the message was
+    /// read. Off by default: each blocked image keeps its element, with its URL moved to a
+    /// `data-blocked-src` attribute (`data-blocked-background` for table backgrounds) so
+    /// that a front end can offer to load them, e.g. by asking again with this parameter.
+    /// Scripts and other active content are removed either way.
+    #[param(default = false)]
+    pub remote_content: Option<bool>,
 }
 
 /// A message: summary, decoded headers, text and HTML bodies, attachment list.
@@ -289,6 +297,16 @@ pub struct MessageView {
 }
 
 /// One message, parsed.
+///
+/// The `html` body is sanitised for display: no scripts, event handlers, `javascript:` or
+/// `data:` links, forms, frames, plugins, `<meta>`, `<base>`, `<link>` or `<style>`
+/// elements; `style` attributes keep only layout and typography properties. Links keep
+/// `http`, `https`, `mailto` and `tel` targets and open in a new browsing context
+/// (`target="_blank"`, `rel="noopener noreferrer"`). Remote images are blocked unless
+/// `remote_content=true` (see that parameter). `cid:` references to the message's own parts
+/// are rewritten to their download path (`/v1/mailboxes/{mailbox}/messages/{uid}/attachments/{part_id}`,
+/// fetched with the same bearer token); inline `data:` images (PNG, GIF, JPEG, WebP, BMP,
+/// AVIF) are kept. The result is an HTML fragment, best shown in a sandboxed frame.
 #[utoipa::path(
     get,
     path = "/v1/mailboxes/{mailbox}/messages/{uid}",
@@ -330,15 +348,55 @@ async fn get_message(
         )
         .await?;
     drop(session);
-    let join = |parts: &[crate::mail::structure::BodyPart]| -> Option<String> {
-        let texts: Vec<String> = parts
+    let decode = |parts: &[crate::mail::structure::BodyPart]| -> Vec<String> {
+        parts
             .iter()
             .filter_map(|p| detail.bodies.get(&p.part_id).map(|raw| decode_text(raw, p)))
-            .collect();
-        (!texts.is_empty()).then(|| texts.join("\n"))
+            .collect()
     };
-    let text = join(&detail.parts.text_parts);
-    let html = join(&detail.parts.html_parts);
+    let texts = decode(&detail.parts.text_parts);
+    let text = (!texts.is_empty()).then(|| texts.join("\n"));
+    let html_parts = decode(&detail.parts.html_parts);
+    let html = if html_parts.is_empty() {
+        None
+    } else {
+        // `cid:` URLs resolve to the download path of the part with that Content-ID.
+        let mailbox_segment = percent_encoding::utf8_percent_encode(
+            name.as_str(),
+            percent_encoding::NON_ALPHANUMERIC,
+        );
+        let inline_parts = detail
+            .parts
+            .attachments
+            .iter()
+            .filter_map(|part| {
+                let url = format!(
+                    "/v1/mailboxes/{mailbox_segment}/messages/{uid}/attachments/{}",
+                    part.part_id
+                );
+                Some((part.content_id.clone()?, url))
+            })
+            .collect();
+        let policy = crate::mail::html::HtmlPolicy {
+            remote_content: query.remote_content.unwrap_or(false),
+            inline_parts,
+        };
+        // Each part on its own, so that markup left open in one cannot swallow the next.
+        // Sanitising megabytes of HTML is CPU work: keep it off the async workers.
+        let sanitised = tokio::task::spawn_blocking(move || {
+            html_parts
+                .iter()
+                .map(|html| crate::mail::html::sanitize_html(html, &policy))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "HTML sanitiser failed");
+            ApiError::internal()
+        })?;
+        Some(sanitised)
+    };
     Ok(Json(MessageView {
         headers: parse_headers(&detail.header),
         text,

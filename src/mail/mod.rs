@@ -9,14 +9,17 @@
 //! * [`structure`]: sorting a BODYSTRUCTURE into text body, HTML body and attachments,
 //!   with the IMAP section number of each.
 //! * [`content`]: the header list and the decoded text of body parts.
+//! * [`html`]: sanitising the HTML body for display (scripts, remote content, `cid:`).
 //! * [`transfer`]: streaming base64 and quoted-printable decoding for downloads.
 
 pub mod content;
+pub mod html;
 pub mod structure;
 pub mod summary;
 pub mod transfer;
 
 pub use content::{Header, decode_text, parse_headers};
+pub use html::{HtmlPolicy, sanitize_html};
 pub use structure::{
     Attachment, BodyPart, MessageParts, StructureError, TransferEncoding, WalkLimits,
     has_attachments, walk,
