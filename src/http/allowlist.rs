@@ -34,6 +34,7 @@ pub struct ServerChoice {
     pub host: String,
     /// TCP port.
     #[schema(minimum = 1, maximum = 65535)]
+    #[serde(deserialize_with = "super::schema::whole")]
     pub port: u16,
     /// `tls` (implicit), `starttls` or `plain` (loopback only unless the operator allows it).
     #[schema(value_type = String, pattern = "^(tls|starttls|plain)$")]
@@ -150,6 +151,26 @@ mod tests {
             assert!(!list.permits(host, port), "{host}:{port}");
         }
         assert!(!AllowedServers::default().permits("imap.example.com", 993));
+    }
+
+    #[test]
+    fn a_port_is_any_whole_json_number_in_range() {
+        let parse = |port: serde_json::Value| {
+            serde_json::from_value::<ServerChoice>(
+                serde_json::json!({"host": "h", "port": port, "security": "tls"}),
+            )
+            .map(|c| c.port)
+        };
+        assert_eq!(parse(serde_json::json!(993)).ok(), Some(993));
+        assert_eq!(parse(serde_json::json!(793.0)).ok(), Some(793));
+        for bad in [
+            serde_json::json!(993.5),
+            serde_json::json!(70000),
+            serde_json::json!(-1),
+            serde_json::json!("993"),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]

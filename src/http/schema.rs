@@ -321,28 +321,41 @@ impl ToSchema for super::flags::BulkFlags {
     }
 }
 
-/// For `#[serde(deserialize_with = "uid_numbers")]` on a UID list: JSON Schema counts `4211.0`
-/// as the integer 4211, so the bridge accepts it too; anything that is not a whole number from
-/// 0 to 2³²−1 is refused (0 later, with the other UID rules).
+/// A JSON number as a whole number of type `T`: JSON Schema counts `4211.0` as the integer
+/// 4211, so the bridge accepts it too; fractions, negatives and values out of `T`'s range are
+/// refused.
+fn whole_number<T: TryFrom<u64>>(n: &serde_json::Number) -> Option<T> {
+    let whole = match n.as_u64() {
+        Some(u) => Some(u),
+        None => n
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(f))
+            .map(|f| f as u64),
+    };
+    whole.and_then(|u| T::try_from(u).ok())
+}
+
+/// For `#[serde(deserialize_with = "whole")]` on an integer field (see [`whole_number`]).
+pub fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error as _;
+    let n = serde_json::Number::deserialize(deserializer)?;
+    whole_number(&n).ok_or_else(|| D::Error::custom(format!("{n} is out of range")))
+}
+
+/// For `#[serde(deserialize_with = "uid_numbers")]` on a UID list: whole numbers from 0 to
+/// 2³²−1 (see [`whole_number`]; 0 is refused later, with the other UID rules).
 pub fn uid_numbers<'de, D>(deserializer: D) -> Result<Vec<u32>, D::Error>
 where
     D: Deserializer<'de>,
 {
     use serde::de::Error as _;
     Vec::<serde_json::Number>::deserialize(deserializer)?
-        .into_iter()
-        .map(|n| {
-            let whole = match n.as_u64() {
-                Some(u) => Some(u),
-                None => n
-                    .as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
-                    .map(|f| f as u64),
-            };
-            whole
-                .and_then(|u| u32::try_from(u).ok())
-                .ok_or_else(|| D::Error::custom(format!("{n} is not a UID")))
-        })
+        .iter()
+        .map(|n| whole_number(n).ok_or_else(|| D::Error::custom(format!("{n} is not a UID"))))
         .collect()
 }
 
