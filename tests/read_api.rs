@@ -1052,6 +1052,10 @@ async fn sorted_and_filtered_lists_reuse_a_result_only_while_nothing_changed() {
     assert_eq!(unseen["total"], 60);
     let log = bridge.dovecot.rawlog_in(USER);
     let (sorts_before, searches_before) = (sorts(&log), searches(&log));
+    assert!(
+        sorts_before >= 1 && searches_before >= 1,
+        "the rawlog shows the first SORT and SEARCH, so the counts below mean something:\n{log}"
+    );
     for _ in 0..3 {
         assert_eq!(uids(&list("sort=date&limit=10").await), uids(&first));
         assert_eq!(list("unseen=true&limit=100").await["total"], 60);

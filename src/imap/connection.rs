@@ -399,6 +399,21 @@ impl Connection {
         self.selected.is_some() && self.selected_epoch != self.names_epoch.load(Ordering::Acquire)
     }
 
+    /// Settles a selection that [`Connection::selection_may_be_stale`]: UNSELECT fails (the
+    /// server ends the session) when the mailbox is gone, and otherwise leaves nothing
+    /// selected, so the session is checked once, not at every checkout until it selects again.
+    /// Without UNSELECT (CLOSE would expunge), a NOOP checks it and the selection stays.
+    pub async fn settle_stale_selection(&mut self) -> Result<()> {
+        if !self.capabilities.has("UNSELECT") {
+            return self.noop().await;
+        }
+        self.run(&Command::new("UNSELECT"), |_| Ok(()))
+            .await?
+            .into_result()?;
+        self.selected = None;
+        Ok(())
+    }
+
     /// The mailbox this session has selected, if any.
     pub fn selected(&self) -> Option<&SelectedMailbox> {
         self.selected.as_ref()

@@ -232,7 +232,8 @@ impl WindowCollector {
     }
 }
 
-fn uid_and_flags(attrs: &[AttributeValue<'_>]) -> Option<(u32, Vec<String>)> {
+/// The UID and the flags (without `\\Recent`) of a FETCH response.
+pub(super) fn uid_and_flags(attrs: &[AttributeValue<'_>]) -> Option<(u32, Vec<String>)> {
     let uid = attrs.iter().find_map(|a| match a {
         AttributeValue::Uid(u) => Some(*u),
         _ => None,

@@ -145,9 +145,12 @@ impl managed::Manager for SessionManager {
         // A session whose mailbox another session deleted or renamed is ended by the server at
         // its next command; finding that out here lets the pool hand out a fresh one instead
         // of failing the caller's request.
-        if metrics.last_used() > self.shared.settings.recheck_after
-            || obj.conn.selection_may_be_stale()
-        {
+        if obj.conn.selection_may_be_stale() {
+            obj.conn
+                .settle_stale_selection()
+                .await
+                .map_err(RecycleError::Backend)?;
+        } else if metrics.last_used() > self.shared.settings.recheck_after {
             obj.conn.noop().await.map_err(RecycleError::Backend)?;
         }
         Ok(())

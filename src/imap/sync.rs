@@ -19,6 +19,7 @@ use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttri
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName};
 use super::error::{ImapError, Result};
+use super::messages::uid_and_flags;
 use super::state::MailboxState;
 
 /// Most destroyed UIDs reported before asking the client to start over (a list that long is
@@ -203,23 +204,4 @@ impl Connection {
         changes.state = Some(state);
         Ok(changes)
     }
-}
-
-fn uid_and_flags(attrs: &[AttributeValue<'_>]) -> Option<(u32, Vec<String>)> {
-    let uid = attrs.iter().find_map(|a| match a {
-        AttributeValue::Uid(u) => Some(*u),
-        _ => None,
-    })?;
-    let flags = attrs.iter().find_map(|a| match a {
-        AttributeValue::Flags(f) => Some(f),
-        _ => None,
-    })?;
-    Some((
-        uid,
-        flags
-            .iter()
-            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-            .map(|f| f.to_string())
-            .collect(),
-    ))
 }
