@@ -847,6 +847,14 @@ async fn downloads_resume_and_revalidate_with_range_and_etag() {
         .get_json(&token, "/v1/mailboxes/INBOX/messages")
         .await;
     let uid = list["messages"][0]["uid"].as_u64().expect("uid");
+    // JSON still travels compressed; only downloads are left alone.
+    let listing = bridge
+        .request(Method::GET, "/v1/mailboxes/INBOX/messages", Some(&token))
+        .header("accept-encoding", GZIP)
+        .send()
+        .await
+        .expect("listing");
+    assert_eq!(header(&listing, "content-encoding"), "gzip");
     let raw_path = format!("/v1/mailboxes/INBOX/messages/{uid}/raw");
     let part_path = format!("/v1/mailboxes/INBOX/messages/{uid}/attachments/2");
 
@@ -861,10 +869,20 @@ async fn downloads_resume_and_revalidate_with_range_and_etag() {
             }
             async move { request.send().await.expect("download") }
         };
-        let full = send(vec![]).await;
+        // Asking for compression, as browsers do: a download still comes whole, sized and
+        // resumable.
+        let full = send(vec![("accept-encoding", GZIP.into())]).await;
         assert_eq!(full.status(), StatusCode::OK, "{path}");
         assert_download_headers(path, &full);
         assert_eq!(header(&full, "accept-ranges"), "bytes");
+        assert_eq!(full.headers().get("content-encoding"), None, "{path}");
+        // The raw message's length is known up front; a base64 part's decoded length only
+        // after decoding, so it streams without one.
+        if path == &raw_path {
+            assert_eq!(header(&full, "content-length"), content.len().to_string());
+        } else {
+            assert_eq!(full.headers().get("content-length"), None, "{path}");
+        }
         let etag = header(&full, "etag").to_owned();
         assert_eq!(
             full.bytes().await.expect("body").as_ref(),
@@ -874,12 +892,18 @@ async fn downloads_resume_and_revalidate_with_range_and_etag() {
 
         // Resuming: a range, with and without a matching If-Range.
         let part = send(vec![
+            ("accept-encoding", GZIP.into()),
             ("range", "bytes=1000-".into()),
             ("if-range", etag.clone()),
         ])
         .await;
         assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT, "{path}");
         assert_download_headers(path, &part);
+        assert_eq!(part.headers().get("content-encoding"), None, "{path}");
+        assert_eq!(
+            header(&part, "content-length"),
+            (content.len() - 1000).to_string()
+        );
         assert_eq!(
             header(&part, "content-range"),
             format!("bytes 1000-{}/{}", content.len() - 1, content.len())
@@ -919,6 +943,9 @@ async fn downloads_resume_and_revalidate_with_range_and_etag() {
         );
     }
 }
+
+/// What browsers send as `Accept-Encoding`.
+const GZIP: &str = "gzip, deflate, br";
 
 /// A message whose body is `depth` multiparts nested in one another around one text part.
 fn nested_message(subject: &str, depth: usize) -> Vec<u8> {

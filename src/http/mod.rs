@@ -22,10 +22,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{
+    Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header,
+};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -161,8 +164,22 @@ pub fn app(state: AppState) -> Router {
                     axum::response::IntoResponse::into_response(ApiError::internal())
                 }))
                 .layer(cors)
-                .layer(CompressionLayer::new()),
+                .layer(CompressionLayer::new().compress_when(compressible())),
         )
+}
+
+/// Which responses are compressed: JSON and docs, as tower-http decides by default (not event
+/// streams, images or tiny bodies), but never a download. A download keeps its
+/// `Content-Length`, `Accept-Ranges` and byte ranges, which compression would drop, so that
+/// browsers show progress and resume; attachments are mostly compressed formats anyway.
+fn compressible() -> impl Predicate {
+    DefaultPredicate::new().and(
+        |_: StatusCode, _: Version, headers: &HeaderMap, _: &Extensions| {
+            !headers.contains_key(header::CONTENT_DISPOSITION)
+                && !headers.contains_key(header::ACCEPT_RANGES)
+                && !headers.contains_key(header::CONTENT_RANGE)
+        },
+    )
 }
 
 fn cors_layer(config: &Config) -> CorsLayer {
