@@ -190,6 +190,12 @@ pub struct Config {
     /// Print the OpenAPI document (as committed in `openapi/openapi.json`) and exit.
     #[arg(long)]
     pub print_openapi: bool,
+
+    /// Ask the bridge serving on `IMAP_BRIDGE_LISTEN` (on loopback when that address is
+    /// unspecified) for `/healthz` and exit 0 if it answers 200, 1 otherwise: the container's
+    /// HEALTHCHECK, for images without a shell or curl.
+    #[arg(long)]
+    pub healthcheck: bool,
 }
 
 /// How log lines are written.
