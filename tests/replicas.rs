@@ -2,7 +2,9 @@
 //! replicas behind a load balancer run. A token from one works on the others, an event stream
 //! moved from a stopping replica to another resumes with `Last-Event-ID` and misses nothing,
 //! and with per-replica budgets of server limit ÷ replicas the user's connections, summed over
-//! the replicas, stay within Dovecot's per-user limit under load spread over all three.
+//! the replicas, stay within Dovecot's per-user limit under load spread over all three. The
+//! README's HAProxy configuration keeps each user on one replica and moves only the users of a
+//! replica that gets SIGTERM, without a failed request.
 
 mod common;
 
@@ -326,4 +328,275 @@ async fn three_replicas_with_a_third_of_the_limit_each_stay_within_it() {
          a fourth replica got 503"
     );
     drop(streams);
+}
+
+/// HAProxy with the configuration README.md documents, in front of `replicas`.
+struct Proxy {
+    child: std::process::Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Proxy {
+    /// Starts `haproxy` with the README's configuration block, its `bind` and `server` lines
+    /// pointed at loopback, plus one line for the test: an `x-served-by` response header naming
+    /// the replica that answered.
+    async fn start(haproxy: &std::path::Path, replicas: &[BridgeProcess]) -> Self {
+        let readme = std::fs::read_to_string(common::tools::in_repo("README.md")).expect("README");
+        let block = readme
+            .split("```haproxy\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n```").next())
+            .expect("an haproxy block in README.md");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut addrs = replicas.iter().map(BridgeProcess::addr);
+        let mut config: String = block
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                if trimmed.starts_with("bind ") {
+                    format!("    bind 127.0.0.1:{port}\n")
+                } else if let Some(rest) = trimmed.strip_prefix("server ") {
+                    let name = rest.split_whitespace().next().expect("a server name");
+                    let addr = addrs.next().expect("as many replicas as servers");
+                    format!("    server {name} {addr}\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        assert!(addrs.next().is_none(), "as many servers as replicas");
+        config.push_str("    http-response set-header x-served-by %s\n");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, &config).expect("haproxy.cfg");
+        let check = std::process::Command::new(haproxy)
+            .arg("-c")
+            .arg("-f")
+            .arg(&path)
+            .output()
+            .expect("haproxy -c");
+        assert!(
+            check.status.success(),
+            "the README's HAProxy configuration is invalid:\n{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = std::process::Command::new(haproxy)
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy");
+        let proxy = Proxy {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + WAIT;
+        while reqwest::get(format!("{}/healthz", proxy.base))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "haproxy did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        proxy
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status, JSON body and the replica that answered, through the proxy.
+async fn via(
+    http: &reqwest::Client,
+    proxy: &Proxy,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value, String) {
+    let mut req = http.request(method, format!("{}{path}", proxy.base));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.expect("request through haproxy");
+    let served_by = served_by(&res);
+    let (status, body) = json_of(res).await;
+    (status, body, served_by)
+}
+
+fn served_by(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("x-served-by")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_documented_haproxy_configuration_keeps_each_user_on_one_replica() {
+    let haproxy = std::path::PathBuf::from("/usr/sbin/haproxy");
+    let test = "the_documented_haproxy_configuration_keeps_each_user_on_one_replica";
+    if common::tools::require(test, std::slice::from_ref(&haproxy)).is_none() {
+        return;
+    }
+    let users: Vec<String> = (0..6).map(|i| format!("user{i}")).collect();
+    let dovecot = {
+        let users = users.clone();
+        tokio::task::spawn_blocking(move || {
+            let dovecot = Dovecot::start();
+            for user in &users {
+                dovecot.add_user(user, PASSWORD);
+                dovecot.deliver(user, "INBOX", &mail("hello"), "", None);
+            }
+            dovecot
+        })
+        .await
+        .expect("dovecot start")
+    };
+    // The replica keeps serving for 3 s after SIGTERM while HAProxy's checks take it out.
+    let mut replicas = replicas(&dovecot, &[("IMAP_BRIDGE_SHUTDOWN_DELAY", "3")]).await;
+    let proxy = Proxy::start(&haproxy, &replicas).await;
+    let http = reqwest::Client::new();
+
+    // Every request of a user reaches one replica: logins, calls, tickets and streams.
+    let mut home = Vec::new();
+    let mut tokens = Vec::new();
+    let mut streams = Vec::new();
+    for user in &users {
+        let login = json!({"username": user, "password": PASSWORD});
+        let mut seen = BTreeSet::new();
+        let mut token = String::new();
+        for _ in 0..2 {
+            let (status, body, by) = via(
+                &http,
+                &proxy,
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(login.clone()),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            seen.insert(by);
+            token = body["access_token"].as_str().expect("token").to_owned();
+            let (status, _, by) = via(
+                &http,
+                &proxy,
+                Method::GET,
+                "/v1/mailboxes",
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK);
+            seen.insert(by);
+        }
+        let (status, issued, by) = via(
+            &http,
+            &proxy,
+            Method::POST,
+            "/v1/events/ticket",
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        seen.insert(by);
+        let ticket = issued["ticket"].as_str().expect("ticket");
+        let res = http
+            .get(format!("{}/v1/events?ticket={ticket}", proxy.base))
+            .send()
+            .await
+            .expect("events through haproxy");
+        assert_eq!(res.status(), StatusCode::OK);
+        seen.insert(served_by(&res));
+        streams.push(common::process::RawEventStream::record(res));
+        assert_eq!(seen.len(), 1, "{user} was served by {seen:?}");
+        home.push(seen.pop_first().expect("a replica"));
+        tokens.push(token);
+    }
+    let homes: BTreeSet<_> = home.iter().collect();
+    assert!(
+        homes.len() > 1,
+        "the users are spread over the replicas: {home:?}"
+    );
+
+    // The replica of the first user gets SIGTERM, as in a rolling update.
+    let victim = home[0].clone();
+    let index: usize = victim
+        .strip_prefix("bridge")
+        .and_then(|n| n.parse().ok())
+        .expect("a server name from the README");
+    replicas[index - 1].terminate();
+    let mut answered = vec![Vec::new(); users.len()];
+    loop {
+        let exited = replicas[index - 1].exited();
+        for (i, token) in tokens.iter().enumerate() {
+            let (status, body, by) = via(
+                &http,
+                &proxy,
+                Method::GET,
+                "/v1/mailboxes",
+                Some(token),
+                None,
+            )
+            .await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{} during the shutdown: {body}",
+                users[i]
+            );
+            answered[i].push(by);
+        }
+        if exited {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, user) in users.iter().enumerate() {
+        let last = answered[i].last().expect("answers");
+        if home[i] == victim {
+            assert_ne!(last, &victim, "{user} moved to another replica");
+        } else {
+            assert!(
+                answered[i].iter().all(|by| *by == home[i]),
+                "{user} stayed on {}: {:?}",
+                home[i],
+                answered[i]
+            );
+        }
+    }
+    // The moved users' event streams ended with the hint to reconnect.
+    for (i, stream) in streams.into_iter().enumerate() {
+        if home[i] == victim {
+            let text = stream.finished(WAIT).await.expect("a clean end");
+            assert!(text.contains(imap_bridge::http::events::SHUTDOWN_COMMENT));
+        }
+    }
+    let on_victim = answered[0].iter().filter(|by| **by == victim).count();
+    println!(
+        "haproxy: users on {home:?}; {victim} got SIGTERM: {on_victim} of {} requests of each \
+         of its users still went to it (draining), the rest to {}; every request 200",
+        answered[0].len(),
+        answered[0].last().expect("answers")
+    );
 }

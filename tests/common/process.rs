@@ -132,6 +132,16 @@ impl BridgeProcess {
         }
     }
 
+    /// Whether the process has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
+    /// `host:port` it listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
     /// A request with an optional bearer token, on this process's keep-alive client.
     pub fn request(&self, method: Method, path: &str, token: Option<&str>) -> RequestBuilder {
         let req = self.http.request(method, self.url(path));
@@ -214,7 +224,8 @@ pub struct RawEvent {
 }
 
 impl RawEventStream {
-    fn record(res: reqwest::Response) -> Self {
+    /// Starts recording an open `text/event-stream` response.
+    pub fn record(res: reqwest::Response) -> Self {
         let text = Arc::new(Mutex::new(String::new()));
         let sink = text.clone();
         let task = tokio::spawn(async move {
