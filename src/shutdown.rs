@@ -88,19 +88,25 @@ pub async fn serve(
         timeout_s = plan.deadline.as_secs(),
         "shutting down: /readyz fails from now on; serving on while load balancers stop routing here"
     );
-    tokio::select! {
-        served = &mut server => served.context("HTTP server")?,
-        () = tokio::time::sleep_until(signalled + plan.delay) => {}
-    }
+    let served = tokio::select! {
+        served = &mut server => Some(served),
+        () = tokio::time::sleep_until(signalled + plan.delay) => None,
+    };
 
     // Event streams never end on their own; each gets its reconnection hint as it ends.
     state.events.shut_down();
     stop_accepting.cancel();
     info!("shutting down: listener closed and event streams ended; finishing requests in flight");
-    match tokio::time::timeout_at(signalled + plan.cut_off, &mut server).await {
-        Ok(served) => served.context("HTTP server")?,
+    let served = match served {
+        Some(served) => Some(served),
+        None => tokio::time::timeout_at(signalled + plan.cut_off, &mut server)
+            .await
+            .ok(),
+    };
+    match served {
+        Some(served) => served.context("HTTP server")?,
         // The connections' tasks end with the runtime (the binary's `main` returns right after).
-        Err(_) => warn!("shutting down: requests still in flight are cut off"),
+        None => warn!("shutting down: requests still in flight are cut off"),
     }
 
     let logged_out = tokio::time::timeout_at(signalled + plan.deadline, async {
