@@ -246,6 +246,8 @@ async fn run(
     let mut config = Config::for_server("localhost", dovecot.imaps_addr().port(), Security::Tls);
     config.imap_ca_file = Some(dovecot.ca_cert_path());
     config.jwt_secret = Some("benchmark-secret-that-is-at-least-32-bytes".to_owned());
+    // No load balancer to wait for when the benchmark stops its bridges.
+    config.shutdown_delay = 0;
     let mut uncached_config = config.clone();
     uncached_config.cache_size = 0;
     let uncached_server = BridgeServer::start(uncached_config).await?;

@@ -13,7 +13,7 @@
 //!
 //! Every other `IMAP_BRIDGE_*` setting is honoured too, except the IMAP server, which is always
 //! the demo's own. `IMAP_BRIDGE_JWT_SECRET` defaults to a fixed demo secret, so tokens survive a
-//! restart of the demo.
+//! restart of the demo, and `IMAP_BRIDGE_SHUTDOWN_DELAY` to 0, since no load balancer needs it.
 //!
 //! `--smoke` (or `DEMO_SMOKE=1`) proves the demo works without touching the demo data: it runs
 //! everything against a throw-away Dovecot on an ephemeral port, walks through the same requests
@@ -132,6 +132,9 @@ async fn run(dovecot: &Dovecot, smoke: bool) -> anyhow::Result<()> {
     config.imap_ca_file = Some(dovecot.ca_cert_path());
     if config.jwt_secret.is_none() {
         config.jwt_secret = Some(DEMO_JWT_SECRET.to_owned());
+    }
+    if std::env::var_os("IMAP_BRIDGE_SHUTDOWN_DELAY").is_none() {
+        config.shutdown_delay = 0;
     }
     if smoke {
         config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));

@@ -174,6 +174,19 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_SSE_QUEUE", default_value_t = 64)]
     pub sse_queue: usize,
 
+    /// Seconds the bridge keeps serving after SIGTERM with `/readyz` failing, so load
+    /// balancers stop sending it new requests before it stops accepting connections
+    /// (Kubernetes takes a few seconds to take a terminating pod out of its endpoints).
+    #[arg(long, env = "IMAP_BRIDGE_SHUTDOWN_DELAY", default_value_t = 5)]
+    pub shutdown_delay: u64,
+
+    /// Seconds from SIGTERM to exit, at most: requests still in flight 2 s before it are cut
+    /// off so that pooled sessions and IDLE watchers can log out in time. Must exceed
+    /// `IMAP_BRIDGE_SHUTDOWN_DELAY` by at least 3; keep it below Kubernetes'
+    /// `terminationGracePeriodSeconds` (30 by default).
+    #[arg(long, env = "IMAP_BRIDGE_SHUTDOWN_TIMEOUT", default_value_t = 20)]
+    pub shutdown_timeout: u64,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `imap_bridge=debug`.
     #[arg(long, env = "IMAP_BRIDGE_LOG", default_value = "info")]
     pub log: String,
@@ -243,6 +256,16 @@ impl Config {
     /// Interval between keep-alive comments on event streams.
     pub fn sse_keepalive(&self) -> Duration {
         Duration::from_secs(self.sse_keepalive.max(1))
+    }
+
+    /// Time between SIGTERM and closing the listener, with `/readyz` failing.
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay)
+    }
+
+    /// Longest time between SIGTERM and exit.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout)
     }
 
     /// Time allowed for one command.

@@ -21,6 +21,7 @@ use futures::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use utoipa::ToSchema;
 
@@ -264,6 +265,8 @@ pub struct EventHub {
     per_user: Arc<Mutex<HashMap<UserKey, usize>>>,
     total: Arc<AtomicUsize>,
     shutdown: CancellationToken,
+    /// The watchers' tasks, so a shutdown can wait for their LOGOUTs.
+    tasks: TaskTracker,
 }
 
 /// Counts a subscription while it lives.
@@ -300,12 +303,20 @@ impl EventHub {
             per_user: Arc::new(Mutex::new(HashMap::new())),
             total: Arc::new(AtomicUsize::new(0)),
             shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         }
     }
 
-    /// Ends every stream (graceful shutdown) and stops the watchers.
+    /// Ends every stream (graceful shutdown) and stops the watchers, which log out.
     pub fn shut_down(&self) {
         self.shutdown.cancel();
+    }
+
+    /// Completes when every watcher has stopped, after its LOGOUT (call after
+    /// [`EventHub::shut_down`]).
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Open event streams.
@@ -479,7 +490,7 @@ impl EventHub {
             startup_error: startup_error.clone(),
             stop: stop.clone(),
         };
-        tokio::spawn(task.run());
+        self.tasks.spawn(task.run());
         metrics::counter!("idle_watchers_started_total").increment(1);
         Arc::new(Watcher {
             shared,

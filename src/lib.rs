@@ -10,6 +10,7 @@ pub mod events;
 pub mod http;
 pub mod imap;
 pub mod mail;
+pub mod shutdown;
 pub mod telemetry;
 
 use std::future::Future;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::config::{Config, Security};
 use crate::http::{AppInner, AppState};
@@ -65,6 +66,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
             "IMAP_BRIDGE_MAX_CONNECTIONS_PER_USER must be at least IMAP_BRIDGE_POOL_MAX_PER_USER"
         );
     }
+    shutdown::ShutdownPlan::from_config(&config)?;
     let tls =
         imap::transport::tls_config(config.imap_ca_file.as_deref()).context("TLS configuration")?;
     let limits = SessionLimits {
@@ -132,7 +134,8 @@ fn is_loopback(host: &str) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then logs out every pooled session.
+/// Serves the API on `listener` until `shutdown` completes, then shuts down gracefully
+/// ([`shutdown`]: readiness fails, requests in flight finish, sessions log out).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
@@ -148,25 +151,7 @@ pub async fn serve_with_state(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = http::app(state.clone());
-    let drain_state = state.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        drain_state.readiness.drain();
-        // Event streams never end on their own; end them so the server can finish.
-        drain_state.events.shut_down();
-        info!("shutting down: finishing requests in flight");
-    })
-    .await
-    .context("HTTP server")?;
-    state.pools.close_all();
-    // Give the LOGOUTs a moment to leave.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    Ok(())
+    shutdown::serve(state, listener, shutdown).await
 }
 
 /// Completes on SIGINT or SIGTERM.

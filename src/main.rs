@@ -17,12 +17,18 @@ const THREAD_STACK: usize = 32 * 1024 * 1024;
 /// hung bridge is reported by this process rather than by Docker killing it.
 const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long exit waits for tasks still running after the shutdown (connections cut off at its
+/// deadline, a DNS look-up on a blocking thread); they are abandoned after it.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
 fn main() -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(THREAD_STACK)
-        .build()?
-        .block_on(run())
+        .build()?;
+    let result = runtime.block_on(run());
+    runtime.shutdown_timeout(EXIT_GRACE);
+    result
 }
 
 async fn run() -> anyhow::Result<()> {

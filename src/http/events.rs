@@ -136,7 +136,10 @@ impl ToSchema for StreamEvent {
 /// an `id`; reconnect with `Last-Event-ID` and the missed events are replayed from the IMAP
 /// server, exactly once and in order, or `mailbox.reset` is sent when that is impossible.
 /// Comments keep the connection alive. Authenticate with `Authorization: Bearer` or, from a
-/// browser's EventSource, `?ticket=` from `POST /v1/events/ticket`.
+/// browser's EventSource, `?ticket=` from `POST /v1/events/ticket`. When the bridge shuts
+/// down, the stream ends with a comment and a `retry:` field of one to five seconds:
+/// EventSource then reconnects by itself, through the load balancer to another replica, and
+/// resumes with `Last-Event-ID`; other clients should do the same.
 #[utoipa::path(
     get,
     path = "/v1/events",
@@ -219,8 +222,26 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
     });
     let events =
         stream.map(|e| Ok::<_, Infallible>(Event::default().event(e.kind).id(e.id).data(e.data)));
-    Ok(Sse::new(retry.chain(events))
+    // The event stream ends only when the bridge shuts down.
+    let farewell = futures::stream::once(async {
+        Ok::<_, Infallible>(
+            Event::default()
+                .comment(SHUTDOWN_COMMENT)
+                .retry(reconnect_after_shutdown()),
+        )
+    });
+    Ok(Sse::new(retry.chain(events).chain(farewell))
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive())))
+}
+
+/// The comment that ends every stream when the bridge shuts down, with a `retry:` field.
+pub const SHUTDOWN_COMMENT: &str = "the bridge is shutting down; reconnect with Last-Event-ID";
+
+/// The reconnection delay sent as a stream ends at shutdown: soon, since nothing is lost, but
+/// spread over a few seconds so that the clients of a stopping replica do not all reconnect
+/// to the others (each reconnect may start an IDLE watcher) at the same instant.
+fn reconnect_after_shutdown() -> Duration {
+    Duration::from_millis(rand::random_range(1000..5000))
 }
 
 /// The `Last-Event-ID` header; one that is not even text is kept as an id that matches no

@@ -240,11 +240,16 @@ struct UserPool {
 }
 
 impl UserPool {
-    /// Logs out every idle session and closes the pool; sessions in use are dropped on return.
-    fn shut_down(&self) {
+    /// Closes the pool and hands back its idle sessions; sessions in use are dropped on return.
+    fn close(&self) -> Vec<PooledConnection> {
         let idle = self.pool.retain(|_, _| false);
         self.pool.close();
-        for obj in idle.removed {
+        idle.removed
+    }
+
+    /// Closes the pool and logs out its idle sessions in the background.
+    fn shut_down(&self) {
+        for obj in self.close() {
             tokio::spawn(obj.conn.logout());
         }
     }
@@ -394,8 +399,10 @@ impl SessionPool {
         }
     }
 
-    /// Logs out every pooled session (shutdown).
-    pub fn close_all(&self) {
+    /// Closes every user's pool and logs out its sessions, returning when the LOGOUTs are done
+    /// (each takes at most two seconds; they run side by side). For shutdown, once no request
+    /// holds a session: one still checked out is dropped, without LOGOUT, when it comes back.
+    pub async fn close_all(&self) {
         let pools: Vec<_> = self
             .users
             .lock()
@@ -403,9 +410,8 @@ impl SessionPool {
             .drain()
             .map(|(_, p)| p)
             .collect();
-        for pool in pools {
-            pool.shut_down();
-        }
+        let idle = pools.iter().flat_map(|pool| pool.close());
+        futures::future::join_all(idle.map(|obj| obj.conn.logout())).await;
     }
 
     /// Current pool sizes.

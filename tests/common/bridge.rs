@@ -65,6 +65,8 @@ pub fn config_for(dovecot: &Dovecot, link: Link) -> Config {
     config.imap_command_timeout = 10;
     config.imap_connect_timeout = 5;
     config.pool_wait_timeout = 5;
+    // No load balancer to wait for: stopping a test bridge closes its listener at once.
+    config.shutdown_delay = 0;
     config
 }
 

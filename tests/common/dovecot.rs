@@ -435,9 +435,56 @@ impl Dovecot {
     /// Dovecot only records traffic after login, so LOGIN itself is absent.
     /// Requires [`DovecotOptions::rawlog`].
     pub fn rawlog_in(&self, user: &str) -> String {
+        self.rawlog_sessions_in(user).concat()
+    }
+
+    /// The client-to-server bytes of each of `user`'s IMAP sessions so far,
+    /// one string per session, in the order of [`Dovecot::rawlog_in`].
+    /// Requires [`DovecotOptions::rawlog`].
+    pub fn rawlog_sessions_in(&self, user: &str) -> Vec<String> {
+        self.rawlog_files_in(user)
+            .iter()
+            .map(|file| {
+                let data = fs::read(file)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+                let mut bytes = Vec::new();
+                for line in data.split_inclusive(|&b| b == b'\n') {
+                    bytes.extend_from_slice(strip_rawlog_timestamp(line));
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .collect()
+    }
+
+    /// Every client-to-server line of `user`'s IMAP sessions so far with the
+    /// time Dovecot read it (rawlog's timestamp), session by session as in
+    /// [`Dovecot::rawlog_in`]. Requires [`DovecotOptions::rawlog`].
+    pub fn rawlog_timed_lines_in(&self, user: &str) -> Vec<(SystemTime, String)> {
+        let mut lines = Vec::new();
+        for file in self.rawlog_files_in(user) {
+            let data =
+                fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+            for line in data.split_inclusive(|&b| b == b'\n') {
+                let text = strip_rawlog_timestamp(line);
+                let stamp = std::str::from_utf8(&line[..line.len() - text.len()])
+                    .ok()
+                    .and_then(|s| s.trim().parse::<f64>().ok());
+                if let Some(secs) = stamp {
+                    lines.push((
+                        UNIX_EPOCH + Duration::from_secs_f64(secs),
+                        String::from_utf8_lossy(text).into_owned(),
+                    ));
+                }
+            }
+        }
+        lines
+    }
+
+    /// The `*.in` rawlog files of `user`, in session order.
+    fn rawlog_files_in(&self, user: &str) -> Vec<PathBuf> {
         assert!(
             self.rawlog,
-            "rawlog_in needs DovecotOptions {{ rawlog: true, .. }}"
+            "rawlogs need DovecotOptions {{ rawlog: true, .. }}"
         );
         let dir = self.dir.join("rawlog").join(user);
         let mut files: Vec<PathBuf> = fs::read_dir(&dir)
@@ -451,15 +498,7 @@ impl Dovecot {
             .filter(|path| path.extension().is_some_and(|ext| ext == "in"))
             .collect();
         files.sort();
-        let mut bytes = Vec::new();
-        for file in files {
-            let data =
-                fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-            for line in data.split_inclusive(|&b| b == b'\n') {
-                bytes.extend_from_slice(strip_rawlog_timestamp(line));
-            }
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
+        files
     }
 
     /// Stops Dovecot now (idempotent): SIGTERM, then SIGKILL for the whole

@@ -3,4 +3,5 @@ pub mod bridge;
 pub mod corpus;
 pub mod dovecot;
 pub mod hostile;
+pub mod process;
 pub mod tools;

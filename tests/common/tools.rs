@@ -1,5 +1,5 @@
 //! External tools that some tests drive — Schemathesis, the npm packages under `clients/` and
-//! `tests/browser/`, Debian's Chromium — all installed by `scripts/setup`.
+//! `tests/browser/`, Debian's Chromium and HAProxy — all installed by `scripts/setup`.
 //!
 //! A test whose tool is missing is skipped with a message saying so, unless
 //! `IMAP_BRIDGE_REQUIRE_TOOLS` is set (as `scripts/test`, and so CI, does): then it fails, so
