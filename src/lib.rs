@@ -149,6 +149,7 @@ pub async fn serve_with_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = http::app(state.clone());
+    let metrics = http::metrics::MetricsListener::start(&state).await?;
     let drain_state = state.clone();
     axum::serve(
         listener,
@@ -163,6 +164,7 @@ pub async fn serve_with_state(
     })
     .await
     .context("HTTP server")?;
+    metrics.stop().await;
     state.pools.close_all();
     // Give the LOGOUTs a moment to leave.
     tokio::time::sleep(Duration::from_millis(100)).await;
