@@ -34,6 +34,12 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address of a separate listener that serves only `GET /metrics` (Prometheus), e.g.
+    /// `0.0.0.0:9090` on an internal network. When set, the API port no longer serves
+    /// `/metrics`; when unset, the API port does, without authentication.
+    #[arg(long, env = "IMAP_BRIDGE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Host name of the IMAP server every user logs in to.
     #[arg(long, env = "IMAP_BRIDGE_IMAP_HOST", default_value = "localhost")]
     pub imap_host: String,

@@ -30,6 +30,7 @@ use crate::imap::event_batch::{Batch, Change, Phase};
 use crate::imap::state::MailboxState;
 use crate::imap::{Credentials, ImapError, SessionPool, UserKey};
 use crate::mail::summary::Summary;
+use crate::telemetry::{GaugeGuard, names};
 
 /// Limits and timers of the event system.
 #[derive(Debug, Clone, Copy)]
@@ -286,7 +287,7 @@ impl Drop for SubscriberSlot {
                 per_user.remove(&self.user);
             }
         }
-        metrics::gauge!("sse_subscribers").decrement(1.0);
+        metrics::gauge!(names::SSE_SUBSCRIBERS).decrement(1.0);
     }
 }
 
@@ -422,7 +423,7 @@ impl EventHub {
             return Err(SubscribeError::TooManySubscribers);
         }
         *mine += 1;
-        metrics::gauge!("sse_subscribers").increment(1.0);
+        metrics::gauge!(names::SSE_SUBSCRIBERS).increment(1.0);
         Ok(SubscriberSlot {
             user: user.clone(),
             per_user: self.per_user.clone(),
@@ -491,7 +492,7 @@ impl EventHub {
             stop: stop.clone(),
         };
         self.tasks.spawn(task.run());
-        metrics::counter!("idle_watchers_started_total").increment(1);
+        metrics::counter!(names::IDLE_WATCHERS_STARTED).increment(1);
         Arc::new(Watcher {
             shared,
             ready: ready_rx,
@@ -663,7 +664,7 @@ fn mailbox_stream(
                     },
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
                         warn!(mailbox = %mailbox, skipped, "event subscriber fell behind; sending mailbox.reset");
-                        metrics::counter!("sse_resets_total").increment(1);
+                        metrics::counter!(names::SSE_RESETS).increment(1);
                         let state = watcher.shared.lock().expect("watcher poisoned").state;
                         match state {
                             Some(state) => vec![reset_event(&mailbox, state)],
@@ -694,6 +695,7 @@ struct WatcherTask {
 
 impl WatcherTask {
     async fn run(self) {
+        let _running = GaugeGuard::hold(metrics::gauge!(names::IDLE_WATCHERS));
         let mut attempt: u32 = 0;
         let mut started = false;
         while !self.stop.is_cancelled() {
@@ -713,7 +715,7 @@ impl WatcherTask {
                     attempt = attempt.saturating_add(1);
                     let delay = backoff(attempt, self.settings.max_backoff);
                     warn!(error = %e, mailbox = %self.key.mailbox, retry_in_ms = delay.as_millis() as u64, "IDLE watcher lost its connection");
-                    metrics::counter!("idle_watcher_reconnects_total").increment(1);
+                    metrics::counter!(names::IDLE_WATCHER_RECONNECTS).increment(1);
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = self.stop.cancelled() => break,
@@ -777,7 +779,7 @@ impl WatcherTask {
             Published::Batch(conn.batch_between(&self.key.mailbox, &before, &now).await?)
         };
         if let Published::Batch(b) = &published {
-            metrics::counter!("events_published_total").increment(b.changes.len() as u64);
+            metrics::counter!(names::EVENTS_PUBLISHED).increment(b.changes.len() as u64);
         }
         let mut shared = self.shared.lock().expect("watcher poisoned");
         shared.state = Some(now);

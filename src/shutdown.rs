@@ -69,6 +69,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let plan = ShutdownPlan::from_config(&state.config)?;
     let app = crate::http::app(state.clone());
+    // Scrapes go on while the bridge drains: its last figures are worth having.
+    let metrics = crate::http::metrics::MetricsListener::start(&state).await?;
     let stop_accepting = CancellationToken::new();
     let mut server = axum::serve(
         listener,
@@ -78,7 +80,10 @@ pub async fn serve(
     .into_future();
 
     tokio::select! {
-        served = &mut server => return served.context("HTTP server"),
+        served = &mut server => {
+            metrics.stop().await;
+            return served.context("HTTP server");
+        }
         () = signal => {}
     }
     let signalled = Instant::now();
@@ -116,6 +121,7 @@ pub async fn serve(
     if logged_out.is_err() {
         warn!("shutting down: some IMAP sessions did not log out in time");
     }
+    metrics.stop().await;
     info!(
         elapsed_ms = u64::try_from(signalled.elapsed().as_millis()).unwrap_or(u64::MAX),
         "shut down"

@@ -32,11 +32,6 @@ use tempfile::TempDir;
 /// The binary under test, standing in for the one the image copies to its own path.
 const BINARY: &str = env!("CARGO_BIN_EXE_imap-bridge");
 
-/// Settings the manifests use that other work adds to the binary (the metrics listener).
-/// They are accepted while `imap-bridge --help` does not list them; once it does, the test
-/// fails until they are removed from here, so this list cannot outlive its reason.
-const AWAITED_SETTINGS: &[&str] = &["IMAP_BRIDGE_METRICS_LISTEN"];
-
 /// The demo's user, as the README's walk-through logs in.
 const DEMO_USER: &str = "demo";
 const DEMO_PASSWORD: &str = "demo-password";
@@ -156,7 +151,7 @@ fn every_setting_the_deployment_files_name_is_one_the_binary_reads() {
         let text = fs::read_to_string(&file).unwrap_or_default();
         for name in pattern.find_iter(&text).map(|m| m.as_str()) {
             used.insert(name.to_owned());
-            if !known.contains(name) && !AWAITED_SETTINGS.contains(&name) {
+            if !known.contains(name) {
                 unknown.push(format!("{}: {name}", file.display()));
             }
         }
@@ -169,13 +164,6 @@ fn every_setting_the_deployment_files_name_is_one_the_binary_reads() {
         unknown.is_empty(),
         "settings the binary does not know (it would ignore them): {unknown:#?}"
     );
-    for name in AWAITED_SETTINGS {
-        assert!(
-            !known.contains(*name),
-            "{name} is a setting now: remove it from AWAITED_SETTINGS"
-        );
-        assert!(used.contains(*name), "{name} is awaited but no longer used");
-    }
 }
 
 #[tokio::test]

@@ -7,19 +7,18 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use common::bridge::{Link, TestBridge};
+use common::capture::Capture;
 use common::corpus;
 use common::dovecot::DovecotOptions;
 use futures::StreamExt;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -29,33 +28,6 @@ const LITERAL_PASSWORD: &str = "Zq7!\"\\ {5}§Ünïcødé-🔑-Pw";
 const QUOTED_PASSWORD: &str = "Hx9_rT4-vW2pL8-qQ";
 /// A wrong password, tried once.
 const WRONG_PASSWORD: &str = "Wr0ng-§-Guess-Pw!";
-
-/// Everything written to it, shared.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("capture")).into_owned()
-    }
-}
 
 /// Installs (once per test binary) a global subscriber that records every event of every
 /// crate at trace level, as text and as JSON with span fields, the two formats the bridge

@@ -13,6 +13,7 @@ use super::allowlist::ServerChoice;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiJson, AuthUser, ClientAddress};
 use crate::imap::{Credentials, ImapError, UserKey};
+use crate::telemetry::names;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -113,6 +114,7 @@ async fn login(
         username: credentials.username.clone(),
     };
     if let Err(wait) = state.throttle.check(&credentials.username, address) {
+        metrics::counter!(names::LOGINS, "outcome" => "throttled").increment(1);
         return Err(ApiError::rate_limited(
             "Too many failed logins; try again later.",
             wait.as_secs().max(1),
@@ -122,12 +124,17 @@ async fn login(
     match state.pools.session_from(&key, &credentials, address).await {
         Ok(session) => drop(session),
         Err(e) => {
-            if matches!(e, ImapError::AuthenticationFailed) {
+            let outcome = if matches!(e, ImapError::AuthenticationFailed) {
                 state.throttle.failed(&credentials.username, address);
-            }
+                "failure"
+            } else {
+                "error"
+            };
+            metrics::counter!(names::LOGINS, "outcome" => outcome).increment(1);
             return Err(e.into());
         }
     }
+    metrics::counter!(names::LOGINS, "outcome" => "success").increment(1);
     state.throttle.succeeded(&credentials.username);
     let issued = state.tokens.issue_for(&credentials, chosen.as_ref());
     Ok(axum::Json(LoginResponse {

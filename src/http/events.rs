@@ -28,6 +28,7 @@ use crate::events::{
 };
 use crate::imap::encode::MailboxName;
 use crate::imap::{ImapError, UserKey};
+use crate::telemetry::names;
 
 /// Routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -220,8 +221,10 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
     let retry = futures::stream::once(async {
         Ok::<_, Infallible>(Event::default().retry(Duration::from_secs(2)))
     });
-    let events =
-        stream.map(|e| Ok::<_, Infallible>(Event::default().event(e.kind).id(e.id).data(e.data)));
+    let events = stream.map(|e| {
+        metrics::counter!(names::SSE_EVENTS_DELIVERED, "type" => e.kind).increment(1);
+        Ok::<_, Infallible>(Event::default().event(e.kind).id(e.id).data(e.data))
+    });
     // The event stream ends only when the bridge shuts down.
     let farewell = futures::stream::once(async {
         Ok::<_, Infallible>(

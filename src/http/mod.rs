@@ -11,6 +11,7 @@ pub mod extract;
 pub mod flags;
 pub mod mailboxes;
 pub mod messages;
+pub mod metrics;
 pub mod moves;
 pub mod ops;
 pub mod schema;
@@ -26,13 +27,14 @@ use axum::http::{
     Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header,
 };
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -114,14 +116,19 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "flags", description = "Read, flagged and other flags, one message or many."),
         (name = "sync", description = "What changed since a state, for clients that were offline."),
         (name = "events", description = "Real-time changes as server-sent events, fed by IMAP IDLE."),
-        (name = "operations", description = "Health, readiness and documentation."),
+        (name = "operations", description = "Health, readiness, metrics and documentation."),
     )
 )]
 pub struct ApiDoc;
 
 /// All routes with their OpenAPI description.
 pub fn api_router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    routes(true)
+}
+
+/// The routes, with `/metrics` or without it (when an internal listener serves it).
+fn routes(metrics_on_api_port: bool) -> OpenApiRouter<AppState> {
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(auth::router())
         .merge(mailboxes::router())
         .merge(messages::router())
@@ -130,7 +137,12 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(moves::router())
         .merge(changes::router())
         .merge(events::router())
-        .merge(ops::router())
+        .merge(ops::router());
+    if metrics_on_api_port {
+        router.merge(metrics::router())
+    } else {
+        router
+    }
 }
 
 /// The generated OpenAPI document.
@@ -141,7 +153,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The complete application: routes, docs, fallbacks and middleware.
 pub fn app(state: AppState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    // Series are recorded from here on; the recorder is the process's, shared by every app.
+    crate::telemetry::metrics_handle();
+    let (router, api) = routes(state.config.metrics_listen.is_none()).split_for_parts();
     let cors = cors_layer(&state.config);
     let json_limit = state.config.max_json_size;
     router
@@ -157,7 +171,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                     let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                }))
+                }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Micros)))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(CatchPanicLayer::custom(|_| {
                     tracing::error!("handler panicked");
@@ -166,6 +180,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(cors)
                 .layer(CompressionLayer::new().compress_when(compressible())),
         )
+        .layer(axum::middleware::from_fn(metrics::track))
 }
 
 /// Which responses are compressed: JSON and docs, as tower-http decides by default (not event

@@ -116,7 +116,7 @@ impl CacheScope {
             .cache
             .entries
             .get(&self.key(mailbox, uid_validity, uid));
-        metrics::counter!("summary_cache_lookups_total", "hit" => if hit.is_some() { "true" } else { "false" }).increment(1);
+        metrics::counter!(crate::telemetry::names::SUMMARY_CACHE_LOOKUPS, "hit" => if hit.is_some() { "true" } else { "false" }).increment(1);
         hit.map(|cached| Summary {
             flags,
             ..(*cached).clone()
@@ -141,7 +141,7 @@ impl CacheScope {
             .get(&key)
             .filter(|cached| cached.state == *state)
             .map(|cached| cached.uids.clone());
-        metrics::counter!("search_cache_lookups_total", "hit" => if hit.is_some() { "true" } else { "false" }).increment(1);
+        metrics::counter!(crate::telemetry::names::SEARCH_CACHE_LOOKUPS, "hit" => if hit.is_some() { "true" } else { "false" }).increment(1);
         hit
     }
 

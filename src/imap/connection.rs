@@ -20,6 +20,7 @@ use tracing::{debug, trace};
 use super::cache::CacheScope;
 use super::encode::{Command, ImapString, MailboxName};
 use super::error::{ImapError, Result};
+use super::meter::CommandMeter;
 use super::transport::{ImapStream, Transport, Upstream};
 
 /// What the server said it supports.
@@ -571,13 +572,17 @@ impl Connection {
         F: FnMut(usize, &Response<'_>, &[u8]) -> Result<()> + Send,
     {
         let timeout = self.limits.command_timeout;
-        match tokio::time::timeout(timeout, self.exchange(cmds, &mut on_response)).await {
-            Ok(result) => result,
-            Err(_) => {
-                self.clean = false;
-                Err(ImapError::Timeout)
-            }
-        }
+        let meter = CommandMeter::start(cmds);
+        let result =
+            match tokio::time::timeout(timeout, self.exchange(cmds, &mut on_response)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.clean = false;
+                    Err(ImapError::Timeout)
+                }
+            };
+        meter.finish(&result);
+        result
     }
 
     async fn exchange<F>(
@@ -739,6 +744,18 @@ impl Connection {
         if !self.capabilities.has("IDLE") {
             return Err(ImapError::Unsupported("IDLE"));
         }
+        let cmd = [Command::new("IDLE")];
+        let meter = CommandMeter::start_untimed(&cmd);
+        let result = self.idle_until(max, stop).await;
+        meter.finish_one(&result);
+        result
+    }
+
+    async fn idle_until(
+        &mut self,
+        max: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<bool> {
         self.clean = false;
         self.next_tag = self.next_tag.wrapping_add(1);
         let tag = format!("b{}", self.next_tag);

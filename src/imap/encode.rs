@@ -775,6 +775,11 @@ impl Command {
         }
     }
 
+    /// The command's verb, e.g. `"UID FETCH"`: chosen by code, never by a caller.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Appends code-chosen text verbatim: a keyword such as `RETURN`, or static
     /// parenthesised text such as `(UID FLAGS ENVELOPE)` or `(SPECIAL-USE)`.
     pub fn atom(self, keyword: &'static str) -> Self {

@@ -8,6 +8,7 @@ pub mod error;
 pub mod event_batch;
 pub mod mailboxes;
 pub mod messages;
+mod meter;
 pub mod mutations;
 pub mod pool;
 pub mod state;

@@ -22,7 +22,9 @@ use tracing::{debug, info};
 use super::cache::{CacheScope, SummaryCache};
 use super::connection::{Connection, Credentials, SessionLimits};
 use super::error::{ImapError, Result};
+use super::meter;
 use super::transport::{Transport, Upstream};
+use crate::telemetry::names;
 
 /// Who a pool belongs to: one login on one server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -122,7 +124,7 @@ impl managed::Manager for SessionManager {
         if let Some(cache) = &self.cache {
             conn.attach_cache(cache.clone());
         }
-        metrics::counter!("imap_sessions_opened_total").increment(1);
+        metrics::counter!(names::IMAP_SESSIONS_OPENED, "purpose" => "pool").increment(1);
         Ok(PooledConnection {
             conn,
             _permits: permits,
@@ -135,11 +137,11 @@ impl managed::Manager for SessionManager {
         metrics: &Metrics,
     ) -> RecycleResult<ImapError> {
         if !obj.conn.is_clean() {
-            metrics::counter!("imap_sessions_discarded_total").increment(1);
+            metrics::counter!(names::POOL_SESSIONS_CLOSED, "reason" => "unclean").increment(1);
             return Err(RecycleError::message("session left in an unknown state"));
         }
         if !obj.conn.is_quiet() {
-            metrics::counter!("imap_sessions_discarded_total").increment(1);
+            metrics::counter!(names::POOL_SESSIONS_CLOSED, "reason" => "ended").increment(1);
             return Err(RecycleError::message("the server ended the session"));
         }
         // A session whose mailbox another session deleted or renamed is ended by the server at
@@ -149,12 +151,18 @@ impl managed::Manager for SessionManager {
             obj.conn
                 .settle_stale_selection()
                 .await
-                .map_err(RecycleError::Backend)?;
+                .map_err(check_failed)?;
         } else if metrics.last_used() > self.shared.settings.recheck_after {
-            obj.conn.noop().await.map_err(RecycleError::Backend)?;
+            obj.conn.noop().await.map_err(check_failed)?;
         }
         Ok(())
     }
+}
+
+/// A session whose check before reuse failed: discarded, and counted.
+fn check_failed(e: ImapError) -> RecycleError<ImapError> {
+    metrics::counter!(names::POOL_SESSIONS_CLOSED, "reason" => "check_failed").increment(1);
+    RecycleError::Backend(e)
 }
 
 struct Shared {
@@ -197,7 +205,7 @@ impl Shared {
         credentials: &Credentials,
         origin: Option<IpAddr>,
     ) -> Result<Connection> {
-        let addr = resolve(upstream).await?;
+        let addr = resolve(upstream).await.inspect_err(meter::connect_failed)?;
         Connection::open(
             &self.transport,
             upstream,
@@ -207,6 +215,7 @@ impl Shared {
             self.settings.limits,
         )
         .await
+        .inspect_err(meter::connect_failed)
     }
 
     fn fingerprint(&self, credentials: &Credentials) -> [u8; 32] {
@@ -368,13 +377,16 @@ impl SessionPool {
         }
         let started = Instant::now();
         let got = user_pool.pool.get().await;
-        metrics::histogram!("imap_pool_wait_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(names::POOL_WAIT).record(started.elapsed().as_secs_f64());
         match got {
             Ok(obj) => Ok(Session(obj)),
             Err(e) => {
                 let err = match e {
                     PoolError::Backend(e) => e,
-                    PoolError::Timeout(managed::TimeoutType::Wait) => ImapError::PoolExhausted,
+                    PoolError::Timeout(managed::TimeoutType::Wait) => {
+                        metrics::counter!(names::POOL_WAIT_TIMEOUTS).increment(1);
+                        ImapError::PoolExhausted
+                    }
                     PoolError::Timeout(_) => ImapError::Timeout,
                     PoolError::Closed => {
                         ImapError::Unavailable("the session pool was closed".into())
@@ -443,7 +455,7 @@ impl SessionPool {
             .shared
             .connect(&key.upstream, credentials, None)
             .await?;
-        metrics::counter!("imap_sessions_opened_total").increment(1);
+        metrics::counter!(names::IMAP_SESSIONS_OPENED, "purpose" => "watcher").increment(1);
         Ok(DedicatedConnection {
             conn,
             _permits: permits,
@@ -578,7 +590,7 @@ fn reap(users: &Mutex<HashMap<UserKey, Arc<UserPool>>>, shared: &Shared) {
         });
     }
     for obj in to_logout {
-        metrics::counter!("imap_sessions_idle_closed_total").increment(1);
+        metrics::counter!(names::POOL_SESSIONS_CLOSED, "reason" => "idle").increment(1);
         tokio::spawn(obj.conn.logout());
     }
 }

@@ -276,6 +276,14 @@ impl Drop for TestBridge {
     }
 }
 
+/// A loopback address with a port that was free a moment ago, for a setting that takes an
+/// address rather than a listener.
+pub fn free_local_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+}
+
 /// Status and JSON body of a response; asserts problem responses have the RFC 9457 shape.
 pub async fn json_of(res: Response) -> (StatusCode, Value) {
     let status = res.status();

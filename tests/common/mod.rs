@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 pub mod bridge;
+pub mod capture;
 pub mod corpus;
 pub mod dovecot;
 pub mod hostile;
