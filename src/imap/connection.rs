@@ -20,6 +20,7 @@ use tracing::{debug, trace};
 use super::cache::CacheScope;
 use super::encode::{Command, ImapString, MailboxName};
 use super::error::{ImapError, Result};
+use super::guard::{GuardLimits, GuardedStream, Violation};
 use super::transport::{ImapStream, Transport, Upstream};
 
 /// What the server said it supports.
@@ -197,11 +198,13 @@ pub struct SessionLimits {
     pub connect_timeout: Duration,
     /// One command, from sending it to its tagged completion.
     pub command_timeout: Duration,
+    /// What the server's responses may hold (see [`super::guard`]).
+    pub guard: GuardLimits,
 }
 
 /// An authenticated IMAP session.
 pub struct Connection {
-    framed: async_imap::Client<ImapStream>,
+    framed: async_imap::Client<GuardedStream<ImapStream>>,
     next_tag: u32,
     capabilities: Capabilities,
     selected: Option<SelectedMailbox>,
@@ -239,7 +242,7 @@ impl Connection {
         let connecting = async {
             let opened = transport.open(upstream, addr).await?;
             let mut conn = Connection {
-                framed: async_imap::Client::new(opened.stream),
+                framed: async_imap::Client::new(GuardedStream::new(opened.stream, limits.guard)),
                 next_tag: 0,
                 capabilities: Capabilities::default(),
                 selected: None,
@@ -839,13 +842,16 @@ impl Connection {
             Ok(None) => Err(ImapError::Unavailable(
                 "the IMAP server closed the connection".into(),
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::Other => {
-                debug!(error = %e, "unparseable IMAP response");
-                Err(ImapError::Protocol(
-                    "unparseable response from the IMAP server".into(),
-                ))
-            }
-            Err(e) => Err(ImapError::Io(e)),
+            Err(e) => match Violation::of(&e) {
+                Some(violation) => Err(ImapError::UnsafeResponse(violation.clone())),
+                None if e.kind() == std::io::ErrorKind::Other => {
+                    debug!(error = %e, "unparseable IMAP response");
+                    Err(ImapError::Protocol(
+                        "unparseable response from the IMAP server".into(),
+                    ))
+                }
+                None => Err(ImapError::Io(e)),
+            },
         }
     }
 

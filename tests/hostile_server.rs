@@ -1,0 +1,165 @@
+//! A broken or hostile IMAP server cannot crash or exhaust the bridge: responses beyond the
+//! upstream guard's limits (nesting that would overflow the parser's stack, `INTERNALDATE NIL`
+//! that would panic it, literals and lines that would fill memory) fail that one request with
+//! 502 and discard its session, and the bridge goes on serving. The server is Dovecot behind a proxy that answers chosen
+//! commands itself (`common::hostile::HostileProxy`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::bridge::{Link, TestBridge, USER, assert_problem, config_for};
+use common::dovecot::Dovecot;
+use common::hostile::{HostileProxy, Takeover};
+use regex::Regex;
+use reqwest::StatusCode;
+
+/// A plain message with `subject`.
+fn message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Ann <ann@example.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\
+         Date: Mon, 06 May 2024 12:00:00 +0000\r\nMessage-ID: <{subject}@example.test>\r\n\r\n\
+         The body of {subject}.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Dovecot with `subjects` in INBOX (UIDs 1, 2, …) and a bridge reaching it through a proxy;
+/// `adjust` tunes the bridge's settings.
+async fn bridge_behind(
+    subjects: &[&str],
+    takeovers: Vec<Takeover>,
+    rewrites: Vec<(Regex, String)>,
+    adjust: impl FnOnce(&mut imap_bridge::config::Config),
+) -> (TestBridge, HostileProxy) {
+    let messages: Vec<Vec<u8>> = subjects.iter().map(|s| message(s)).collect();
+    let dovecot = tokio::task::spawn_blocking(move || {
+        let dovecot = Dovecot::start();
+        dovecot.add_user(USER, common::bridge::PASSWORD);
+        dovecot.deliver_many(USER, "INBOX", messages);
+        dovecot
+    })
+    .await
+    .expect("dovecot");
+    let proxy = HostileProxy::start(dovecot.imap_addr(), takeovers, rewrites).await;
+    let mut config = config_for(&dovecot, Link::Plain);
+    config.imap_port = Some(proxy.addr.port());
+    adjust(&mut config);
+    (TestBridge::serve(dovecot, config).await, proxy)
+}
+
+/// A FETCH response whose BODYSTRUCTURE nests `levels` multiparts.
+fn deeply_nested(uid: u32, levels: usize) -> Vec<u8> {
+    let mut out = format!("* {uid} FETCH (UID {uid} BODYSTRUCTURE ").into_bytes();
+    out.extend(std::iter::repeat_n(b'(', levels));
+    out.extend_from_slice(b"\"text\" \"plain\" NIL NIL NIL \"7bit\" 1 1)");
+    for _ in 1..levels {
+        out.extend_from_slice(b" \"mixed\")");
+    }
+    out.extend_from_slice(b")\r\n");
+    out
+}
+
+/// Waits until the proxy has seen `n` of the bridge's connections end.
+async fn wait_closed(proxy: &HostileProxy, n: usize) {
+    for _ in 0..250 {
+        if proxy.closed() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "the bridge closed {} connections, expected {n}",
+        proxy.closed()
+    );
+}
+
+#[tokio::test]
+async fn hostile_responses_fail_one_request_with_502_and_the_bridge_keeps_serving() {
+    const LINE_LIMIT: usize = 64 * 1024;
+    let takeovers = vec![
+        // The message view of UID 2 gets a BODYSTRUCTURE 10,000 levels deep: parsed, it would
+        // overflow any thread's stack and abort the process.
+        Takeover::new(r"^\S+ UID FETCH 2 \(UID FLAGS INTERNALDATE", |tag| {
+            let mut out = deeply_nested(2, 10_000);
+            out.extend_from_slice(format!("{tag} OK Fetch completed.\r\n").as_bytes());
+            out
+        }),
+        // UID 3: INTERNALDATE NIL, on which imap-proto 0.17 panics.
+        Takeover::new(r"^\S+ UID FETCH 3 \(UID FLAGS INTERNALDATE", |tag| {
+            format!(
+                "* 3 FETCH (UID 3 FLAGS () INTERNALDATE NIL RFC822.SIZE 10)\r\n\
+                 {tag} OK Fetch completed.\r\n"
+            )
+            .into_bytes()
+        }),
+        // UID 4: a header announced one byte beyond the default literal limit (32 MiB), which
+        // async-imap would allocate before the first byte of it arrives.
+        Takeover::new(r"^\S+ UID FETCH 4 \(UID FLAGS INTERNALDATE", |_| {
+            let mut out = b"* 4 FETCH (UID 4 BODY[HEADER] {33554433}\r\n".to_vec();
+            out.extend(std::iter::repeat_n(b'x', 4096));
+            out
+        }),
+        // A search answered with one endless line of UIDs.
+        Takeover::new(r"^\S+ UID (SEARCH|SORT) .*endless", |tag| {
+            let mut out = b"* SEARCH".to_vec();
+            while out.len() <= LINE_LIMIT {
+                out.extend_from_slice(b" 1");
+            }
+            out.extend_from_slice(format!("\r\n{tag} OK Search completed.\r\n").as_bytes());
+            out
+        }),
+    ];
+    let subjects = ["first", "deep", "internaldate", "huge header", "last"];
+    let (bridge, proxy) = bridge_behind(&subjects, takeovers, Vec::new(), |config| {
+        config.max_upstream_line = LINE_LIMIT;
+    })
+    .await;
+    let token = bridge.login().await;
+
+    let (status, first) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages/1")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["subject"], "first");
+
+    let hostile = [
+        (
+            "/v1/mailboxes/INBOX/messages/2",
+            "nested deeper than 128 levels",
+        ),
+        ("/v1/mailboxes/INBOX/messages/3", "INTERNALDATE NIL"),
+        (
+            "/v1/mailboxes/INBOX/messages/4",
+            "literal of more than 33554432 bytes",
+        ),
+        (
+            "/v1/mailboxes/INBOX/messages?subject=endless",
+            "line longer than 65536 bytes",
+        ),
+    ];
+    for (round, (path, reason)) in hostile.into_iter().enumerate() {
+        let refused = bridge.get_json(&token, path).await;
+        assert_problem(&refused, StatusCode::BAD_GATEWAY, "upstream_rejected", path);
+        let detail = refused.1["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(reason), "{path}: {detail}");
+        assert_eq!(proxy.taken_over(), round + 1, "{path} reached the server");
+
+        // The bridge goes on serving the same user, on a fresh session: the one that read
+        // the hostile response is closed, never used again.
+        let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+        assert_eq!(status, StatusCode::OK, "after {path}: {body}");
+        wait_closed(&proxy, round + 1).await;
+        let (status, last) = bridge
+            .get_json(&token, "/v1/mailboxes/INBOX/messages/5")
+            .await;
+        assert_eq!(status, StatusCode::OK, "after {path}: {last}");
+        assert_eq!(last["subject"], "last");
+    }
+    // Nothing else failed on the way: the pages and the other messages read normally.
+    let (status, page) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=10")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(5));
+}
