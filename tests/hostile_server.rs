@@ -1,7 +1,8 @@
 //! A broken or hostile IMAP server cannot crash or exhaust the bridge: responses beyond the
 //! upstream guard's limits (nesting that would overflow the parser's stack, `INTERNALDATE NIL`
 //! that would panic it, literals and lines that would fill memory) fail that one request with
-//! 502 and discard its session, and the bridge goes on serving. The server is Dovecot behind a proxy that answers chosen
+//! 502 and discard its session, and the bridge goes on serving; mod-sequences beyond RFC 7162's
+//! 63 bits do not break delta sync. The server is Dovecot behind a proxy that answers chosen
 //! commands itself (`common::hostile::HostileProxy`).
 
 mod common;
@@ -13,6 +14,7 @@ use common::dovecot::Dovecot;
 use common::hostile::{HostileProxy, Takeover};
 use regex::Regex;
 use reqwest::StatusCode;
+use serde_json::json;
 
 /// A plain message with `subject`.
 fn message(subject: &str) -> Vec<u8> {
@@ -162,4 +164,103 @@ async fn hostile_responses_fail_one_request_with_502_and_the_bridge_keeps_servin
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["messages"].as_array().map(Vec::len), Some(5));
+}
+
+/// Every HIGHESTMODSEQ and MODSEQ Dovecot sends becomes 2^64 - 1: a 20-digit number that no
+/// RFC 7162 server may send (mod-sequences are below 2^63), and that a state token cannot
+/// carry.
+fn broken_mod_sequences() -> Vec<(Regex, String)> {
+    vec![
+        (
+            Regex::new(r"HIGHESTMODSEQ \d+").expect("regex"),
+            "HIGHESTMODSEQ 18446744073709551615".to_owned(),
+        ),
+        (
+            Regex::new(r"MODSEQ \(\d+\)").expect("regex"),
+            "MODSEQ (18446744073709551615)".to_owned(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn delta_sync_survives_a_server_whose_mod_sequences_break_rfc_7162() {
+    // The bridge treats such a mailbox as one without mod-sequences.
+    let (bridge, _proxy) = bridge_behind(
+        &["one", "two", "three"],
+        Vec::new(),
+        broken_mod_sequences(),
+        |_| {},
+    )
+    .await;
+    let token = bridge.login().await;
+
+    let (status, page) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let state = page["state"].as_str().expect("state").to_owned();
+
+    // Another client flags message 2 and expunges message 3, straight on Dovecot.
+    let mut imap = bridge.imap().await;
+    imap.store("INBOX", "2", "+FLAGS (\\Flagged)").await;
+    imap.expunge("INBOX", 3).await;
+
+    let (status, changes) = bridge
+        .get_json(
+            &token,
+            &format!("/v1/mailboxes/INBOX/changes?since={state}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the bridge's own state: {changes}");
+    // Without usable mod-sequences every message the client knows is reported, with its
+    // flags now: more than changed, never less.
+    let updated = changes["updated"].as_array().expect("updated");
+    let flagged = updated
+        .iter()
+        .find(|u| u["uid"] == 2)
+        .unwrap_or_else(|| panic!("message 2 reported: {changes}"));
+    assert!(
+        flagged["flags"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("\\Flagged"))),
+        "{changes}"
+    );
+    assert_eq!(changes["destroyed"], json!([3]), "{changes}");
+
+    // The states carry no mod-sequence (Dovecot's own would be above 0), and the next one
+    // works as well.
+    for token_state in [
+        state.as_str(),
+        changes["state"].as_str().expect("next state"),
+    ] {
+        assert_eq!(token_state.split('.').nth(2), Some("0"), "{token_state}");
+    }
+    let next = changes["state"].as_str().expect("next state");
+    let (status, again) = bridge
+        .get_json(&token, &format!("/v1/mailboxes/INBOX/changes?since={next}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+}
+
+#[tokio::test]
+async fn events_from_a_server_whose_mod_sequences_break_rfc_7162_say_reset() {
+    // Without usable mod-sequences the changes cannot be told one by one: an expunge would go
+    // unreported. The stream says `mailbox.reset` instead, and the client lists again.
+    let (bridge, _proxy) =
+        bridge_behind(&["one", "two"], Vec::new(), broken_mod_sequences(), |_| {}).await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+
+    let mut imap = bridge.imap().await;
+    imap.expunge("INBOX", 1).await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &message("three"), "", None);
+
+    let event = events
+        .next(Duration::from_secs(10))
+        .await
+        .expect("an event about the new mail");
+    assert_eq!(event.event, "mailbox.reset", "{event:?}");
+    assert_eq!(event.data["mailbox"], "INBOX", "{event:?}");
 }

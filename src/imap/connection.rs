@@ -21,6 +21,7 @@ use super::cache::CacheScope;
 use super::encode::{Command, ImapString, MailboxName};
 use super::error::{ImapError, Result};
 use super::guard::{GuardLimits, GuardedStream, Violation};
+use super::state::server_modseq;
 use super::transport::{ImapStream, Transport, Upstream};
 
 /// What the server said it supports.
@@ -881,7 +882,9 @@ impl Connection {
             } => match outcome.code {
                 Some(ResponseCode::UidValidity(v)) => selected.uid_validity = v,
                 Some(ResponseCode::UidNext(n)) => selected.uid_next = n,
-                Some(ResponseCode::HighestModSeq(m)) => selected.highest_modseq = Some(m),
+                Some(ResponseCode::HighestModSeq(m)) => {
+                    selected.highest_modseq = Some(server_modseq(m)).filter(|&m| m > 0);
+                }
                 _ => {}
             },
             _ => {}
