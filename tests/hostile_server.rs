@@ -102,6 +102,17 @@ async fn hostile_responses_fail_one_request_with_502_and_the_bridge_keeps_servin
             out.extend(std::iter::repeat_n(b'x', 4096));
             out
         }),
+        // UID 5: FLAGS holding a string, which imap-proto cannot parse as flags. Its catch-all
+        // then skips the list to its first `)`, inside the string, and reads on from there:
+        // INTERNALDATE NIL, which the guard took for string content. The parser panics; the
+        // bridge contains it.
+        Takeover::new(r"^\S+ UID FETCH 5 \(UID FLAGS INTERNALDATE", |tag| {
+            format!(
+                "* 5 FETCH (UID 5 FLAGS (\\Seen \"a) INTERNALDATE NIL\") RFC822.SIZE 10)\r\n\
+                 {tag} OK Fetch completed.\r\n"
+            )
+            .into_bytes()
+        }),
         // A search answered with one endless line of UIDs.
         Takeover::new(r"^\S+ UID (SEARCH|SORT) .*endless", |tag| {
             let mut out = b"* SEARCH".to_vec();
@@ -112,7 +123,14 @@ async fn hostile_responses_fail_one_request_with_502_and_the_bridge_keeps_servin
             out
         }),
     ];
-    let subjects = ["first", "deep", "internaldate", "huge header", "last"];
+    let subjects = [
+        "first",
+        "deep",
+        "internaldate",
+        "huge header",
+        "catch-all",
+        "last",
+    ];
     let (bridge, proxy) = bridge_behind(&subjects, takeovers, Vec::new(), |config| {
         config.max_upstream_line = LINE_LIMIT;
     })
@@ -136,6 +154,10 @@ async fn hostile_responses_fail_one_request_with_502_and_the_bridge_keeps_servin
             "literal of more than 33554432 bytes",
         ),
         (
+            "/v1/mailboxes/INBOX/messages/5",
+            "did not accept or answer the command as expected",
+        ),
+        (
             "/v1/mailboxes/INBOX/messages?subject=endless",
             "line longer than 65536 bytes",
         ),
@@ -153,7 +175,7 @@ async fn hostile_responses_fail_one_request_with_502_and_the_bridge_keeps_servin
         assert_eq!(status, StatusCode::OK, "after {path}: {body}");
         wait_closed(&proxy, round + 1).await;
         let (status, last) = bridge
-            .get_json(&token, "/v1/mailboxes/INBOX/messages/5")
+            .get_json(&token, "/v1/mailboxes/INBOX/messages/6")
             .await;
         assert_eq!(status, StatusCode::OK, "after {path}: {last}");
         assert_eq!(last["subject"], "last");
@@ -163,7 +185,7 @@ async fn hostile_responses_fail_one_request_with_502_and_the_bridge_keeps_servin
         .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=10")
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert_eq!(page["messages"].as_array().map(Vec::len), Some(5));
+    assert_eq!(page["messages"].as_array().map(Vec::len), Some(6));
 }
 
 /// Every HIGHESTMODSEQ and MODSEQ Dovecot sends becomes 2^64 - 1: a 20-digit number that no

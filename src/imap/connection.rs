@@ -388,7 +388,11 @@ impl Connection {
     /// readable, or a closed socket, means the session is gone. Costs no round trip.
     pub fn is_quiet(&mut self) -> bool {
         use futures::FutureExt as _;
-        self.framed.read_response().now_or_never().is_none()
+        // A parser panic (see `next_response`) means the session is gone too.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.framed.read_response().now_or_never().is_none()
+        }))
+        .unwrap_or(false)
     }
 
     /// Whether every command so far completed; an unclean session must be discarded.
@@ -834,7 +838,22 @@ impl Connection {
     }
 
     async fn next_response(&mut self) -> Result<Received<impl Sized + Send + use<>>> {
-        match self.framed.read_response().await {
+        use futures::FutureExt as _;
+        // imap-proto can still panic on a response the upstream guard lets through: its
+        // catch-all for attributes it cannot parse skips a parenthesised value to its first
+        // `)`, quotes or not, and may go on inside what the guard took for a string (see
+        // SECURITY.md). The session is then in an unknown state, and discarded.
+        let read = std::panic::AssertUnwindSafe(self.framed.read_response())
+            .catch_unwind()
+            .await;
+        let Ok(read) = read else {
+            self.clean = false;
+            tracing::error!("the IMAP response parser panicked; discarding the session");
+            return Err(ImapError::Protocol(
+                "the IMAP response parser failed".into(),
+            ));
+        };
+        match read {
             Ok(Some(data)) => Ok(Received {
                 data,
                 parsed: |d| d.parsed(),

@@ -127,6 +127,10 @@ pub enum Violation {
     /// A status response (OK, NO, BAD, BYE, PREAUTH or a continuation) announcing a literal.
     #[error("a literal announced in a status response")]
     LiteralInStatus,
+    /// Syntax no server sends and the parser would read differently from the guard, or
+    /// panic on.
+    #[error("a malformed response ({0})")]
+    Malformed(&'static str),
 }
 
 impl Violation {
@@ -138,6 +142,24 @@ impl Violation {
 
 /// The `INTERNALDATE NIL` imap-proto 0.17 panics on, matched without regard to case.
 const INTERNALDATE_NIL: &[u8] = b"INTERNALDATE NIL";
+
+/// Bytes of a data line outside strings that change nothing (but that no keyword can start
+/// after them).
+static QUIET_IN_DATA: [bool; 256] = quiet_except(b"()\"{~\n Ii");
+/// Bytes that change nothing inside a quoted string.
+static QUIET_IN_QUOTED: [bool; 256] = quiet_except(b"\"\\\r\n\0");
+/// Bytes that change nothing in a status line's text, away from a brace or bracket.
+static QUIET_IN_STATUS: [bool; 256] = quiet_except(b"{]\n");
+
+const fn quiet_except(special: &[u8]) -> [bool; 256] {
+    let mut table = [true; 256];
+    let mut i = 0;
+    while i < special.len() {
+        table[special[i] as usize] = false;
+        i += 1;
+    }
+    table
+}
 
 /// Longest status word (`PREAUTH`).
 const MAX_STATUS_WORD: usize = 7;
@@ -182,12 +204,16 @@ enum Tail {
     Plus,
     /// `{n}` or `{n+}`: a CR now announces a literal.
     Closed,
+    /// `]`, as at the end of a response code: imap-proto 0.17 panics when the text after a
+    /// code starts with a byte beyond ASCII.
+    Bracket,
 }
 
 impl Tail {
     fn next(self, byte: u8) -> Tail {
         match (self, byte) {
             (_, b'{') => Tail::Open { digits: 0 },
+            (_, b']') => Tail::Bracket,
             (Tail::Open { digits }, b'0'..=b'9') => Tail::Open { digits: digits + 1 },
             (Tail::Open { digits }, b'+') if digits > 0 => Tail::Plus,
             (Tail::Open { digits }, b'}') if digits > 0 => Tail::Closed,
@@ -252,6 +278,11 @@ impl ResponseScanner {
                 self.literal -= take as u64;
                 continue;
             }
+            let common = self.common_bytes(&bytes[at..]);
+            if common > 0 {
+                at += common;
+                continue;
+            }
             if let Err(violation) = self.byte(bytes[at]) {
                 self.failed = Some(violation.clone());
                 return Err(violation);
@@ -259,6 +290,48 @@ impl ResponseScanner {
             at += 1;
         }
         Ok(())
+    }
+
+    /// Takes the next bytes as far as they are the common ones of data lines and status text
+    /// (atoms, numbers, spaces, parentheses, quoted text) and returns how many it took; the
+    /// others, and anything while `INTERNALDATE NIL` is being matched, go byte by byte through
+    /// [`ResponseScanner::byte`], to the same effect. This keeps text-heavy responses (a page
+    /// of envelopes) cheap. It stops short of the line and nesting limits, so a refusal comes
+    /// at the same byte either way.
+    fn common_bytes(&mut self, bytes: &[u8]) -> usize {
+        if self.matched > 0 {
+            return 0;
+        }
+        let end = bytes
+            .len()
+            .min(self.limits.max_line.saturating_sub(self.line));
+        let mut taken = 0;
+        while taken < end {
+            let byte = bytes[taken];
+            match (self.state, byte) {
+                (State::Data, b' ') => self.at_boundary = true,
+                (State::Data, b'(') if self.depth < self.limits.max_depth => {
+                    self.depth += 1;
+                    self.at_boundary = true;
+                }
+                (State::Data, b')') => {
+                    self.depth = self.depth.saturating_sub(1);
+                    self.at_boundary = false;
+                }
+                (State::Data, b'"') if self.at_boundary => {
+                    self.at_boundary = false;
+                    self.state = State::Quoted;
+                }
+                (State::Data, _) if QUIET_IN_DATA[usize::from(byte)] => self.at_boundary = false,
+                (State::Quoted, b'"') => self.state = State::Data,
+                (State::Quoted, _) if QUIET_IN_QUOTED[usize::from(byte)] => {}
+                (State::Status(Tail::Text), _) if QUIET_IN_STATUS[usize::from(byte)] => {}
+                _ => break,
+            }
+            taken += 1;
+        }
+        self.line += taken;
+        taken
     }
 
     fn byte(&mut self, byte: u8) -> Result<(), Violation> {
@@ -294,6 +367,11 @@ impl ResponseScanner {
             },
             State::Status(tail) => match byte {
                 b'\r' if tail == Tail::Closed => return Err(Violation::LiteralInStatus),
+                0x80.. if tail == Tail::Bracket => {
+                    return Err(Violation::Malformed(
+                        "a byte beyond ASCII after a response code",
+                    ));
+                }
                 b'\n' => self.end_of_line(),
                 _ => State::Status(tail.next(byte)),
             },
@@ -304,12 +382,14 @@ impl ResponseScanner {
                     State::Data
                 }
                 b'\\' => State::Escaped,
-                b'\n' => self.end_of_line(),
+                b'\r' | b'\n' | 0 => {
+                    return Err(Violation::Malformed("CR, LF or NUL in a quoted string"));
+                }
                 _ => State::Quoted,
             },
             State::Escaped => match byte {
-                b'\n' => self.end_of_line(),
-                _ => State::Quoted,
+                b'\\' | b'"' => State::Quoted,
+                _ => return Err(Violation::Malformed("an escape other than \\\\ or \\\"")),
             },
             State::Tilde => match byte {
                 b'{' => State::Announce { size: 0, digits: 0 },
@@ -357,6 +437,10 @@ impl ResponseScanner {
     /// One byte of a data response outside strings and literals.
     fn data(&mut self, byte: u8) -> Result<State, Violation> {
         self.match_internaldate_nil(byte)?;
+        // Strings and literals start a token. Elsewhere imap-proto reads these bytes as part
+        // of a bare value (its catch-all for attributes it cannot parse), where the guard
+        // would start a string: the two would disagree about what follows.
+        let starts_token = self.at_boundary;
         self.at_boundary = matches!(byte, b'(' | b' ');
         Ok(match byte {
             b'(' => {
@@ -372,6 +456,9 @@ impl ResponseScanner {
                 self.depth = self.depth.saturating_sub(1);
                 State::Data
             }
+            b'"' | b'{' | b'~' if !starts_token => {
+                return Err(Violation::Malformed("a quote or brace inside a token"));
+            }
             b'"' => State::Quoted,
             b'{' => State::Announce { size: 0, digits: 0 },
             b'~' => State::Tilde,
@@ -383,6 +470,9 @@ impl ResponseScanner {
     /// imap-proto reads `INTERNALDATE ` then `NIL` wherever a FETCH attribute may start: after
     /// `(` or a space, inside the attribute list.
     fn match_internaldate_nil(&mut self, byte: u8) -> Result<(), Violation> {
+        if self.matched == 0 && !(self.at_boundary && self.depth > 0) {
+            return Ok(());
+        }
         let byte = byte.to_ascii_uppercase();
         if self.matched > 0 && byte == INTERNALDATE_NIL[self.matched] {
             self.matched += 1;
@@ -737,6 +827,68 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
             b"* 1 FETCH (UID 5 INTERNALDATE  NIL)\r\n",
             b"* OK INTERNALDATE NIL (INTERNALDATE NIL)\r\n",
             b"* SEARCH INTERNALDATE NIL\r\n",
+        ] {
+            assert_eq!(
+                verdict(LIMITS, fine),
+                Ok(()),
+                "{}",
+                String::from_utf8_lossy(fine)
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_the_parser_would_read_differently_is_refused() {
+        for (malformed, what) in [
+            // imap-proto's catch-all for attributes it cannot parse reads a bare value up to
+            // the next space: a quote inside it starts no string there.
+            (
+                &b"* 1 FETCH (X a\"b INTERNALDATE NIL\")\r\n"[..],
+                "a quote or brace inside a token",
+            ),
+            (
+                b"* 1 FETCH (X a{99}\r\n INTERNALDATE NIL)\r\n",
+                "a quote or brace inside a token",
+            ),
+            (
+                b"* 1 FETCH (X a~{3}\r\nabc)\r\n",
+                "a quote or brace inside a token",
+            ),
+            // imap-proto's quoted strings hold no CR, LF or NUL and escape only \\ and \".
+            (
+                b"* 1 FETCH (ENVELOPE (\"a\r\nb1 OK x\"))\r\n",
+                "CR, LF or NUL in a quoted string",
+            ),
+            (
+                b"* 1 FETCH (ENVELOPE (\"a\x00b\"))\r\n",
+                "CR, LF or NUL in a quoted string",
+            ),
+            (
+                b"* 1 FETCH (ENVELOPE (\"a\\x INTERNALDATE NIL\"))\r\n",
+                "an escape other than \\\\ or \\\"",
+            ),
+            // imap-proto 0.17 slices the text after a response code at its second byte.
+            (
+                b"b1 OK [READ-WRITE]\xc3\xbc done\r\n",
+                "a byte beyond ASCII after a response code",
+            ),
+            (
+                b"* OK [ALERT]\xff\r\n",
+                "a byte beyond ASCII after a response code",
+            ),
+        ] {
+            assert_eq!(
+                verdict(LIMITS, malformed),
+                Err(Violation::Malformed(what)),
+                "{}",
+                String::from_utf8_lossy(malformed)
+            );
+        }
+        for fine in [
+            &b"* 1 FETCH (BODY[HEADER.FIELDS (\"Subject\")] {3}\r\nabc)\r\n"[..],
+            b"* 1 FETCH (ENVELOPE (\"b\\\\s \\\"q\\\"\" \"\xc3\xbc\"))\r\n",
+            b"b1 OK [READ-WRITE] \xc3\xbc\r\n",
+            b"* OK text]\r\n",
         ] {
             assert_eq!(
                 verdict(LIMITS, fine),
