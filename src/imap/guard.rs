@@ -10,15 +10,20 @@
 //! that breaks one of its [`GuardLimits`]; [`GuardedStream`] applies it to a connection, so a
 //! refused stream fails the session's read with a [`Violation`] and the session is discarded.
 //!
-//! The scanner reads the bytes the way imap-proto does, so that the two never disagree about
-//! where a literal's data starts and ends: a line starting with `+`, with a tag, or with `*`
+//! The scanner reads the bytes the way imap-proto does, so that the two agree about where
+//! strings and literal data start and end: a line starting with `+`, with a tag, or with `*`
 //! and a status word (OK, NO, BAD, BYE, PREAUTH) is a status response, whose text imap-proto
-//! reads as plain text up to CRLF; every other line is data, in which `"` opens a quoted
-//! string (with `\` escaping the next byte) and `{n}` or `~{n}` (`{n+}` too) before CRLF
-//! announces n bytes of literal data that belong to the same response. A status line that
-//! announces a literal is refused: imap-proto reads one there only inside a well-formed
-//! `[BADCHARSET (…)]` code, which no server has a reason to send, and guessing wrong would let
-//! the literal's bytes through unchecked.
+//! reads as plain text up to CRLF; every other line is data, in which a token starting with
+//! `"` is a quoted string and one starting with `{n}` or `~{n}` (`{n+}` too) before CRLF
+//! announces n bytes of literal data that belong to the same response. Where imap-proto would
+//! read the bytes otherwise, the guard refuses them, as no server sends them: a literal
+//! announced in status text (imap-proto reads one there only inside a well-formed
+//! `[BADCHARSET (…)]` code), a quote or brace inside a token (its catch-all for attributes it
+//! cannot parse takes those as part of a bare value), a quoted string imap-proto would not
+//! accept (CR, LF or NUL in it, an escape other than `\\` or `\"`). One disagreement is
+//! left: that catch-all skips a parenthesised value to its first `)` whatever strings lie
+//! between. The connection contains a parser panic that way leads to; SECURITY.md names the
+//! gap.
 
 use std::io;
 use std::pin::Pin;
