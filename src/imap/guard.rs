@@ -461,12 +461,13 @@ impl ResponseScanner {
                 self.depth = self.depth.saturating_sub(1);
                 State::Data
             }
-            b'"' | b'{' | b'~' if !starts_token => {
+            b'"' | b'{' if !starts_token => {
                 return Err(Violation::Malformed("a quote or brace inside a token"));
             }
             b'"' => State::Quoted,
             b'{' => State::Announce { size: 0, digits: 0 },
-            b'~' => State::Tilde,
+            // A keyword may hold `~`; only at a token's start may it begin a literal8.
+            b'~' if starts_token => State::Tilde,
             b'\n' => self.end_of_line(),
             _ => State::Data,
         })
@@ -891,6 +892,7 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
         }
         for fine in [
             &b"* 1 FETCH (BODY[HEADER.FIELDS (\"Subject\")] {3}\r\nabc)\r\n"[..],
+            b"* 1 FETCH (FLAGS (RJ?bjT0~b#VoNMi/ 4'H0t}tMj:`c \\Seen))\r\n",
             b"* 1 FETCH (ENVELOPE (\"b\\\\s \\\"q\\\"\" \"\xc3\xbc\"))\r\n",
             b"b1 OK [READ-WRITE] \xc3\xbc\r\n",
             b"* OK text]\r\n",
