@@ -156,6 +156,27 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_MAX_APPEND_SIZE", default_value_t = 25 * 1024 * 1024)]
     pub max_append_size: usize,
 
+    /// Largest literal the IMAP server may announce, in bytes; a response announcing more ends
+    /// its request with 502. At least 4 MiB (the largest text part the bridge asks for):
+    /// downloads come in 256 KiB pieces, but a message's header is read whole (and inside
+    /// ENVELOPE), so keep it above the largest message the server accepts.
+    #[arg(
+        long,
+        env = "IMAP_BRIDGE_MAX_UPSTREAM_LITERAL",
+        default_value_t = crate::imap::guard::DEFAULT_MAX_LITERAL
+    )]
+    pub max_upstream_literal: u64,
+
+    /// Longest IMAP response, in bytes, not counting literal data; a longer one ends its
+    /// request with 502. At least 64 KiB. SEARCH and SORT answers take about 8 bytes per
+    /// message of the mailbox.
+    #[arg(
+        long,
+        env = "IMAP_BRIDGE_MAX_UPSTREAM_LINE",
+        default_value_t = crate::imap::guard::DEFAULT_MAX_LINE
+    )]
+    pub max_upstream_line: usize,
+
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "IMAP_BRIDGE_MAX_JSON_SIZE", default_value_t = 256 * 1024)]
     pub max_json_size: usize,

@@ -27,7 +27,7 @@ use utoipa::ToSchema;
 
 use crate::imap::encode::MailboxName;
 use crate::imap::event_batch::{Batch, Change, Phase};
-use crate::imap::state::MailboxState;
+use crate::imap::state::{MAX_MODSEQ, MailboxState};
 use crate::imap::{Credentials, ImapError, SessionPool, UserKey};
 use crate::mail::summary::Summary;
 use crate::telemetry::{GaugeGuard, names};
@@ -177,7 +177,12 @@ impl Position {
             highest_modseq: to_modseq,
             uid_next: to_next,
         };
-        if uid_validity == 0 || from_next == 0 || to_next < from_next || to_modseq < from_modseq {
+        if uid_validity == 0
+            || from_next == 0
+            || to_next < from_next
+            || to_modseq < from_modseq
+            || to_modseq > MAX_MODSEQ
+        {
             return None;
         }
         Some(Position::Within {
@@ -192,6 +197,14 @@ impl Position {
         match self {
             Position::At(s) => s.uid_validity,
             Position::Within { from, .. } => from.uid_validity,
+        }
+    }
+
+    /// The mod-sequence changes are replayed from; 0 when there was none to go by.
+    fn highest_modseq(&self) -> u64 {
+        match self {
+            Position::At(s) => s.highest_modseq,
+            Position::Within { from, .. } => from.highest_modseq,
         }
     }
 }
@@ -515,7 +528,12 @@ impl EventHub {
             return Ok(vec![reset_event(&name, current)]);
         }
         let mut session = self.pools.session(user, credentials).await?;
-        if !(session.capabilities().has("CONDSTORE") && session.capabilities().has("QRESYNC")) {
+        // Without mod-sequences (a server's beyond RFC 7162's 63 bits count as none) there is
+        // nothing to replay changes by.
+        if !(session.capabilities().has("CONDSTORE") && session.capabilities().has("QRESYNC"))
+            || current.highest_modseq == 0
+            || position.highest_modseq() == 0
+        {
             return Ok(vec![reset_event(&name, current)]);
         }
         let mut out = Vec::new();
@@ -773,7 +791,11 @@ impl WatcherTask {
         now: MailboxState,
         exact: bool,
     ) -> Result<(), ImapError> {
-        let published = if before.uid_validity != now.uid_validity || !exact {
+        let published = if before.uid_validity != now.uid_validity
+            || !exact
+            || before.highest_modseq == 0
+            || now.highest_modseq == 0
+        {
             Published::Reset(now)
         } else {
             Published::Batch(conn.batch_between(&self.key.mailbox, &before, &now).await?)

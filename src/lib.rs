@@ -72,6 +72,10 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     let limits = SessionLimits {
         connect_timeout: config.imap_connect_timeout(),
         command_timeout: config.imap_command_timeout(),
+        guard: imap::guard::GuardLimits::checked(
+            config.max_upstream_literal,
+            config.max_upstream_line,
+        )?,
     };
     let pools = SessionPool::new(
         Transport::new(tls),

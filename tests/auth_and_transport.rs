@@ -256,6 +256,42 @@ async fn starttls_is_required_and_never_downgraded() {
     );
 }
 
+#[tokio::test]
+async fn what_the_network_says_before_starttls_cannot_crash_the_parser() {
+    // Before TLS anyone on the path can answer. A greeting nesting 8,000 lists fits the
+    // 8,192 bytes a plaintext line may have, and parsed it would overflow the stack of any
+    // thread; the upstream guard refuses it first, and the login fails cleanly.
+    let greeting: &'static str = Box::leak(
+        format!("* 1 FETCH (UID 1 BODYSTRUCTURE {}\r\n", "(".repeat(8000)).into_boxed_str(),
+    );
+    let (port, received) = fake_server(&[], greeting).await;
+    let bridge = bridge_to_fake(port).await;
+    let (status, body) =
+        login_status(&bridge, json!({"username": USER, "password": PASSWORD})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("upstream_rejected")),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("nested deeper than 128 levels")),
+        "{body}"
+    );
+    assert!(
+        received.lock().expect("sink").is_empty(),
+        "nothing sent after such a greeting"
+    );
+    // The bridge is still there.
+    let (status, _) = login_status(&bridge, json!({"username": USER, "password": "wrong"})).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "the same fake answers the same way"
+    );
+}
+
 #[test]
 fn plaintext_to_a_remote_host_is_refused_at_start_up() {
     let mut config = Config::for_server("mail.example.com", 143, Security::Plain);

@@ -597,9 +597,10 @@ fn mailbox_rule(text: Option<&str>) -> Rule {
     }
 }
 
-/// A query value as the bridge reads it: form decoding replaces invalid UTF-8 with U+FFFD.
-fn query_text(p: &Payload) -> String {
-    String::from_utf8_lossy(&p.bytes).into_owned()
+/// A query value as the bridge reads it: its text, or `None` (refused with 400) when the
+/// bytes are not UTF-8.
+fn query_text(p: &Payload) -> Option<String> {
+    String::from_utf8(p.bytes.clone()).ok()
 }
 
 fn rule_if(valid: bool) -> Rule {
@@ -1003,11 +1004,10 @@ async fn hostile_search_filters_and_list_parameters() {
         let v = p.url();
         for field in ["from", "to", "subject", "text"] {
             let text = query_text(p);
-            let valid = hostile::valid_filter(Some(&text));
-            let wire = if valid {
-                Wire::Str(text.clone().into_bytes())
-            } else {
-                Wire::Unchecked
+            let valid = hostile::valid_filter(text.as_deref());
+            let wire = match &text {
+                Some(text) if valid => Wire::Str(text.clone().into_bytes()),
+                _ => Wire::Unchecked,
             };
             let field_name: &'static str = match field {
                 "from" => "query from",
@@ -1069,8 +1069,8 @@ async fn hostile_search_filters_and_list_parameters() {
     }
 
     h.notes.push(
-        "query values that are not UTF-8 are decoded lossily (U+FFFD) by the query parser and \
-         searched for as such, where a path segment with the same bytes is refused with 400"
+        "query values that are not UTF-8 once percent-decoded are refused with 400, like path \
+         segments with the same bytes"
             .to_owned(),
     );
 
@@ -1839,12 +1839,11 @@ async fn hostile_event_subscriptions() {
 
     for p in &corpus {
         let name = query_text(p);
-        let valid = hostile::valid_mailbox(Some(&name));
-        let case = Case::new("events mailbox", p, mailbox_rule(Some(&name)))
-            .wire(if valid {
-                Wire::Mailbox(name.clone())
-            } else {
-                Wire::Unchecked
+        let valid = hostile::valid_mailbox(name.as_deref());
+        let case = Case::new("events mailbox", p, mailbox_rule(name.as_deref()))
+            .wire(match &name {
+                Some(name) if valid => Wire::Mailbox(name.clone()),
+                _ => Wire::Unchecked,
             })
             .writes(watch, &[]);
         probe_events(

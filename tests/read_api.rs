@@ -1097,3 +1097,84 @@ async fn sorted_and_filtered_lists_reuse_a_result_only_while_nothing_changed() {
     );
     assert_eq!(sorted["total"], 60);
 }
+
+#[tokio::test]
+async fn query_values_that_are_not_utf8_are_refused_on_every_route() {
+    let bridge = TestBridge::start().await;
+    seed_realistic(&bridge);
+    let token = bridge.login().await;
+    let (_, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages")
+        .await;
+    let uid = uids(&list)[0];
+    let state = list["state"].as_str().expect("state").to_owned();
+    let mut imap = bridge.imap().await;
+    let before = imap.uids("INBOX").await;
+    let flags_before = imap.flags("INBOX", uid).await;
+
+    // A byte that is not UTF-8, a truncated sequence, an overlong encoding, a lone surrogate:
+    // form decoding would turn each into U+FFFD and carry on.
+    for bad in ["%FF", "a%C3", "%C0%AF", "%ED%A0%80"] {
+        let message = format!("/v1/mailboxes/INBOX/messages/{uid}");
+        let cases: Vec<(Method, String)> = vec![
+            (
+                Method::GET,
+                format!("/v1/mailboxes/INBOX/messages?subject={bad}"),
+            ),
+            (
+                Method::GET,
+                format!("/v1/mailboxes/INBOX/messages?text=x{bad}"),
+            ),
+            (
+                Method::GET,
+                format!("/v1/mailboxes/INBOX/messages?since={bad}"),
+            ),
+            (
+                Method::GET,
+                format!("/v1/mailboxes/INBOX/messages?limit=5&{bad}=1"),
+            ),
+            (Method::GET, format!("{message}?mark_seen={bad}")),
+            (Method::DELETE, format!("{message}?permanent={bad}")),
+            (
+                Method::POST,
+                format!("/v1/mailboxes/INBOX/messages?flags={bad}"),
+            ),
+            (
+                Method::GET,
+                format!("/v1/mailboxes/INBOX/changes?since={state}&x={bad}"),
+            ),
+            (Method::GET, format!("/v1/events?mailbox={bad}")),
+            (Method::GET, format!("/v1/events?ticket={bad}")),
+        ];
+        for (method, path) in cases {
+            let mut request = bridge.request(method.clone(), &path, Some(&token));
+            if method == Method::POST {
+                request = request
+                    .header("content-type", "message/rfc822")
+                    .body("Subject: x\r\n\r\nx\r\n");
+            }
+            let response = json_of(request.send().await.expect("request")).await;
+            assert_eq!(
+                (response.0, response.1["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("invalid_request")),
+                "{method} {path}: {}",
+                response.1
+            );
+            assert!(
+                response.1["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("not valid UTF-8")),
+                "{method} {path}: {}",
+                response.1
+            );
+        }
+    }
+    // Nothing was deleted, uploaded or marked on the way.
+    assert_eq!(imap.uids("INBOX").await, before);
+    assert_eq!(imap.flags("INBOX", uid).await, flags_before);
+    // The same values, valid UTF-8, are accepted.
+    let (status, _) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?subject=%C3%BC")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

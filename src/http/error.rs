@@ -284,6 +284,17 @@ impl From<ImapError> for ApiError {
                     "The IMAP server did not accept or answer the command as expected.",
                 )
             }
+            E::UnsafeResponse(violation) => {
+                error!(error = %violation, "IMAP response refused by the upstream guard");
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_rejected",
+                    "IMAP server error",
+                    format!(
+                        "The IMAP server sent {violation}; the bridge does not read such responses."
+                    ),
+                )
+            }
             E::Timeout => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",

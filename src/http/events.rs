@@ -164,6 +164,7 @@ impl ToSchema for StreamEvent {
 async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl IntoResponse> {
     let mut mailboxes = Vec::new();
     let mut ticket = None;
+    super::extract::check_query_utf8(parts.uri.query())?;
     for (key, value) in form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()) {
         match key.as_ref() {
             "mailbox" => {

@@ -63,6 +63,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        check_query_utf8(parts.uri.query())?;
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
@@ -75,6 +76,33 @@ where
             Err(e) => Err(ApiError::invalid(e.body_text())),
         }
     }
+}
+
+/// Refuses a query string in which a name or value is not UTF-8 once percent-decoded.
+///
+/// Form decoding (axum's `Query`, `form_urlencoded`) would replace such bytes with U+FFFD and
+/// go on, so that `?subject=%FF` searched for a character the caller never sent; the same
+/// bytes in a path segment are refused, and so are they here.
+pub fn check_query_utf8(query: Option<&str>) -> Result<(), ApiError> {
+    for pair in query.unwrap_or_default().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .is_ok()
+        };
+        if !decoded(name) || !decoded(value) {
+            let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
+            return Err(ApiError::invalid(format!(
+                "The query parameter `{}` is not valid UTF-8 once percent-decoded.",
+                name.chars()
+                    .filter(|c| !c.is_control())
+                    .take(40)
+                    .collect::<String>()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Path parameters, with problem+json rejections.

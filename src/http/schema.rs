@@ -87,9 +87,9 @@ named_schema!(
     json!({
         "type": "string",
         "description": "A body part of a message as IMAP numbers them: `1`, `2`, `1.2`; \
-            numbers of 1 to 9 digits without leading zeros, at most 100 characters in all.",
+            1 to 32 numbers of 1 to 9 digits without leading zeros.",
         "pattern": PART_ID_PATTERN,
-        "maxLength": 100,
+        "maxLength": 319,
         "example": "2",
     })
 );
@@ -147,7 +147,7 @@ named_schema!(
 
 const MAILBOX_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F*%]+$";
 
-const PART_ID_PATTERN: &str = r"^[1-9][0-9]{0,8}(\.[1-9][0-9]{0,8})*$";
+const PART_ID_PATTERN: &str = r"^[1-9][0-9]{0,8}(\.[1-9][0-9]{0,8}){0,31}$";
 
 /// One number of a token: canonical decimal of at most 19 digits.
 macro_rules! token_number {
@@ -422,6 +422,8 @@ mod tests {
         "4294967295",
         "4294967296",
         "2.10.3",
+        "1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1",
+        "1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1",
         "INBOX",
         "Archive/2024",
         "Entwürfe",

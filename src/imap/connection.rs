@@ -20,7 +20,9 @@ use tracing::{debug, trace};
 use super::cache::CacheScope;
 use super::encode::{Command, ImapString, MailboxName};
 use super::error::{ImapError, Result};
+use super::guard::{GuardLimits, GuardedStream, Violation};
 use super::meter::CommandMeter;
+use super::state::server_modseq;
 use super::transport::{ImapStream, Transport, Upstream};
 
 /// What the server said it supports.
@@ -198,11 +200,13 @@ pub struct SessionLimits {
     pub connect_timeout: Duration,
     /// One command, from sending it to its tagged completion.
     pub command_timeout: Duration,
+    /// What the server's responses may hold (see [`super::guard`]).
+    pub guard: GuardLimits,
 }
 
 /// An authenticated IMAP session.
 pub struct Connection {
-    framed: async_imap::Client<ImapStream>,
+    framed: async_imap::Client<GuardedStream<ImapStream>>,
     next_tag: u32,
     capabilities: Capabilities,
     selected: Option<SelectedMailbox>,
@@ -240,7 +244,7 @@ impl Connection {
         let connecting = async {
             let opened = transport.open(upstream, addr).await?;
             let mut conn = Connection {
-                framed: async_imap::Client::new(opened.stream),
+                framed: async_imap::Client::new(GuardedStream::new(opened.stream, limits.guard)),
                 next_tag: 0,
                 capabilities: Capabilities::default(),
                 selected: None,
@@ -385,7 +389,11 @@ impl Connection {
     /// readable, or a closed socket, means the session is gone. Costs no round trip.
     pub fn is_quiet(&mut self) -> bool {
         use futures::FutureExt as _;
-        self.framed.read_response().now_or_never().is_none()
+        // A parser panic (see `next_response`) means the session is gone too.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.framed.read_response().now_or_never().is_none()
+        }))
+        .unwrap_or(false)
     }
 
     /// Whether every command so far completed; an unclean session must be discarded.
@@ -847,7 +855,22 @@ impl Connection {
     }
 
     async fn next_response(&mut self) -> Result<Received<impl Sized + Send + use<>>> {
-        match self.framed.read_response().await {
+        use futures::FutureExt as _;
+        // imap-proto can still panic on a response the upstream guard lets through: its
+        // catch-all for attributes it cannot parse skips a parenthesised value to its first
+        // `)`, quotes or not, and may go on inside what the guard took for a string (see
+        // SECURITY.md). The session is then in an unknown state, and discarded.
+        let read = std::panic::AssertUnwindSafe(self.framed.read_response())
+            .catch_unwind()
+            .await;
+        let Ok(read) = read else {
+            self.clean = false;
+            tracing::error!("the IMAP response parser panicked; discarding the session");
+            return Err(ImapError::Protocol(
+                "the IMAP response parser failed".into(),
+            ));
+        };
+        match read {
             Ok(Some(data)) => Ok(Received {
                 data,
                 parsed: |d| d.parsed(),
@@ -856,13 +879,16 @@ impl Connection {
             Ok(None) => Err(ImapError::Unavailable(
                 "the IMAP server closed the connection".into(),
             )),
-            Err(e) if e.kind() == std::io::ErrorKind::Other => {
-                debug!(error = %e, "unparseable IMAP response");
-                Err(ImapError::Protocol(
-                    "unparseable response from the IMAP server".into(),
-                ))
-            }
-            Err(e) => Err(ImapError::Io(e)),
+            Err(e) => match Violation::of(&e) {
+                Some(violation) => Err(ImapError::UnsafeResponse(violation.clone())),
+                None if e.kind() == std::io::ErrorKind::Other => {
+                    debug!(error = %e, "unparseable IMAP response");
+                    Err(ImapError::Protocol(
+                        "unparseable response from the IMAP server".into(),
+                    ))
+                }
+                None => Err(ImapError::Io(e)),
+            },
         }
     }
 
@@ -892,7 +918,9 @@ impl Connection {
             } => match outcome.code {
                 Some(ResponseCode::UidValidity(v)) => selected.uid_validity = v,
                 Some(ResponseCode::UidNext(n)) => selected.uid_next = n,
-                Some(ResponseCode::HighestModSeq(m)) => selected.highest_modseq = Some(m),
+                Some(ResponseCode::HighestModSeq(m)) => {
+                    selected.highest_modseq = Some(server_modseq(m)).filter(|&m| m > 0);
+                }
                 _ => {}
             },
             _ => {}

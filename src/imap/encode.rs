@@ -44,8 +44,15 @@ const MAX_KEYWORD_BYTES: usize = 100;
 /// Longest [`ImapString`] accepted, in characters.
 const MAX_STRING_CHARS: usize = 8192;
 
-/// Longest [`PartId`] accepted; real MIME trees are far shallower.
-const MAX_PART_ID_BYTES: usize = 100;
+/// Most numbers in a [`PartId`]: the deepest part the MIME walk names
+/// ([`crate::mail::structure::WalkLimits`] never goes deeper), far beyond real MIME trees.
+pub const MAX_PART_ID_NUMBERS: usize = 32;
+
+/// Largest number in a [`PartId`]: nine digits, which always fit in 32 bits.
+pub const MAX_PART_NUMBER: usize = 999_999_999;
+
+/// Longest [`PartId`]: [`MAX_PART_ID_NUMBERS`] numbers of nine digits and the dots between.
+const MAX_PART_ID_BYTES: usize = MAX_PART_ID_NUMBERS * 10 - 1;
 
 // How the errors below name the value they refuse.
 const MAILBOX_NAME: &str = "mailbox name";
@@ -127,6 +134,12 @@ pub enum InvalidArgument {
     /// A body part number that is not RFC 3501's `section-part`.
     #[error("A part id must be one or more positive numbers separated by dots, such as 1 or 1.2.")]
     InvalidPartId,
+    /// A body part number deeper than any part the bridge lists.
+    #[error("A part id has at most {max} numbers.")]
+    PartIdTooDeep {
+        /// The most numbers accepted.
+        max: usize,
+    },
     /// Not in the original interface of this module: a page cursor made for another sort or
     /// other filters, found once the cursor's UIDVALIDITY was checked.
     #[error("The cursor belongs to a list with another sort or other filters.")]
@@ -539,8 +552,9 @@ pub struct PartId(String);
 
 impl PartId {
     /// Validates a part id. Each number must be written without leading zeros and have at
-    /// most nine digits, so every part has exactly one spelling; the whole id is at most 100
-    /// bytes.
+    /// most nine digits, so every part has exactly one spelling; there are at most
+    /// [`MAX_PART_ID_NUMBERS`] numbers, so every part the MIME walk lists has an id this
+    /// accepts, and the whole id is at most 319 bytes.
     pub fn parse(s: &str) -> Result<Self, InvalidArgument> {
         if s.is_empty() {
             return Err(InvalidArgument::Empty { what: PART_ID });
@@ -559,6 +573,11 @@ impl PartId {
         };
         if !s.split('.').all(is_nz_number) {
             return Err(InvalidArgument::InvalidPartId);
+        }
+        if s.split('.').count() > MAX_PART_ID_NUMBERS {
+            return Err(InvalidArgument::PartIdTooDeep {
+                max: MAX_PART_ID_NUMBERS,
+            });
         }
         Ok(Self(s.to_owned()))
     }
@@ -2594,15 +2613,22 @@ mod tests {
             PartId::parse(""),
             Err(InvalidArgument::Empty { what: "part id" })
         );
-        let deep = vec!["1"; 51].join(".");
         assert_eq!(
-            PartId::parse(&deep),
+            PartId::parse(&vec!["1"; 33].join(".")),
+            Err(InvalidArgument::PartIdTooDeep { max: 32 })
+        );
+        assert!(PartId::parse(&vec!["1"; 32].join(".")).is_ok());
+        // The longest id: 32 numbers of nine digits.
+        let longest = vec!["999999999"; 32].join(".");
+        assert_eq!(longest.len(), 319);
+        assert!(PartId::parse(&longest).is_ok());
+        assert_eq!(
+            PartId::parse(&format!("{longest}9")),
             Err(InvalidArgument::TooLong {
                 what: "part id",
-                max: 100
+                max: 319
             })
         );
-        assert!(PartId::parse(&vec!["1"; 50].join(".")).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::io;
 
 use super::encode::InvalidArgument;
+use super::guard::Violation;
 
 /// Why an IMAP operation failed. The HTTP layer maps each kind to a status code once.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,9 @@ pub enum ImapError {
     /// The server's response could not be understood, or broke the protocol.
     #[error("IMAP protocol error: {0}")]
     Protocol(String),
+    /// The server sent something the upstream guard refuses to hand to the parser.
+    #[error("IMAP server sent {0}")]
+    UnsafeResponse(Violation),
     /// The server lacks an extension this operation needs.
     #[error("the IMAP server does not support {0}")]
     Unsupported(&'static str),

@@ -16,7 +16,7 @@ use super::cache::CacheScope;
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
-use super::state::{MailboxState, PageCursor};
+use super::state::{MailboxState, PageCursor, server_modseq};
 use crate::mail::structure::{self, BodyPart, MessageParts, WalkLimits};
 use crate::mail::summary::{Summary, summary_from_fetch};
 
@@ -357,7 +357,7 @@ impl Connection {
                         if let Response::Fetch(_, attrs) = r {
                             for attr in attrs {
                                 if let AttributeValue::ModSeq(m) = attr {
-                                    seen_modseq = seen_modseq.max(*m);
+                                    seen_modseq = seen_modseq.max(server_modseq(*m));
                                 }
                             }
                         }
@@ -382,7 +382,7 @@ impl Connection {
             match attr {
                 StatusAttribute::UidValidity(v) => state.uid_validity = v,
                 StatusAttribute::UidNext(n) => state.uid_next = n.max(1),
-                StatusAttribute::HighestModSeq(m) => state.highest_modseq = m,
+                StatusAttribute::HighestModSeq(m) => state.highest_modseq = server_modseq(m),
                 _ => {}
             }
         }

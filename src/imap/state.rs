@@ -6,12 +6,28 @@
 //!
 //! The syntax is what the OpenAPI document's patterns say: the prefix, then canonical decimal
 //! numbers of at most 19 digits. A token of that syntax whose numbers no mailbox can have
-//! (UIDVALIDITY or a UID of zero or beyond 32 bits) is not refused as malformed: it parses
-//! as a token of UIDVALIDITY 0, which no mailbox has, so it is answered like any token from
-//! before a mailbox reset (409 `uid_validity_changed`, or `mailbox.reset` for events).
+//! (UIDVALIDITY or a UID of zero or beyond 32 bits, a mod-sequence beyond RFC 7162's 63 bits)
+//! is not refused as malformed: it parses as a token of UIDVALIDITY 0, which no mailbox has,
+//! so it is answered like any token from before a mailbox reset (409 `uid_validity_changed`,
+//! or `mailbox.reset` for events).
+//!
+//! The bridge never hands out such a token: a mod-sequence a server reports beyond 63 bits
+//! (which RFC 7162 does not allow) is taken as no mod-sequence at all ([`server_modseq`]).
 
 use std::fmt;
 use std::str::FromStr;
+
+/// The largest mod-sequence RFC 7162 allows: mod-sequences are positive 63-bit numbers.
+pub const MAX_MODSEQ: u64 = i64::MAX as u64;
+
+/// A mod-sequence (HIGHESTMODSEQ or a message's MODSEQ) as the server reported it, as the
+/// bridge keeps it: one beyond [`MAX_MODSEQ`], which no RFC 7162 server sends, becomes 0, "no
+/// mod-sequence". The mailbox is then treated as one without CONDSTORE (changes are found by
+/// comparing UIDs: more than changed, never less), and no token or command carries a number
+/// that a state token cannot hold or the server would have to refuse.
+pub fn server_modseq(modseq: u64) -> u64 {
+    if modseq <= MAX_MODSEQ { modseq } else { 0 }
+}
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,8 +70,13 @@ impl FromStr for MailboxState {
         if parts.next().is_some() {
             return Err(err);
         }
-        Ok(match (nonzero_u32(uid_validity), nonzero_u32(uid_next)) {
-            (Some(uid_validity), Some(uid_next)) => MailboxState {
+        let fits = (
+            nonzero_u32(uid_validity),
+            nonzero_u32(uid_next),
+            highest_modseq <= MAX_MODSEQ,
+        );
+        Ok(match fits {
+            (Some(uid_validity), Some(uid_next), true) => MailboxState {
                 uid_validity,
                 highest_modseq,
                 uid_next,
@@ -228,6 +249,8 @@ mod tests {
             "s1.1.2.0",
             "s1.4294967296.2.3",
             "s1.1.2.9999999999999999999",
+            "s1.1.9223372036854775808.3",
+            "s1.1.9999999999999999999.3",
         ] {
             let state = foreign.parse::<MailboxState>().expect(foreign);
             assert_eq!(state.uid_validity, 0, "{foreign:?}");
@@ -240,6 +263,35 @@ mod tests {
         ] {
             let cursor = foreign.parse::<PageCursor>().expect(foreign);
             assert_eq!(cursor.uid_validity, 0, "{foreign:?}");
+        }
+    }
+
+    #[test]
+    fn mod_sequences_beyond_63_bits_are_no_mod_sequence_and_every_state_round_trips() {
+        assert_eq!(server_modseq(1), 1);
+        assert_eq!(server_modseq(MAX_MODSEQ), MAX_MODSEQ);
+        assert_eq!(server_modseq(MAX_MODSEQ + 1), 0);
+        assert_eq!(server_modseq(u64::MAX), 0);
+        let largest = MailboxState {
+            uid_validity: u32::MAX,
+            highest_modseq: MAX_MODSEQ,
+            uid_next: u32::MAX,
+        };
+        assert_eq!(
+            largest.to_string(),
+            "s1.4294967295.9223372036854775807.4294967295"
+        );
+        assert_eq!(largest.to_string().parse(), Ok(largest));
+        // What a non-compliant server reports (the fuzzer's finding: a 20-digit
+        // HIGHESTMODSEQ made a token the bridge itself refused) still makes a valid token.
+        for reported in [MAX_MODSEQ + 1, 10_000_000_000_000_000_000, u64::MAX] {
+            let state = MailboxState {
+                uid_validity: 7,
+                highest_modseq: server_modseq(reported),
+                uid_next: 9,
+            };
+            assert_eq!(state.to_string(), "s1.7.0.9");
+            assert_eq!(state.to_string().parse(), Ok(state));
         }
     }
 

@@ -20,7 +20,7 @@ use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName};
 use super::error::{ImapError, Result};
 use super::messages::uid_and_flags;
-use super::state::MailboxState;
+use super::state::{MailboxState, server_modseq};
 
 /// Most destroyed UIDs reported before asking the client to start over (a list that long is
 /// no cheaper for the client than listing the mailbox again).
@@ -54,7 +54,7 @@ fn apply_status(state: &mut MailboxState, response: &Response<'_>) {
             match attr {
                 StatusAttribute::UidValidity(v) => state.uid_validity = *v,
                 StatusAttribute::UidNext(n) => state.uid_next = (*n).max(1),
-                StatusAttribute::HighestModSeq(m) => state.highest_modseq = *m,
+                StatusAttribute::HighestModSeq(m) => state.highest_modseq = server_modseq(*m),
                 _ => {}
             }
         }
@@ -134,7 +134,7 @@ impl Connection {
                         }
                         for attr in attrs.iter() {
                             if let AttributeValue::ModSeq(m) = attr {
-                                max_modseq = max_modseq.max(*m);
+                                max_modseq = max_modseq.max(server_modseq(*m));
                             }
                         }
                     }

@@ -22,6 +22,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::error::{ImapError, Result};
+use super::guard::{GuardLimits, MAX_NESTING, ResponseScanner};
 use crate::config::Security;
 
 /// Where and how to reach one IMAP server.
@@ -205,13 +206,23 @@ impl Transport {
 /// Longest plaintext line accepted before TLS: a greeting or a capability list.
 const MAX_PLAINTEXT_LINE: usize = 8192;
 
+/// The upstream guard before TLS: anyone on the network can write these lines, so they pass
+/// the same checks as the session's responses (a greeting of 8,000 nested parentheses would
+/// otherwise overflow the parser's stack); no literal belongs in them.
+const PLAINTEXT_GUARD: GuardLimits = GuardLimits {
+    max_literal: 0,
+    max_line: MAX_PLAINTEXT_LINE,
+    max_depth: MAX_NESTING,
+};
+
 /// Runs the plaintext half of STARTTLS (RFC 3501 §6.2.1, RFC 2595): greeting, CAPABILITY,
 /// STARTTLS. Refuses a PREAUTH greeting (no chance to secure the link), a server that does not
 /// offer STARTTLS, and a server that sends anything after its OK (bytes that would otherwise be
 /// read as if they came through TLS).
 async fn starttls_negotiate(tcp: TcpStream) -> Result<TcpStream> {
     let mut reader = BufReader::new(tcp);
-    let greeting = read_plain_line(&mut reader).await?;
+    let mut guard = ResponseScanner::new(PLAINTEXT_GUARD);
+    let greeting = read_plain_line(&mut reader, &mut guard).await?;
     match Response::parse(&greeting) {
         Ok((
             _,
@@ -243,7 +254,7 @@ async fn starttls_negotiate(tcp: TcpStream) -> Result<TcpStream> {
     reader.get_mut().write_all(b"S0 CAPABILITY\r\n").await?;
     let mut offers_starttls = false;
     loop {
-        let line = read_plain_line(&mut reader).await?;
+        let line = read_plain_line(&mut reader, &mut guard).await?;
         match Response::parse(&line) {
             Ok((_, Response::Capabilities(caps))) => {
                 offers_starttls = caps.iter().any(|c| {
@@ -267,7 +278,7 @@ async fn starttls_negotiate(tcp: TcpStream) -> Result<TcpStream> {
 
     reader.get_mut().write_all(b"S1 STARTTLS\r\n").await?;
     loop {
-        let line = read_plain_line(&mut reader).await?;
+        let line = read_plain_line(&mut reader, &mut guard).await?;
         match Response::parse(&line) {
             Ok((
                 _,
@@ -288,7 +299,10 @@ async fn starttls_negotiate(tcp: TcpStream) -> Result<TcpStream> {
     Ok(reader.into_inner())
 }
 
-async fn read_plain_line(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
+async fn read_plain_line(
+    reader: &mut BufReader<TcpStream>,
+    guard: &mut ResponseScanner,
+) -> Result<Vec<u8>> {
     let mut line = Vec::with_capacity(256);
     let n = (&mut *reader)
         .take(MAX_PLAINTEXT_LINE as u64)
@@ -304,6 +318,7 @@ async fn read_plain_line(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>> {
             "over-long or unterminated line before TLS".into(),
         ));
     }
+    guard.scan(&line).map_err(ImapError::UnsafeResponse)?;
     Ok(line)
 }
 

@@ -26,6 +26,7 @@ use async_imap::imap_proto::{
 
 use super::content::decode_charset;
 use super::summary::decode_header_text;
+use crate::imap::encode::{MAX_PART_ID_NUMBERS, MAX_PART_NUMBER};
 
 /// Bounds on the BODYSTRUCTURE a walk accepts, so that a hostile message costs bounded
 /// time, memory and stack.
@@ -40,7 +41,7 @@ pub struct WalkLimits {
 impl Default for WalkLimits {
     fn default() -> Self {
         Self {
-            max_depth: 32,
+            max_depth: MAX_PART_ID_NUMBERS,
             max_parts: 1000,
         }
     }
@@ -201,13 +202,20 @@ impl BodyPart {
 /// Sorts a BODYSTRUCTURE's parts into text body, HTML body and attachments.
 ///
 /// Fails when the structure exceeds `limits`; the recursion depth is bounded by
-/// `limits.max_depth`.
+/// `limits.max_depth`. Every part id it returns is one
+/// [`PartId::parse`](crate::imap::encode::PartId::parse) accepts, so the
+/// caller can fetch and download every part it lists: depths beyond [`MAX_PART_ID_NUMBERS`]
+/// and part counts beyond [`MAX_PART_NUMBER`] count as those limits.
 pub fn walk(
     structure: &BodyStructure<'_>,
     limits: &WalkLimits,
 ) -> Result<MessageParts, StructureError> {
+    let limits = WalkLimits {
+        max_depth: limits.max_depth.min(MAX_PART_ID_NUMBERS),
+        max_parts: limits.max_parts.min(MAX_PART_NUMBER),
+    };
     let mut walker = Walker {
-        limits,
+        limits: &limits,
         part_count: 0,
     };
     let root_id = match structure {
@@ -623,6 +631,7 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::imap::encode::PartId;
     use async_imap::imap_proto::{AttributeValue, Response};
 
     /// Parses a FETCH response line as a server sends it and walks its BODYSTRUCTURE.
@@ -921,5 +930,55 @@ mod tests {
             ..part
         };
         assert_eq!(quoted.decoded_size_estimate(), 78);
+    }
+
+    /// A multipart `depth` levels deep where level k has `width(k)` children, the last of
+    /// which holds the next level: its deepest part has the longest id 1,000 parts allow.
+    fn deep_and_wide(depth: usize, width: &dyn Fn(usize) -> usize) -> String {
+        fn level(k: usize, depth: usize, width: &dyn Fn(usize) -> usize, out: &mut String) {
+            out.push('(');
+            let leaves = if k == depth { width(k) } else { width(k) - 1 };
+            for _ in 0..leaves {
+                out.push_str("(\"application\" \"x\" NIL NIL NIL \"7bit\" 1)");
+            }
+            if k < depth {
+                level(k + 1, depth, width, out);
+            }
+            out.push_str(" \"mixed\")");
+        }
+        let mut line = String::from("* 1 FETCH (UID 1 BODYSTRUCTURE ");
+        level(1, depth, width, &mut line);
+        line.push_str(")\r\n");
+        line
+    }
+
+    #[test]
+    fn every_part_the_walk_lists_has_an_id_the_api_accepts() {
+        // The fuzzer's finding: 32 levels with 100 parts on 7 of them and 10 on the others
+        // stay within 1,000 parts, and the deepest id has 102 bytes, beyond the 100 a part id
+        // was once allowed.
+        let line = deep_and_wide(32, &|k| if k <= 7 { 100 } else { 10 });
+        let parts = parse_and_walk(&line, &WalkLimits::default()).expect("within limits");
+        let longest = parts
+            .attachments
+            .iter()
+            .map(|part| part.part_id.as_str())
+            .max_by_key(|id| id.len())
+            .expect("attachments");
+        assert_eq!(longest.len(), 102, "{longest}");
+        assert_eq!(longest.split('.').count(), 32);
+        for part in &parts.attachments {
+            let id = PartId::parse(&part.part_id).expect("the API takes every listed id");
+            assert_eq!(id.as_str(), part.part_id);
+        }
+        // Limits beyond what a part id can name are the part id's limits.
+        let generous = WalkLimits {
+            max_depth: 40,
+            max_parts: usize::MAX,
+        };
+        assert_eq!(
+            parse_and_walk(&deep_and_wide(33, &|_| 2), &generous),
+            Err(StructureError::TooDeep { max_depth: 32 })
+        );
     }
 }

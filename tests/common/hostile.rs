@@ -1,11 +1,20 @@
-//! Hostile inputs, and a reader of what Dovecot received that knows IMAP's framing (quoted
+//! Hostile inputs, a reader of what Dovecot received that knows IMAP's framing (quoted
 //! strings, literals), so an injection test can tell one well-formed command from a smuggled
-//! one and check that a caller's value arrived as exactly one string.
+//! one and check that a caller's value arrived as exactly one string, and a hostile IMAP
+//! server (a proxy in front of Dovecot that answers chosen commands itself).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use regex::Regex;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// One hostile value, in every form a field can carry it.
 #[derive(Debug, Clone)]
@@ -663,4 +672,200 @@ pub fn show_bytes(bytes: &[u8]) -> String {
         let _ = write!(out, "…({} bytes)", bytes.len());
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hostile IMAP server
+// ---------------------------------------------------------------------------------------------
+
+/// How the proxy answers a command it takes over: the command's tag in, the bytes to send out.
+pub type Answer = Arc<dyn Fn(&str) -> Vec<u8> + Send + Sync>;
+
+/// A command the proxy answers itself instead of passing it to Dovecot.
+#[derive(Clone)]
+pub struct Takeover {
+    /// Matched against the command line (tag included, CRLF excluded).
+    pub command: Regex,
+    /// What the "server" sends back.
+    pub answer: Answer,
+}
+
+impl Takeover {
+    /// Answers commands matching `command` with `answer(tag)`.
+    pub fn new(command: &str, answer: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> Self {
+        Takeover {
+            command: Regex::new(command).expect("takeover pattern"),
+            answer: Arc::new(answer),
+        }
+    }
+}
+
+/// What the proxy saw.
+#[derive(Debug, Default)]
+pub struct ProxyCounts {
+    /// Client connections accepted.
+    pub accepted: AtomicUsize,
+    /// Client connections that ended.
+    pub closed: AtomicUsize,
+    /// Commands answered by a [`Takeover`].
+    pub taken_over: AtomicUsize,
+}
+
+/// A man in the middle between the bridge and Dovecot's plain port, playing a broken or hostile
+/// IMAP server: it passes everything through, except that it answers the commands its
+/// [`Takeover`]s match with whatever they script, and rewrites the lines Dovecot sends with its
+/// `rewrites` (never literal data). Everything else — login, SELECT, the mail itself — is the
+/// real server's.
+pub struct HostileProxy {
+    /// Where the bridge connects.
+    pub addr: SocketAddr,
+    /// What it saw.
+    pub counts: Arc<ProxyCounts>,
+    task: JoinHandle<()>,
+}
+
+impl HostileProxy {
+    /// Listens on a loopback port, in front of `upstream`.
+    pub async fn start(
+        upstream: SocketAddr,
+        takeovers: Vec<Takeover>,
+        rewrites: Vec<(Regex, String)>,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let counts = Arc::new(ProxyCounts::default());
+        let shared = counts.clone();
+        let takeovers = Arc::new(takeovers);
+        let rewrites = Arc::new(rewrites);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                let server = TcpStream::connect(upstream)
+                    .await
+                    .expect("connect to dovecot");
+                tokio::spawn(relay(
+                    client,
+                    server,
+                    takeovers.clone(),
+                    rewrites.clone(),
+                    shared.clone(),
+                ));
+            }
+        });
+        HostileProxy { addr, counts, task }
+    }
+
+    /// Client connections that ended so far.
+    pub fn closed(&self) -> usize {
+        self.counts.closed.load(Ordering::SeqCst)
+    }
+
+    /// Commands answered by a takeover so far.
+    pub fn taken_over(&self) -> usize {
+        self.counts.taken_over.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for HostileProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The size a line announces with a trailing `{n}` or `{n+}`.
+fn announced_literal(line: &[u8]) -> Option<usize> {
+    let body = line.strip_suffix(b"}\r\n")?;
+    let open = body.iter().rposition(|&b| b == b'{')?;
+    let digits = &body[open + 1..];
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Copies exactly `n` bytes.
+async fn copy_exact<R, W>(from: &mut R, to: &mut W, n: usize) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let copied = tokio::io::copy(&mut from.take(n as u64), to).await?;
+    if copied == n as u64 {
+        Ok(())
+    } else {
+        Err(std::io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    takeovers: Arc<Vec<Takeover>>,
+    rewrites: Arc<Vec<(Regex, String)>>,
+    counts: Arc<ProxyCounts>,
+) {
+    let (client_read, client_write) = client.into_split();
+    let (server_read, mut server_write) = server.into_split();
+    let client_write = Arc::new(tokio::sync::Mutex::new(client_write));
+
+    // Dovecot → bridge, line by line, literal data untouched.
+    let to_client = client_write.clone();
+    let downstream = tokio::spawn(async move {
+        let mut from = BufReader::new(server_read);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if from.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                break;
+            }
+            let literal = announced_literal(&line);
+            let mut text = String::from_utf8_lossy(&line).into_owned();
+            if !rewrites.is_empty() && std::str::from_utf8(&line).is_ok() {
+                for (pattern, replacement) in rewrites.iter() {
+                    text = pattern
+                        .replace_all(&text, replacement.as_str())
+                        .into_owned();
+                }
+                line = text.into_bytes();
+            }
+            let mut out = to_client.lock().await;
+            if out.write_all(&line).await.is_err() {
+                break;
+            }
+            if let Some(n) = literal
+                && copy_exact(&mut from, &mut *out, n).await.is_err()
+            {
+                break;
+            }
+        }
+    });
+
+    // Bridge → Dovecot, unless a takeover answers.
+    let mut from = BufReader::new(client_read);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if from.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+            break;
+        }
+        let literal = announced_literal(&line);
+        let command = String::from_utf8_lossy(&line);
+        let command = command.trim_end_matches(['\r', '\n']);
+        if let Some(takeover) = takeovers.iter().find(|t| t.command.is_match(command)) {
+            counts.taken_over.fetch_add(1, Ordering::SeqCst);
+            let tag = command.split(' ').next().unwrap_or_default();
+            let answer = (takeover.answer)(tag);
+            let _ = client_write.lock().await.write_all(&answer).await;
+            continue;
+        }
+        if server_write.write_all(&line).await.is_err() {
+            break;
+        }
+        if let Some(n) = literal
+            && copy_exact(&mut from, &mut server_write, n).await.is_err()
+        {
+            break;
+        }
+    }
+    counts.closed.fetch_add(1, Ordering::SeqCst);
+    let _ = server_write.shutdown().await;
+    downstream.abort();
 }
