@@ -14,6 +14,8 @@
 
 #[path = "../fuzz/properties/bodystructure.rs"]
 mod bodystructure;
+#[path = "../fuzz/properties/contained.rs"]
+mod contained;
 #[path = "../fuzz/properties/encoder.rs"]
 mod encoder;
 #[path = "../fuzz/properties/mime.rs"]

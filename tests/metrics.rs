@@ -52,31 +52,28 @@ impl Scrape {
         Scrape { text, series }
     }
 
-    /// The sum of the series called `name` whose labels include `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        self.series
-            .iter()
-            .filter(|s| s.name == name)
-            .filter(|s| {
-                labels
+    /// The series called `name` whose labels include `labels`.
+    fn matching<'s>(
+        &'s self,
+        name: &'s str,
+        labels: &'s [(&str, &str)],
+    ) -> impl Iterator<Item = &'s Series> + 's {
+        self.series.iter().filter(move |s| {
+            s.name == name
+                && labels
                     .iter()
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .map(|s| s.value)
-            .sum()
+        })
+    }
+
+    /// The sum of the series called `name` whose labels include `labels`.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).map(|s| s.value).sum()
     }
 
     /// How many series called `name` include `labels`.
     fn count(&self, name: &str, labels: &[(&str, &str)]) -> usize {
-        self.series
-            .iter()
-            .filter(|s| s.name == name)
-            .filter(|s| {
-                labels
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-            })
-            .count()
+        self.matching(name, labels).count()
     }
 }
 

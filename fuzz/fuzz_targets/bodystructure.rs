@@ -3,6 +3,8 @@
 
 #![no_main]
 
+#[path = "../properties/contained.rs"]
+mod contained;
 #[path = "../properties/bodystructure.rs"]
 mod property;
 

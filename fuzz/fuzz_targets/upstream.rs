@@ -4,6 +4,8 @@
 
 #![no_main]
 
+#[path = "../properties/contained.rs"]
+mod contained;
 #[path = "../properties/upstream.rs"]
 mod property;
 

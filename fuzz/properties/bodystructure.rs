@@ -25,6 +25,8 @@ use imap_bridge::mail::structure::{MessageParts, WalkLimits, walk};
 use imap_bridge::mail::summary_from_fetch;
 use imap_proto::{AttributeValue, Response};
 
+use crate::contained::parse_contained;
+
 /// Checks the properties above on one input; panics when one breaks.
 pub fn run(data: &[u8]) {
     let mut line = Vec::with_capacity(data.len() + 16);
@@ -79,18 +81,6 @@ pub fn run(data: &[u8]) {
             check_parts(&parts, &tight);
         }
     }
-}
-
-/// `Response::parse` as the bridge runs it: a panic in imap-proto is contained there (the
-/// request gets 502, the session is discarded), so it is not a finding here and is kept
-/// quiet; a stack overflow is not contained, and still ends the run.
-fn parse_contained(bytes: &[u8]) -> Option<(usize, Response<'_>)> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let parsed = std::panic::catch_unwind(|| Response::parse(bytes));
-    std::panic::set_hook(hook);
-    let (rest, response) = parsed.ok()?.ok()?;
-    Some((bytes.len() - rest.len(), response))
 }
 
 fn check_parts(parts: &MessageParts, limits: &WalkLimits) {

@@ -14,7 +14,8 @@
 //! ASCII after a response code) from reaching the parser at all, which its unit tests check.
 
 use imap_bridge::imap::guard::{GuardLimits, MAX_NESTING, ResponseScanner};
-use imap_proto::Response;
+
+use crate::contained::parse_contained;
 
 /// Limits small enough for the fuzzer's inputs (at most 64 KiB) to reach them.
 const LIMITS: GuardLimits = GuardLimits {
@@ -60,16 +61,4 @@ pub fn run(data: &[u8]) {
             buffer.drain(..used);
         }
     }
-}
-
-/// `Response::parse` as the bridge runs it: a panic in imap-proto is contained there (the
-/// request gets 502, the session is discarded), so it is not a finding here and is kept
-/// quiet; a stack overflow is not contained, and still ends the run.
-fn parse_contained(bytes: &[u8]) -> Option<(usize, Response<'_>)> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let parsed = std::panic::catch_unwind(|| Response::parse(bytes));
-    std::panic::set_hook(hook);
-    let (rest, response) = parsed.ok()?.ok()?;
-    Some((bytes.len() - rest.len(), response))
 }

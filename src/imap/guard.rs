@@ -613,6 +613,18 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
 
     /// Scans `stream` whole, byte by byte, and split in two at every position, and checks
     /// that every way of chunking it gives the same verdict at the same byte.
+    /// Asserts the verdict on each of `streams`, naming the stream that got another one.
+    fn assert_each(streams: &[&[u8]], expected: Result<(), Violation>) {
+        for stream in streams {
+            assert_eq!(
+                verdict(LIMITS, stream),
+                expected,
+                "{}",
+                String::from_utf8_lossy(stream)
+            );
+        }
+    }
+
     fn verdict(limits: GuardLimits, stream: &[u8]) -> Result<(), Violation> {
         let whole = ResponseScanner::new(limits).scan(stream);
         let failure = first_failure(limits, stream);
@@ -675,21 +687,17 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
             "literal data is never looked at"
         );
 
-        for announcement in [
-            &b"* 1 FETCH (BODY[] {1001}\r\n"[..],
-            b"* 1 FETCH (BINARY[] ~{1001}\r\n",
-            b"* 1 FETCH (BODY[] {1001+}\r\n",
-            b"* 1 FETCH (BODY[] {00000000000000000000000000001001}\r\n",
-            b"* 1 FETCH (BODY[] {99999999999999999999999999999999999}\r\n",
-            b"* LIST () \"/\" {4294967296}\r\n",
-        ] {
-            assert_eq!(
-                verdict(LIMITS, announcement),
-                Err(Violation::LiteralTooLarge { max: 1000 }),
-                "{}",
-                String::from_utf8_lossy(announcement)
-            );
-        }
+        assert_each(
+            &[
+                &b"* 1 FETCH (BODY[] {1001}\r\n"[..],
+                b"* 1 FETCH (BINARY[] ~{1001}\r\n",
+                b"* 1 FETCH (BODY[] {1001+}\r\n",
+                b"* 1 FETCH (BODY[] {00000000000000000000000000001001}\r\n",
+                b"* 1 FETCH (BODY[] {99999999999999999999999999999999999}\r\n",
+                b"* LIST () \"/\" {4294967296}\r\n",
+            ],
+            Err(Violation::LiteralTooLarge { max: 1000 }),
+        );
         // Refused at the digit that crosses the limit: nothing after it is needed.
         assert_eq!(
             first_failure(LIMITS, b"* 1 FETCH (BODY[] {1001}\r\n").map(|(at, _)| at),
@@ -752,22 +760,18 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
             many.extend(fetch_nested(8));
         }
         assert_eq!(verdict(LIMITS, &many), Ok(()));
-        for not_nesting in [
-            &b"* 1 FETCH (ENVELOPE (\"((((((((((((\"))\r\n"[..],
-            b"* 1 FETCH (ENVELOPE (\"\\\"((((((((((((\"))\r\n",
-            b"* 1 FETCH (BODY[] {12}\r\n(((((((((((())\r\n",
-            b"* OK ((((((((((((((((((((\r\n",
-            b"* BYE ((((((((((((((((((((\r\n",
-            b"b1 BAD ((((((((((((((((((((\r\n",
-            b"+ ((((((((((((((((((((\r\n",
-        ] {
-            assert_eq!(
-                verdict(LIMITS, not_nesting),
-                Ok(()),
-                "{}",
-                String::from_utf8_lossy(not_nesting)
-            );
-        }
+        assert_each(
+            &[
+                &b"* 1 FETCH (ENVELOPE (\"((((((((((((\"))\r\n"[..],
+                b"* 1 FETCH (ENVELOPE (\"\\\"((((((((((((\"))\r\n",
+                b"* 1 FETCH (BODY[] {12}\r\n(((((((((((())\r\n",
+                b"* OK ((((((((((((((((((((\r\n",
+                b"* BYE ((((((((((((((((((((\r\n",
+                b"b1 BAD ((((((((((((((((((((\r\n",
+                b"+ ((((((((((((((((((((\r\n",
+            ],
+            Ok(()),
+        );
     }
 
     #[test]
@@ -786,20 +790,16 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
         }
         // A literal announced in status text would make the guard and the parser disagree
         // about where the next response starts.
-        for status in [
-            &b"* OK [BADCHARSET ({5}\r\n"[..],
-            b"b1 NO [BADCHARSET ({5+}\r\n",
-            b"* NO text {0}\r\n",
-            b"+ {5}\r\n",
-            b"* BYE ~{5}\r\n",
-        ] {
-            assert_eq!(
-                verdict(LIMITS, status),
-                Err(Violation::LiteralInStatus),
-                "{}",
-                String::from_utf8_lossy(status)
-            );
-        }
+        assert_each(
+            &[
+                &b"* OK [BADCHARSET ({5}\r\n"[..],
+                b"b1 NO [BADCHARSET ({5+}\r\n",
+                b"* NO text {0}\r\n",
+                b"+ {5}\r\n",
+                b"* BYE ~{5}\r\n",
+            ],
+            Err(Violation::LiteralInStatus),
+        );
         // Lower case status words are status words; other words start data.
         assert_eq!(
             verdict(LIMITS, b"* ok [BADCHARSET ({5}\r\n"),
@@ -810,37 +810,29 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
 
     #[test]
     fn internaldate_nil_is_refused_only_where_the_parser_would_read_it() {
-        for nil in [
-            &b"* 1 FETCH (UID 5 INTERNALDATE NIL)\r\n"[..],
-            b"* 1 FETCH (INTERNALDATE NIL)\r\n",
-            b"* 1 FETCH (UID 5 internaldate nil)\r\n",
-            b"* 1 FETCH (UID 5 INTERNALDATE NILX)\r\n",
-            b"* 1 FETCH (FLAGS () INTERNALDATE NIL)\r\n",
-        ] {
-            assert_eq!(
-                verdict(LIMITS, nil),
-                Err(Violation::InternalDateNil),
-                "{}",
-                String::from_utf8_lossy(nil)
-            );
-        }
-        for fine in [
-            &b"* 1 FETCH (UID 5 INTERNALDATE \"06-May-2024 12:00:00 +0000\")\r\n"[..],
-            b"* 1 FETCH (ENVELOPE (\"INTERNALDATE NIL\"))\r\n",
-            b"* 1 FETCH (BODY[] {16}\r\nINTERNALDATE NIL)\r\n",
-            b"* 1 FETCH (UID 5 INTERNALDATE {3}\r\nNIL)\r\n",
-            b"* 1 FETCH (UID 5 XINTERNALDATE NIL)\r\n",
-            b"* 1 FETCH (UID 5 INTERNALDATE  NIL)\r\n",
-            b"* OK INTERNALDATE NIL (INTERNALDATE NIL)\r\n",
-            b"* SEARCH INTERNALDATE NIL\r\n",
-        ] {
-            assert_eq!(
-                verdict(LIMITS, fine),
-                Ok(()),
-                "{}",
-                String::from_utf8_lossy(fine)
-            );
-        }
+        assert_each(
+            &[
+                &b"* 1 FETCH (UID 5 INTERNALDATE NIL)\r\n"[..],
+                b"* 1 FETCH (INTERNALDATE NIL)\r\n",
+                b"* 1 FETCH (UID 5 internaldate nil)\r\n",
+                b"* 1 FETCH (UID 5 INTERNALDATE NILX)\r\n",
+                b"* 1 FETCH (FLAGS () INTERNALDATE NIL)\r\n",
+            ],
+            Err(Violation::InternalDateNil),
+        );
+        assert_each(
+            &[
+                &b"* 1 FETCH (UID 5 INTERNALDATE \"06-May-2024 12:00:00 +0000\")\r\n"[..],
+                b"* 1 FETCH (ENVELOPE (\"INTERNALDATE NIL\"))\r\n",
+                b"* 1 FETCH (BODY[] {16}\r\nINTERNALDATE NIL)\r\n",
+                b"* 1 FETCH (UID 5 INTERNALDATE {3}\r\nNIL)\r\n",
+                b"* 1 FETCH (UID 5 XINTERNALDATE NIL)\r\n",
+                b"* 1 FETCH (UID 5 INTERNALDATE  NIL)\r\n",
+                b"* OK INTERNALDATE NIL (INTERNALDATE NIL)\r\n",
+                b"* SEARCH INTERNALDATE NIL\r\n",
+            ],
+            Ok(()),
+        );
     }
 
     #[test]
@@ -890,20 +882,16 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
                 String::from_utf8_lossy(malformed)
             );
         }
-        for fine in [
-            &b"* 1 FETCH (BODY[HEADER.FIELDS (\"Subject\")] {3}\r\nabc)\r\n"[..],
-            b"* 1 FETCH (FLAGS (RJ?bjT0~b#VoNMi/ 4'H0t}tMj:`c \\Seen))\r\n",
-            b"* 1 FETCH (ENVELOPE (\"b\\\\s \\\"q\\\"\" \"\xc3\xbc\"))\r\n",
-            b"b1 OK [READ-WRITE] \xc3\xbc\r\n",
-            b"* OK text]\r\n",
-        ] {
-            assert_eq!(
-                verdict(LIMITS, fine),
-                Ok(()),
-                "{}",
-                String::from_utf8_lossy(fine)
-            );
-        }
+        assert_each(
+            &[
+                &b"* 1 FETCH (BODY[HEADER.FIELDS (\"Subject\")] {3}\r\nabc)\r\n"[..],
+                b"* 1 FETCH (FLAGS (RJ?bjT0~b#VoNMi/ 4'H0t}tMj:`c \\Seen))\r\n",
+                b"* 1 FETCH (ENVELOPE (\"b\\\\s \\\"q\\\"\" \"\xc3\xbc\"))\r\n",
+                b"b1 OK [READ-WRITE] \xc3\xbc\r\n",
+                b"* OK text]\r\n",
+            ],
+            Ok(()),
+        );
     }
 
     #[test]

@@ -221,6 +221,23 @@ impl Dovecot {
         self.dir.join("certs").join("ca.pem")
     }
 
+    /// The environment that points an `imap-bridge` process at this server over implicit
+    /// TLS, verified against [`ca_cert_path`](Self::ca_cert_path).
+    pub fn bridge_env(&self) -> [(&'static str, String); 4] {
+        [
+            ("IMAP_BRIDGE_IMAP_HOST", "localhost".into()),
+            (
+                "IMAP_BRIDGE_IMAP_PORT",
+                self.imaps_addr().port().to_string(),
+            ),
+            ("IMAP_BRIDGE_IMAP_SECURITY", "tls".into()),
+            (
+                "IMAP_BRIDGE_IMAP_CA_FILE",
+                self.ca_cert_path().display().to_string(),
+            ),
+        ]
+    }
+
     /// Dovecot's whole log so far (including the master's stdout/stderr).
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
@@ -1135,7 +1152,7 @@ fn set_mtime(path: &Path, time: SystemTime) {
 }
 
 /// Removes the `<secs>.<micros> ` prefix Dovecot's rawlog puts on each line.
-fn strip_rawlog_timestamp(line: &[u8]) -> &[u8] {
+pub fn strip_rawlog_timestamp(line: &[u8]) -> &[u8] {
     let Some(space) = line.iter().position(|&b| b == b' ') else {
         return line;
     };

@@ -16,6 +16,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use super::dovecot::strip_rawlog_timestamp;
+
 /// One hostile value, in every form a field can carry it.
 #[derive(Debug, Clone)]
 pub struct Payload {
@@ -569,7 +571,7 @@ impl RawlogCursor {
             let fresh = &data[*consumed..*consumed + last_newline + 1];
             *consumed += last_newline + 1;
             for line in fresh.split_inclusive(|&b| b == b'\n') {
-                pending.extend_from_slice(strip_timestamp(line));
+                pending.extend_from_slice(strip_rawlog_timestamp(line));
             }
             let session = path
                 .file_name()
@@ -595,19 +597,6 @@ impl RawlogCursor {
         }
         Ok(out)
     }
-}
-
-/// Removes the `<secs>.<micros> ` prefix Dovecot's rawlog puts on each line.
-fn strip_timestamp(line: &[u8]) -> &[u8] {
-    let Some(space) = line.iter().position(|&b| b == b' ') else {
-        return line;
-    };
-    let stamp = &line[..space];
-    let is_stamp = stamp.split(|&b| b == b'.').count() == 2
-        && stamp.iter().all(|&b| b.is_ascii_digit() || b == b'.')
-        && !stamp.starts_with(b".")
-        && !stamp.ends_with(b".");
-    if is_stamp { &line[space + 1..] } else { line }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -47,13 +47,7 @@ impl BridgeProcess {
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_imap-bridge"))
             .env("IMAP_BRIDGE_LISTEN", format!("127.0.0.1:{port}"))
-            .env("IMAP_BRIDGE_IMAP_HOST", "localhost")
-            .env(
-                "IMAP_BRIDGE_IMAP_PORT",
-                dovecot.imaps_addr().port().to_string(),
-            )
-            .env("IMAP_BRIDGE_IMAP_SECURITY", "tls")
-            .env("IMAP_BRIDGE_IMAP_CA_FILE", dovecot.ca_cert_path())
+            .envs(dovecot.bridge_env())
             .env("IMAP_BRIDGE_JWT_SECRET", SHARED_SECRET)
             .env("IMAP_BRIDGE_IMAP_CONNECT_TIMEOUT", "5")
             .env("IMAP_BRIDGE_IMAP_COMMAND_TIMEOUT", "10")
