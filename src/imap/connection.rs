@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, trace};
 
 use super::cache::CacheScope;
-use super::encode::{Command, ImapString, MailboxName};
+use super::encode::{Command, ImapString, Literals, MailboxName};
 use super::error::{ImapError, Result};
 use super::guard::{GuardLimits, GuardedStream, Violation};
 use super::meter::CommandMeter;
@@ -47,8 +47,15 @@ impl Capabilities {
         self.0.contains(name)
     }
 
-    fn literal_plus(&self) -> bool {
-        self.has("LITERAL+")
+    /// How literals may be sent to this server (RFC 7888).
+    fn literals(&self) -> Literals {
+        if self.has("LITERAL+") {
+            Literals::Plus
+        } else if self.has("LITERAL-") {
+            Literals::Minus
+        } else {
+            Literals::Synchronizing
+        }
     }
 }
 
@@ -604,136 +611,112 @@ impl Connection {
         // Cleared only when every tagged completion has been read; a drop or an error on
         // the way leaves the session marked unusable.
         self.clean = false;
-        let literal_plus = self.capabilities.literal_plus();
-        let mut tags = Vec::with_capacity(cmds.len());
+        let literals = self.capabilities.literals();
+        let mut pipeline = Pipeline::new(cmds.len());
         let mut handler_error = None;
         // Commands that need no continuation go out together in one write (one TLS record
-        // where they fit); a synchronising literal flushes and waits for the server's "+".
+        // where they fit); a synchronising literal flushes and waits for the server's "+",
+        // reading whatever the commands sent before it answer meanwhile.
         let mut outgoing = Vec::new();
-        for cmd in cmds {
+        'commands: for cmd in cmds {
             self.next_tag = self.next_tag.wrapping_add(1);
             let tag = format!("b{}", self.next_tag);
             trace!(tag = %tag, command = %cmd.redacted(), "imap send");
-            let pieces = cmd.to_wire(&tag, literal_plus);
+            let pieces = cmd.to_wire_for(&tag, literals);
+            let index = pipeline.issue(tag);
             let last = pieces.len() - 1;
             for (i, piece) in pieces.into_iter().enumerate() {
                 outgoing.extend_from_slice(&piece);
-                if i < last {
-                    let stream = self.framed.get_mut();
-                    stream.write_all(&outgoing).await?;
-                    stream.flush().await?;
-                    outgoing.clear();
-                    self.await_continuation(&tag, tags.len(), on_response, &mut handler_error)
-                        .await?;
+                if i == last {
+                    break;
+                }
+                let stream = self.framed.get_mut();
+                stream.write_all(&outgoing).await?;
+                stream.flush().await?;
+                outgoing.clear();
+                loop {
+                    let response = self.next_response().await?;
+                    match self.dispatch(
+                        &mut pipeline,
+                        &response,
+                        on_response,
+                        &mut handler_error,
+                    )? {
+                        Dispatched::Continuation => break,
+                        // The server refused the literal with a tagged NO or BAD: the command
+                        // is over, the rest of it is never sent, and the next one may go.
+                        Dispatched::Completed(done) if done == index => continue 'commands,
+                        Dispatched::Completed(_) | Dispatched::Untagged => {}
+                    }
                 }
             }
-            tags.push(tag);
         }
         let stream = self.framed.get_mut();
         stream.write_all(&outgoing).await?;
         stream.flush().await?;
         drop(outgoing);
 
-        // Servers may complete pipelined commands out of order (RFC 3501 §5.5); untagged
-        // data is attributed to the oldest command still open.
-        let mut completions: Vec<Option<Completion>> = (0..tags.len()).map(|_| None).collect();
-        let mut open = tags.len();
-        while open > 0 {
+        while pipeline.open() > 0 {
             let response = self.next_response().await?;
-            let parsed = response.parsed();
-            match parsed {
-                Response::Done {
-                    tag,
-                    status,
-                    outcome,
-                } => {
-                    let Some(index) = tags.iter().position(|t| *t == tag.0) else {
-                        return Err(ImapError::Protocol(format!("unexpected tag {}", tag.0)));
-                    };
-                    if completions[index].is_some() {
-                        return Err(ImapError::Protocol(format!(
-                            "tag {} completed twice",
-                            tag.0
-                        )));
-                    }
-                    let status = match status {
-                        Status::Ok => Status::Ok,
-                        Status::No => Status::No,
-                        _ => Status::Bad,
-                    };
-                    completions[index] = Some(Completion::from_outcome(status, outcome));
-                    open -= 1;
-                }
-                Response::Data {
-                    status: Status::Bye,
-                    outcome,
-                } => {
-                    return Err(ImapError::Unavailable(format!(
-                        "server ended the session: {}",
-                        outcome.information.as_deref().unwrap_or("BYE")
-                    )));
-                }
-                Response::Continue(_) => {
-                    return Err(ImapError::Protocol(
-                        "unexpected continuation request".into(),
-                    ));
-                }
-                other => {
-                    self.observe(other);
-                    let current = completions.iter().position(Option::is_none).unwrap_or(0);
-                    if handler_error.is_none()
-                        && let Err(e) = on_response(current, other, response.raw())
-                    {
-                        handler_error = Some(e);
-                    }
-                }
+            if let Dispatched::Continuation =
+                self.dispatch(&mut pipeline, &response, on_response, &mut handler_error)?
+            {
+                return Err(ImapError::Protocol(
+                    "unexpected continuation request".into(),
+                ));
             }
         }
         self.clean = true;
         match handler_error {
             Some(e) => Err(e),
-            None => Ok(completions.into_iter().flatten().collect()),
+            None => pipeline.into_completions(),
         }
     }
 
-    async fn await_continuation<F>(
+    /// Handles one response inside a pipeline: a tagged completion is matched to its command,
+    /// BYE ends the exchange, and untagged data goes through [`Connection::observe`] to the
+    /// caller's handler with the index of the oldest command still open (servers may complete
+    /// pipelined commands out of order, RFC 3501 §5.5).
+    fn dispatch<T, F>(
         &mut self,
-        tag: &str,
-        index: usize,
+        pipeline: &mut Pipeline,
+        response: &Received<T>,
         on_response: &mut F,
         handler_error: &mut Option<ImapError>,
-    ) -> Result<()>
+    ) -> Result<Dispatched>
     where
         F: FnMut(usize, &Response<'_>, &[u8]) -> Result<()> + Send,
     {
-        loop {
-            let response = self.next_response().await?;
-            match response.parsed() {
-                Response::Continue(_) => return Ok(()),
-                Response::Done {
-                    tag: t,
-                    status,
-                    outcome,
-                } if t.0 == tag => {
-                    // The server refused the literal: the command is over and the session is
-                    // in a known state.
-                    let status = if *status == Status::No {
-                        Status::No
-                    } else {
-                        Status::Bad
-                    };
-                    self.clean = true;
-                    Completion::from_outcome(status, outcome).into_result()?;
-                    return Err(ImapError::Protocol("literal refused".into()));
+        match response.parsed() {
+            Response::Done {
+                tag,
+                status,
+                outcome,
+            } => {
+                let status = match status {
+                    Status::Ok => Status::Ok,
+                    Status::No => Status::No,
+                    _ => Status::Bad,
+                };
+                let index = pipeline.complete(&tag.0, Completion::from_outcome(status, outcome))?;
+                Ok(Dispatched::Completed(index))
+            }
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => Err(ImapError::Unavailable(format!(
+                "server ended the session: {}",
+                outcome.information.as_deref().unwrap_or("BYE")
+            ))),
+            Response::Continue(_) => Ok(Dispatched::Continuation),
+            other => {
+                self.observe(other);
+                if handler_error.is_none()
+                    && let Err(e) = on_response(pipeline.oldest_open(), other, response.raw())
+                {
+                    *handler_error = Some(e);
                 }
-                other => {
-                    self.observe(other);
-                    if handler_error.is_none()
-                        && let Err(e) = on_response(index, other, response.raw())
-                    {
-                        *handler_error = Some(e);
-                    }
-                }
+                Ok(Dispatched::Untagged)
             }
         }
     }
@@ -928,6 +911,75 @@ impl Connection {
     }
 }
 
+/// What one response meant to a pipeline.
+enum Dispatched {
+    /// A continuation request (`+`).
+    Continuation,
+    /// The tagged completion of the command at this index.
+    Completed(usize),
+    /// Untagged data.
+    Untagged,
+}
+
+/// The commands of one exchange: every tag issued so far and the completions read back.
+///
+/// Every response is matched against every open tag, whichever phase of the exchange reads
+/// it, so a completion can never be lost while the connection waits for something else (a
+/// continuation request, a later completion).
+struct Pipeline {
+    tags: Vec<String>,
+    completions: Vec<Option<Completion>>,
+}
+
+impl Pipeline {
+    fn new(capacity: usize) -> Self {
+        Pipeline {
+            tags: Vec::with_capacity(capacity),
+            completions: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Records a command about to be sent; returns its index.
+    fn issue(&mut self, tag: String) -> usize {
+        self.tags.push(tag);
+        self.completions.push(None);
+        self.tags.len() - 1
+    }
+
+    /// Records the completion of `tag`; a tag not issued, or completed twice, breaks the
+    /// protocol.
+    fn complete(&mut self, tag: &str, completion: Completion) -> Result<usize> {
+        let Some(index) = self.tags.iter().position(|t| t == tag) else {
+            return Err(ImapError::Protocol(format!("unexpected tag {tag}")));
+        };
+        if self.completions[index].is_some() {
+            return Err(ImapError::Protocol(format!("tag {tag} completed twice")));
+        }
+        self.completions[index] = Some(completion);
+        Ok(index)
+    }
+
+    /// Commands issued and not yet completed.
+    fn open(&self) -> usize {
+        self.completions.iter().filter(|c| c.is_none()).count()
+    }
+
+    /// The oldest command still open (the last one when none is).
+    fn oldest_open(&self) -> usize {
+        self.completions
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.completions.len().saturating_sub(1))
+    }
+
+    fn into_completions(self) -> Result<Vec<Completion>> {
+        self.completions
+            .into_iter()
+            .map(|c| c.ok_or_else(|| ImapError::Protocol("a command never completed".into())))
+            .collect()
+    }
+}
+
 /// One parsed server response. async-imap does not name its response type publicly, so it is
 /// carried generically together with the accessor for its parsed form.
 struct Received<T> {
@@ -971,3 +1023,6 @@ pub fn wire_string<'a>(raw: &[u8], parsed: &'a str) -> std::borrow::Cow<'a, str>
     }
     std::borrow::Cow::Owned(out)
 }
+
+#[cfg(test)]
+mod scripted;
