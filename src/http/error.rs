@@ -263,9 +263,24 @@ impl From<ImapError> for ApiError {
                 ),
             ),
             E::NotAllowed(why) => ApiError::forbidden(why),
-            E::Unsupported(what) => {
-                ApiError::invalid(format!("The IMAP server does not support {what}."))
-            }
+            E::Unsupported(what) => ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "upstream_capability_missing",
+                "IMAP server lacks a capability",
+                format!("The IMAP server does not support {what}."),
+            ),
+            E::HasChildren => ApiError::new(
+                StatusCode::CONFLICT,
+                "mailbox_has_children",
+                "Mailbox has children",
+                "The IMAP server does not delete a mailbox that has children; delete or move them first.",
+            ),
+            E::OtherMessagesDeleted => ApiError::new(
+                StatusCode::CONFLICT,
+                "other_messages_deleted",
+                "Other messages are marked deleted",
+                "The IMAP server has neither MOVE nor UIDPLUS, so removing these messages would also expunge other messages marked \\Deleted in this mailbox. Nothing was changed: expunge or undelete those first.",
+            ),
             E::No { code, text } => {
                 warn!(code = ?code, text = %text, "IMAP server answered NO");
                 ApiError::new(

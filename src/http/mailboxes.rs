@@ -244,7 +244,8 @@ async fn rename_mailbox(
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "INBOX cannot be deleted (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "The IMAP server refused, e.g. the mailbox has children (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The mailbox has children and the server does not delete such a mailbox (`mailbox_has_children`).", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
     )

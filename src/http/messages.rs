@@ -228,6 +228,7 @@ pub struct MessageList {
         (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "`sort` other than arrival order on a server without SORT (`upstream_capability_missing`; the detail names the capability).", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_messages(
@@ -439,7 +440,7 @@ pub struct DeleteQuery {
         (status = 400, description = "Bad name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox or message (`mailbox_not_found`, `message_not_found`).", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The account has no Trash mailbox; delete with `permanent=true` (`conflict`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The account has no Trash mailbox; delete with `permanent=true` (`conflict`). Or the server has neither MOVE nor UIDPLUS and other messages of the mailbox are marked `\\Deleted`, so the expunge could not be limited to this one (`other_messages_deleted`); nothing was changed.", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
@@ -457,7 +458,9 @@ async fn delete_message(
     let trash = if query.permanent.unwrap_or(false) {
         None
     } else {
-        session.special_use_mailbox("\\Trash").await?
+        session
+            .special_use_mailbox(crate::imap::mailboxes::SpecialUse::Trash)
+            .await?
     };
     let permanent = query.permanent.unwrap_or(false) || trash.as_ref() == Some(&name);
     let gone = if permanent {

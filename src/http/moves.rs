@@ -80,7 +80,7 @@ fn results(list: Vec<Transferred>) -> Json<TransferResults> {
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The server refuses the destination's name (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The source or destination mailbox does not exist (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The destination is the source mailbox (`conflict`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The destination is the source mailbox (`conflict`), or the server has neither MOVE nor UIDPLUS and other messages of the source are marked `\\Deleted`, so the expunge could not be limited to these (`other_messages_deleted`); nothing was changed.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),

@@ -23,6 +23,13 @@ pub enum ImapError {
     /// The mailbox already exists (`NO [ALREADYEXISTS]`).
     #[error("mailbox already exists")]
     AlreadyExists,
+    /// The mailbox has children, and the server does not delete a mailbox with children.
+    #[error("mailbox has children")]
+    HasChildren,
+    /// Without MOVE or UIDPLUS, removing the named messages would also expunge messages
+    /// another client marked `\Deleted`; nothing was changed.
+    #[error("other messages are marked \\Deleted")]
+    OtherMessagesDeleted,
     /// No message with that UID in the mailbox.
     #[error("message not found")]
     MessageNotFound,

@@ -178,8 +178,8 @@ enum State {
     Star,
     /// After `* `: reading what may be a status word (`len` letters so far).
     Word { len: usize },
-    /// In a status response's text, which runs to the end of the line.
-    Status(Tail),
+    /// In a status response, which runs to the end of the line.
+    Status(Tail, Code),
     /// In a data response, outside strings and literals.
     Data,
     /// In a quoted string of a data response.
@@ -209,8 +209,8 @@ enum Tail {
     Plus,
     /// `{n}` or `{n+}`: a CR now announces a literal.
     Closed,
-    /// `]`, as at the end of a response code: imap-proto 0.17 panics when the text after a
-    /// code starts with a byte beyond ASCII.
+    /// The `]` ending a response code: imap-proto 0.17 panics when the text after a code
+    /// starts with a byte beyond ASCII.
     Bracket,
 }
 
@@ -218,12 +218,41 @@ impl Tail {
     fn next(self, byte: u8) -> Tail {
         match (self, byte) {
             (_, b'{') => Tail::Open { digits: 0 },
-            (_, b']') => Tail::Bracket,
             (Tail::Open { digits }, b'0'..=b'9') => Tail::Open { digits: digits + 1 },
             (Tail::Open { digits }, b'+') if digits > 0 => Tail::Plus,
             (Tail::Open { digits }, b'}') if digits > 0 => Tail::Closed,
             (Tail::Plus, b'}') => Tail::Closed,
             _ => Tail::Text,
+        }
+    }
+}
+
+/// Where a status response's code (`[...]`) can be: only at the very start of its text, after
+/// `* OK `, `tag NO ` or `+ `. A `]` anywhere else (a mailbox name a server echoes in its
+/// text, say) ends nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    /// Still in the tag and status word: the text starts after this many more spaces.
+    Before(u8),
+    /// At the first byte of the text.
+    Start,
+    /// Inside a response code that opened the text, before its first `]`.
+    Open,
+    /// Past where a code could be.
+    Past,
+}
+
+impl Code {
+    /// The next position, and whether `byte` closed a response code.
+    fn next(self, byte: u8) -> (Code, bool) {
+        match (self, byte) {
+            (Code::Before(1), b' ') => (Code::Start, false),
+            (Code::Before(n), b' ') => (Code::Before(n - 1), false),
+            (Code::Before(n), _) => (Code::Before(n), false),
+            (Code::Start, b'[') => (Code::Open, false),
+            (Code::Open, b']') => (Code::Past, true),
+            (Code::Open, _) => (Code::Open, false),
+            (Code::Start | Code::Past, _) => (Code::Past, false),
         }
     }
 }
@@ -330,7 +359,8 @@ impl ResponseScanner {
                 (State::Data, _) if QUIET_IN_DATA[usize::from(byte)] => self.at_boundary = false,
                 (State::Quoted, b'"') => self.state = State::Data,
                 (State::Quoted, _) if QUIET_IN_QUOTED[usize::from(byte)] => {}
-                (State::Status(Tail::Text), _) if QUIET_IN_STATUS[usize::from(byte)] => {}
+                (State::Status(Tail::Text, Code::Past), _)
+                    if QUIET_IN_STATUS[usize::from(byte)] => {}
                 _ => break,
             }
             taken += 1;
@@ -351,8 +381,9 @@ impl ResponseScanner {
                 b'*' => State::Star,
                 b'\n' => self.end_of_line(),
                 // A continuation request or a tagged response: imap-proto reads both as a
-                // status and its text.
-                _ => State::Status(Tail::Text.next(byte)),
+                // status and its text, which starts after `+ ` or after `tag STATUS `.
+                b'+' => State::Status(Tail::Text.next(byte), Code::Before(1)),
+                _ => State::Status(Tail::Text.next(byte), Code::Before(2)),
             },
             State::Star => match byte {
                 b' ' => State::Word { len: 0 },
@@ -363,14 +394,15 @@ impl ResponseScanner {
                     self.word[len] = byte.to_ascii_uppercase();
                     State::Word { len: len + 1 }
                 }
-                b' ' | b'\r' if is_status_word(&self.word[..len]) => State::Status(Tail::Text),
+                b' ' if is_status_word(&self.word[..len]) => State::Status(Tail::Text, Code::Start),
+                b'\r' if is_status_word(&self.word[..len]) => State::Status(Tail::Text, Code::Past),
                 _ => {
                     // Data after all; the letters read so far open nothing.
                     self.at_boundary = false;
                     self.data(byte)?
                 }
             },
-            State::Status(tail) => match byte {
+            State::Status(tail, code) => match byte {
                 b'\r' if tail == Tail::Closed => return Err(Violation::LiteralInStatus),
                 0x80.. if tail == Tail::Bracket => {
                     return Err(Violation::Malformed(
@@ -378,7 +410,10 @@ impl ResponseScanner {
                     ));
                 }
                 b'\n' => self.end_of_line(),
-                _ => State::Status(tail.next(byte)),
+                _ => match code.next(byte) {
+                    (code, true) => State::Status(Tail::Bracket, code),
+                    (code, false) => State::Status(tail.next(byte), code),
+                },
             },
             State::Data => self.data(byte)?,
             State::Quoted => match byte {
@@ -673,6 +708,23 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
             responses += 1;
         }
         assert_eq!(responses, 16);
+    }
+
+    #[test]
+    fn a_bracket_in_echoed_text_is_not_a_response_code() {
+        // Servers echo mailbox names in their texts; a name may hold `]` and then any letter.
+        for line in [
+            &b"b7 NO Mailbox doesn't exist: xyz]\xc3\xbc\r\n"[..],
+            b"b7 NO [NONEXISTENT] Mailbox doesn't exist: xyz]\xc3\xbc\r\n",
+            b"* NO [ALERT] Quota for abc]\xc3\xa9 exceeded\r\n",
+            b"* OK ]\xc3\xa9\r\n",
+            b"+ ]\xc3\xa9\r\n",
+            b"b1 OK [READ-WRITE] ]\xc3\xa9\r\n",
+        ] {
+            assert_eq!(verdict(LIMITS, line), Ok(()), "{}", line.escape_ascii());
+            let (rest, _) = Response::parse(line).expect("imap-proto reads it");
+            assert!(rest.is_empty());
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use async_imap::imap_proto::{MailboxDatum, NameAttribute, Response, StatusAttribute};
+use async_imap::imap_proto::{MailboxDatum, NameAttribute, Response, Status, StatusAttribute};
 use tracing::warn;
 
 use super::connection::{Connection, wire_string};
@@ -165,6 +165,7 @@ impl Connection {
                     .or_else(|| statuses.remove("inbox"));
             }
         }
+        infer_roles(&mut listed);
         Ok(listed)
     }
 }
@@ -205,6 +206,7 @@ impl Connection {
         })
         .await?
         .into_result()?;
+        infer_roles(&mut listed);
         Ok(listed)
     }
 
@@ -221,7 +223,12 @@ impl Connection {
             .run(&Command::new("CREATE").mailbox(name), |_| Ok(()))
             .await;
         self.names_changed();
-        created?.into_result()?;
+        let created = created?;
+        if created.status == Status::No && created.code.is_none() && self.is_listed(name).await? {
+            // Cyrus says "Mailbox already exists" without RFC 5530's ALREADYEXISTS.
+            return Err(ImapError::AlreadyExists);
+        }
+        created.into_result()?;
         self.subscribe_quietly(&[Command::new("SUBSCRIBE").mailbox(name)])
             .await
     }
@@ -237,8 +244,16 @@ impl Connection {
         if to.is_inbox() {
             return Err(ImapError::AlreadyExists);
         }
-        self.check_hierarchy_levels(to).await?;
+        let delimiter = self.check_hierarchy_levels(to).await?;
         self.ensure_listed(from).await?;
+        // RENAME moves the children along, but neither Dovecot nor Cyrus moves their
+        // subscriptions: the bridge moves every subscription under the old name too.
+        let subscribed: Vec<MailboxName> = self
+            .subscribed_names()
+            .await?
+            .into_iter()
+            .filter(|n| is_descendant(n, from, delimiter.as_deref()))
+            .collect();
         let renamed = self
             .run(
                 &Command::new("RENAME").mailbox(from).mailbox(to),
@@ -246,12 +261,23 @@ impl Connection {
             )
             .await;
         self.names_changed();
-        missing_or(renamed?)?;
-        self.subscribe_quietly(&[
+        let renamed = renamed?;
+        if renamed.status == Status::No && renamed.code.is_none() && self.is_listed(to).await? {
+            return Err(ImapError::AlreadyExists);
+        }
+        missing_or(renamed)?;
+        let mut moves = vec![
             Command::new("UNSUBSCRIBE").mailbox(from),
             Command::new("SUBSCRIBE").mailbox(to),
-        ])
-        .await
+        ];
+        for old in subscribed {
+            let suffix = &old.as_str()[from.as_str().len()..];
+            if let Ok(new) = MailboxName::new(&format!("{}{suffix}", to.as_str())) {
+                moves.push(Command::new("UNSUBSCRIBE").mailbox(&old));
+                moves.push(Command::new("SUBSCRIBE").mailbox(&new));
+            }
+        }
+        self.subscribe_quietly(&moves).await
     }
 
     /// Deletes a mailbox and its subscription.
@@ -272,9 +298,59 @@ impl Connection {
             .run(&Command::new("DELETE").mailbox(name), |_| Ok(()))
             .await;
         self.names_changed();
-        missing_or(deleted?)?;
+        let deleted = deleted?;
+        if deleted.status == Status::No {
+            let has_children = match deleted.code_name() {
+                Some("HASCHILDREN") => true,
+                // A server without RFC 5530 codes says it in words; LIST tells for sure.
+                None => self.has_children(name).await?,
+                Some(_) => false,
+            };
+            if has_children {
+                return Err(ImapError::HasChildren);
+            }
+        }
+        missing_or(deleted)?;
         self.subscribe_quietly(&[Command::new("UNSUBSCRIBE").mailbox(name)])
             .await
+    }
+
+    /// Whether LIST shows `name` as an existing mailbox.
+    async fn is_listed(&mut self, name: &MailboxName) -> Result<bool> {
+        match self.ensure_listed(name).await {
+            Ok(()) => Ok(true),
+            Err(ImapError::MailboxNotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether any mailbox lies below `name` in the hierarchy.
+    async fn has_children(&mut self, name: &MailboxName) -> Result<bool> {
+        let delimiter = self.hierarchy_delimiter().await?;
+        Ok(self
+            .list_mailboxes_only()
+            .await?
+            .iter()
+            .any(|m| is_descendant(&m.name, name, delimiter.as_deref())))
+    }
+
+    /// Every subscribed name (LSUB, which every IMAP4rev1 server has).
+    async fn subscribed_names(&mut self) -> Result<Vec<MailboxName>> {
+        let mut names = Vec::new();
+        self.run_raw(
+            &Command::new("LSUB").atom("\"\"").list_pattern("*"),
+            |r, raw| {
+                if let Response::MailboxData(MailboxDatum::List(data)) = r
+                    && let Ok(name) = listed_name(raw, &data.name)
+                {
+                    names.push(name);
+                }
+                Ok(())
+            },
+        )
+        .await?
+        .into_result()?;
+        Ok(names)
     }
 
     /// `MailboxNotFound` unless LIST shows `name`. Asked before DELETE and RENAME because
@@ -302,9 +378,23 @@ impl Connection {
     /// Refuses a name with an empty level (`A//B`, `/A`, `A/`), which servers reject or, worse,
     /// quietly change: Dovecot creates `A` for `A/` (RFC 3501 reads a trailing delimiter as "will
     /// have children"), so the caller would be told of a mailbox that does not exist.
-    async fn check_hierarchy_levels(&mut self, name: &MailboxName) -> Result<()> {
+    /// Returns the hierarchy delimiter.
+    async fn check_hierarchy_levels(&mut self, name: &MailboxName) -> Result<Option<String>> {
+        let delimiter = self.hierarchy_delimiter().await?;
+        match &delimiter {
+            Some(d) if !d.is_empty() && name.as_str().split(d.as_str()).any(str::is_empty) => {
+                Err(InvalidArgument::Empty {
+                    what: "part of a mailbox name between hierarchy delimiters",
+                }
+                .into())
+            }
+            _ => Ok(delimiter),
+        }
+    }
+
+    /// The hierarchy delimiter: `LIST "" ""` names it (RFC 3501 §6.3.8).
+    async fn hierarchy_delimiter(&mut self) -> Result<Option<String>> {
         let mut delimiter = None;
-        // `LIST "" ""` names the hierarchy delimiter (RFC 3501 §6.3.8).
         self.run_raw(&Command::new("LIST").atom("\"\" \"\""), |r, raw| {
             if let Response::MailboxData(MailboxDatum::List(data)) = r {
                 delimiter = data
@@ -316,15 +406,7 @@ impl Connection {
         })
         .await?
         .into_result()?;
-        match delimiter {
-            Some(d) if !d.is_empty() && name.as_str().split(d.as_str()).any(str::is_empty) => {
-                Err(InvalidArgument::Empty {
-                    what: "part of a mailbox name between hierarchy delimiters",
-                }
-                .into())
-            }
-            _ => Ok(()),
-        }
+        Ok(delimiter.filter(|d| !d.is_empty()))
     }
 
     /// Updates subscriptions after a change that already happened: the server's NO (e.g. to
@@ -345,6 +427,15 @@ impl Connection {
 /// literals), then the modified UTF-7 is decoded.
 fn listed_name(raw: &[u8], name: &str) -> Result<MailboxName, InvalidArgument> {
     MailboxName::from_imap(&wire_string(raw, name))
+}
+
+/// Whether `name` lies below `parent` in a hierarchy delimited by `delimiter`.
+fn is_descendant(name: &MailboxName, parent: &MailboxName, delimiter: Option<&str>) -> bool {
+    delimiter.is_some_and(|d| {
+        name.as_str()
+            .strip_prefix(parent.as_str())
+            .is_some_and(|rest| rest.starts_with(d))
+    })
 }
 
 /// A bare NO about a mailbox that does not exist is "not found"; others keep their mapping.
@@ -395,6 +486,68 @@ fn attribute_text(attr: &NameAttribute<'_>) -> String {
     }
 }
 
+/// Names that clients and servers without SPECIAL-USE (RFC 6154) use for each role, as the
+/// last level of a top-level name or of one directly under INBOX (`INBOX.Sent` on Courier).
+const WELL_KNOWN_NAMES: [(SpecialUse, &[&str]); 5] = [
+    (
+        SpecialUse::Trash,
+        &[
+            "trash",
+            "deleted items",
+            "deleted messages",
+            "deleted",
+            "bin",
+        ],
+    ),
+    (
+        SpecialUse::Sent,
+        &["sent", "sent items", "sent messages", "sent mail"],
+    ),
+    (SpecialUse::Drafts, &["drafts", "draft"]),
+    (
+        SpecialUse::Junk,
+        &["junk", "spam", "junk e-mail", "junk email", "bulk mail"],
+    ),
+    (SpecialUse::Archive, &["archive", "archives"]),
+];
+
+/// Gives a role to a well-known name when no mailbox has that role from SPECIAL-USE, so a
+/// server that marks none (Microsoft 365, old servers) still has a Trash to delete into.
+fn infer_roles(listed: &mut [MailboxInfo]) {
+    for (role, names) in WELL_KNOWN_NAMES {
+        if listed.iter().any(|m| m.special_use == Some(role)) {
+            continue;
+        }
+        let candidate = listed.iter_mut().find(|m| {
+            m.special_use.is_none() && m.selectable && {
+                let name = m.name.as_str();
+                let local = match m.delimiter.as_deref().filter(|d| !d.is_empty()) {
+                    Some(d) => {
+                        let under_inbox = name
+                            .get(..5)
+                            .filter(|p| p.eq_ignore_ascii_case("INBOX"))
+                            .and_then(|_| name[5..].strip_prefix(d));
+                        match under_inbox {
+                            Some(rest) => rest,
+                            None => name,
+                        }
+                    }
+                    None => name,
+                };
+                let top_level = m
+                    .delimiter
+                    .as_deref()
+                    .filter(|d| !d.is_empty())
+                    .is_none_or(|d| !local.contains(d));
+                top_level && names.iter().any(|n| local.eq_ignore_ascii_case(n))
+            }
+        });
+        if let Some(mailbox) = candidate {
+            mailbox.special_use = Some(role);
+        }
+    }
+}
+
 fn role(name: &MailboxName, attrs: &[NameAttribute<'_>]) -> Option<SpecialUse> {
     if name.is_inbox() {
         return Some(SpecialUse::Inbox);
@@ -425,6 +578,50 @@ mod tests {
             .expect("valid")
             .as_str()
             .to_owned()
+    }
+
+    fn info(name: &str, special_use: Option<SpecialUse>) -> MailboxInfo {
+        MailboxInfo {
+            name: MailboxName::new(name).expect("name"),
+            delimiter: Some("/".into()),
+            attributes: Vec::new(),
+            special_use,
+            subscribed: false,
+            selectable: true,
+            counts: None,
+        }
+    }
+
+    #[test]
+    fn well_known_names_get_the_roles_no_mailbox_has() {
+        let mut listed = vec![
+            info("INBOX", Some(SpecialUse::Inbox)),
+            info("Projects/Trash", None),
+            info("Deleted Items", None),
+            info("INBOX/Sent Items", None),
+            info("Spam", None),
+            info("Archive", None),
+            info("Old Drafts", Some(SpecialUse::Drafts)),
+            info("Drafts", None),
+        ];
+        infer_roles(&mut listed);
+        let roles: Vec<(&str, Option<SpecialUse>)> = listed
+            .iter()
+            .map(|m| (m.name.as_str(), m.special_use))
+            .collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("INBOX", Some(SpecialUse::Inbox)),
+                ("Projects/Trash", None),
+                ("Deleted Items", Some(SpecialUse::Trash)),
+                ("INBOX/Sent Items", Some(SpecialUse::Sent)),
+                ("Spam", Some(SpecialUse::Junk)),
+                ("Archive", Some(SpecialUse::Archive)),
+                ("Old Drafts", Some(SpecialUse::Drafts)),
+                ("Drafts", None),
+            ]
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use async_imap::imap_proto::{AttributeValue, Response, ResponseCode, Status};
 
 use super::connection::Connection;
-use super::encode::{Command, Flag, MailboxName, UidSet};
+use super::encode::{Command, Flag, MailboxName, SearchKey, UidSet};
 use super::error::{ImapError, Result};
+use super::mailboxes::SpecialUse;
 
 /// How to change flags.
 #[derive(Debug, Clone)]
@@ -133,9 +134,9 @@ impl Connection {
         Ok(pair_up(uids, done.copy_uid.as_ref()))
     }
 
-    /// Moves `uids` to `to`: MOVE where offered, else COPY + STORE `\Deleted` + UID EXPUNGE of
-    /// exactly those UIDs (which needs UIDPLUS; a plain EXPUNGE would also remove messages other
-    /// clients marked deleted).
+    /// Moves `uids` to `to`: MOVE where offered, else COPY + STORE `\Deleted` + an expunge
+    /// of exactly those UIDs (see [`Connection::expunge_exactly`] for servers without
+    /// UIDPLUS).
     pub async fn move_messages(
         &mut self,
         mailbox: &MailboxName,
@@ -168,11 +169,8 @@ impl Connection {
             let copy_uid = copy_uid.or(done.copy_uid);
             return Ok(pair_up(uids, copy_uid.as_ref()));
         }
-        if !self.capabilities().has("UIDPLUS") {
-            return Err(ImapError::Unsupported(
-                "MOVE or UIDPLUS (needed to expunge only the moved messages)",
-            ));
-        }
+        // Refused before anything changes when the expunge could not be limited to `uids`.
+        self.check_expunge_is_exact(uids).await?;
         let copied = self
             .run(&Command::new("UID COPY").uid_set(uids).mailbox(to), |_| {
                 Ok(())
@@ -189,19 +187,13 @@ impl Connection {
         Ok(pair_up(uids, copied.copy_uid.as_ref()))
     }
 
-    /// Marks `uids` `\Deleted` and expunges exactly them (UID EXPUNGE); returns the UIDs that
-    /// existed.
+    /// Marks `uids` `\Deleted` and expunges exactly them; returns the UIDs that existed.
     pub async fn expunge_messages(
         &mut self,
         mailbox: &MailboxName,
         uids: &UidSet,
     ) -> Result<Vec<u32>> {
         self.select(mailbox).await?;
-        if !self.capabilities().has("UIDPLUS") {
-            return Err(ImapError::Unsupported(
-                "UIDPLUS (needed to expunge only the named messages)",
-            ));
-        }
         let mut existing = BTreeMap::new();
         let cmd = Command::new("UID FETCH").uid_set(uids).atom("(UID FLAGS)");
         self.run(&cmd, collect_flags(&mut existing))
@@ -211,18 +203,48 @@ impl Connection {
         let Ok(present) = UidSet::from_uids(existing.keys().copied()) else {
             return Ok(Vec::new());
         };
+        self.check_expunge_is_exact(&present).await?;
         self.expunge_exactly(&present).await?;
         Ok(existing.into_keys().collect())
     }
 
+    /// Without UIDPLUS the only expunge is EXPUNGE, which removes every `\Deleted` message
+    /// of the mailbox: refuses with [`ImapError::OtherMessagesDeleted`] when a message
+    /// outside `uids` carries `\Deleted`, the way careful mail clients do. Another client
+    /// setting `\Deleted` in the round trip between this check and the EXPUNGE cannot be
+    /// excluded; the README says so.
+    async fn check_expunge_is_exact(&mut self, uids: &UidSet) -> Result<()> {
+        if self.capabilities().has("UIDPLUS") {
+            return Ok(());
+        }
+        // A session sees other sessions' flag changes only once it syncs; the NOOP goes alone
+        // because Dovecot answers what is pipelined behind it from the view before its sync.
+        self.noop().await?;
+        let others = self
+            .search_uids(&[
+                SearchKey::Deleted,
+                SearchKey::Not(Box::new(SearchKey::Uid(uids.clone()))),
+            ])
+            .await?;
+        if others.is_empty() {
+            Ok(())
+        } else {
+            Err(ImapError::OtherMessagesDeleted)
+        }
+    }
+
+    /// Marks `uids` `\Deleted` and expunges them: UID EXPUNGE of exactly those with UIDPLUS,
+    /// else EXPUNGE after [`Connection::check_expunge_is_exact`].
     async fn expunge_exactly(&mut self, uids: &UidSet) -> Result<()> {
-        let cmds = [
-            Command::new("UID STORE")
-                .uid_set(uids)
-                .atom("+FLAGS.SILENT (\\Deleted)"),
-            Command::new("UID EXPUNGE").uid_set(uids),
-        ];
-        for completion in self.run_pipelined(&cmds, |_, _| Ok(())).await? {
+        let store = Command::new("UID STORE")
+            .uid_set(uids)
+            .atom("+FLAGS.SILENT (\\Deleted)");
+        let expunge = if self.capabilities().has("UIDPLUS") {
+            Command::new("UID EXPUNGE").uid_set(uids)
+        } else {
+            Command::new("EXPUNGE")
+        };
+        for completion in self.run_pipelined(&[store, expunge], |_, _| Ok(())).await? {
             completion.into_result()?;
         }
         Ok(())
@@ -247,16 +269,13 @@ impl Connection {
             .and_then(|(validity, uids)| uids.first().map(|uid| (validity, *uid))))
     }
 
-    /// The mailbox with the given special-use attribute (e.g. `"\\Trash"`), if any.
-    pub async fn special_use_mailbox(&mut self, attribute: &str) -> Result<Option<MailboxName>> {
+    /// The mailbox with the given role: from its special-use attribute, or from a well-known
+    /// name where the server marks none.
+    pub async fn special_use_mailbox(&mut self, role: SpecialUse) -> Result<Option<MailboxName>> {
         let all = self.list_mailboxes_only().await?;
         Ok(all
             .into_iter()
-            .find(|m| {
-                m.attributes
-                    .iter()
-                    .any(|a| a.eq_ignore_ascii_case(attribute))
-            })
+            .find(|m| m.special_use == Some(role))
             .map(|m| m.name))
     }
 }

@@ -31,19 +31,101 @@ pub enum Link {
     Plain,
 }
 
-/// A bridge serving on a loopback port, with its Dovecot.
+/// A bridge serving on a loopback port, with its Dovecot. Its HTTP side is [`BridgeApi`],
+/// reached through `Deref` (`bridge.login()`, `bridge.base`).
 pub struct TestBridge {
     /// The mail server.
     pub dovecot: Dovecot,
+    /// The bridge's HTTP side.
+    pub api: BridgeApi,
+    /// The bridge's state (pool statistics and the like).
+    pub state: AppState,
+    serving: Serving,
+}
+
+/// What a front end has of a running bridge: its address and an HTTP client.
+pub struct BridgeApi {
     /// `http://127.0.0.1:port`.
     pub base: String,
     /// HTTP client.
     pub http: reqwest::Client,
-    /// The bridge's state (pool statistics and the like).
-    pub state: AppState,
+}
+
+impl std::ops::Deref for TestBridge {
+    type Target = BridgeApi;
+
+    fn deref(&self) -> &BridgeApi {
+        &self.api
+    }
+}
+
+/// A bridge running in this process: its settings and the handles that stop it.
+pub struct Serving {
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Serving {
+    /// Serves `config` on a new loopback port. Set `IMAP_BRIDGE_TEST_LOG` (a tracing filter)
+    /// to see the bridge's logs.
+    pub async fn start(config: Config) -> (Serving, BridgeApi, AppState) {
+        if let Ok(filter) = std::env::var("IMAP_BRIDGE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let state = imap_bridge::build_state(config.clone()).expect("valid test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(imap_bridge::serve_with_state(
+            state.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let api = BridgeApi {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+        };
+        let serving = Serving {
+            config,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        (serving, api, state)
+    }
+
+    /// Stops serving and waits for the bridge to log out its sessions.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("bridge task").expect("bridge ran");
+        }
+    }
+
+    /// The settings it serves with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 /// The bridge's settings for `dovecot` over `link`, with test-friendly timeouts.
@@ -61,13 +143,18 @@ pub fn config_for(dovecot: &Dovecot, link: Link) -> Config {
     };
     let mut config = Config::for_server(host, addr.port(), security);
     config.imap_ca_file = Some(dovecot.ca_cert_path());
+    test_settings(&mut config);
+    config
+}
+
+/// The secret and test-friendly timeouts every test bridge uses.
+pub fn test_settings(config: &mut Config) {
     config.jwt_secret = Some("test-secret-that-is-at-least-32-bytes-long".to_owned());
     config.imap_command_timeout = 10;
     config.imap_connect_timeout = 5;
     config.pool_wait_timeout = 5;
     // No load balancer to wait for: stopping a test bridge closes its listener at once.
     config.shutdown_delay = 0;
-    config
 }
 
 impl TestBridge {
@@ -98,71 +185,66 @@ impl TestBridge {
     /// Serves `config` in front of `dovecot`. Set `IMAP_BRIDGE_TEST_LOG` (a tracing filter) to
     /// see the bridge's logs.
     pub async fn serve(dovecot: Dovecot, config: Config) -> Self {
-        if let Ok(filter) = std::env::var("IMAP_BRIDGE_TEST_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
-        }
-        let state = imap_bridge::build_state(config.clone()).expect("valid test config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(imap_bridge::serve_with_state(
-            state.clone(),
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let (serving, api, state) = Serving::start(config).await;
         TestBridge {
             dovecot,
-            base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            api,
             state,
-            config,
-            shutdown: Some(tx),
-            task: Some(task),
+            serving,
         }
     }
 
     /// Stops serving and waits for the bridge to log out its sessions.
     pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("bridge task").expect("bridge ran");
-        }
+        self.serving.stop().await;
     }
 
     /// Stops the bridge and starts a new one with the same settings (and secret) in front of
     /// the same Dovecot, on a new port, as a restart or another replica would be.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let state = imap_bridge::build_state(self.config.clone()).expect("valid test config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(imap_bridge::serve_with_state(
-            state.clone(),
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-        )));
-        self.shutdown = Some(tx);
+        let (serving, api, state) = Serving::start(self.serving.config.clone()).await;
+        self.serving = serving;
+        self.api = api;
         self.state = state;
-        self.base = format!("http://{addr}");
     }
 
+    /// Waits (without blocking the runtime the bridge runs on) until the default user has
+    /// `expected` IMAP connections.
+    pub async fn wait_for_connections(&self, expected: usize, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let now = self.dovecot.connections(USER);
+            if now == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{USER} has {now} IMAP connections, expected {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (polling) until the user has exactly `n` IMAP connections, e.g. until the login
+    /// check's session has logged out, so that a rawlog snapshot taken afterwards stays still.
+    pub async fn settle_connections(&self, n: usize) {
+        for _ in 0..250 {
+            if self.dovecot.connections(USER) == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{USER} never had exactly {n} IMAP connection(s)");
+    }
+
+    /// A direct IMAP session on Dovecot's plain port, to check what the bridge did.
+    pub async fn imap(&self) -> DirectImap {
+        DirectImap::login(self.dovecot.imap_addr(), USER, PASSWORD).await
+    }
+}
+
+impl BridgeApi {
     /// Absolute URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -231,48 +313,6 @@ impl TestBridge {
             .await
             .expect("request");
         json_of(res).await
-    }
-
-    /// Waits (without blocking the runtime the bridge runs on) until the default user has
-    /// `expected` IMAP connections.
-    pub async fn wait_for_connections(&self, expected: usize, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let now = self.dovecot.connections(USER);
-            if now == expected {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{USER} has {now} IMAP connections, expected {expected}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits (polling) until the user has exactly `n` IMAP connections, e.g. until the login
-    /// check's session has logged out, so that a rawlog snapshot taken afterwards stays still.
-    pub async fn settle_connections(&self, n: usize) {
-        for _ in 0..250 {
-            if self.dovecot.connections(USER) == n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("{USER} never had exactly {n} IMAP connection(s)");
-    }
-
-    /// A direct IMAP session on Dovecot's plain port, to check what the bridge did.
-    pub async fn imap(&self) -> DirectImap {
-        DirectImap::login(self.dovecot.imap_addr(), USER, PASSWORD).await
-    }
-}
-
-impl Drop for TestBridge {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 
@@ -659,7 +699,7 @@ impl EventClient {
     }
 }
 
-impl TestBridge {
+impl BridgeApi {
     /// Opens `GET /v1/events` for `mailboxes` with a bearer token, resuming after `last_id`.
     pub async fn events(
         &self,

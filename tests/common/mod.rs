@@ -5,4 +5,5 @@ pub mod corpus;
 pub mod dovecot;
 pub mod hostile;
 pub mod process;
+pub mod servers;
 pub mod tools;

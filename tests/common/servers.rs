@@ -1,0 +1,210 @@
+//! The IMAP servers the cross-server suite (`tests/interop.rs`) runs against, and a bridge in
+//! front of each.
+//!
+//! Users point the bridge at servers that advertise very different things, so the suite runs
+//! on real Dovecot told by `imap_capability` to advertise only what a well-known server does
+//! (Dovecot then still executes everything, so the bridge must choose by what is advertised),
+//! and on a real Cyrus IMAP.
+//!
+//! | profile | what it advertises after login |
+//! |---|---|
+//! | `dovecot` | Dovecot 2.3's full list (LITERAL+, MOVE, UIDPLUS, CONDSTORE, QRESYNC, SORT, THREAD, SPECIAL-USE, LIST-STATUS, ESEARCH…) |
+//! | `gmail` | Gmail's list as imap.gmail.com sends it, minus what Dovecot cannot do (X-GM-EXT-1, XLIST, COMPRESS=DEFLATE, UTF8=ACCEPT, APPENDLIMIT): CONDSTORE without QRESYNC, LITERAL- instead of LITERAL+, no SORT or THREAD |
+//! | `exchange` | Microsoft 365's list as outlook.office365.com sends it: no CONDSTORE, QRESYNC, SORT, THREAD, SPECIAL-USE, LIST-STATUS or ESEARCH |
+//! | `minimal` | `IMAP4rev1 IDLE`: no literal extensions, MOVE, UIDPLUS, UNSELECT, ID, ENABLE, NAMESPACE, and no special-use attributes on mailboxes |
+//! | `cyrus` | Cyrus IMAP 3.6 as Debian ships it (`tests/common/cyrus.rs`) |
+
+use std::time::SystemTime;
+
+use imap_bridge::config::{Config, Security};
+use imap_bridge::http::AppState;
+
+use super::bridge::{BridgeApi, PASSWORD, Serving, USER};
+use super::dovecot::{Dovecot, DovecotOptions};
+
+/// A server, or a Dovecot advertising a well-known server's capabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Dovecot as it comes.
+    Dovecot,
+    /// Dovecot advertising what Gmail does.
+    Gmail,
+    /// Dovecot advertising what Microsoft 365 does.
+    Exchange,
+    /// Dovecot advertising `IMAP4rev1 IDLE` only.
+    Minimal,
+}
+
+/// Gmail's capabilities after login (imap.gmail.com), without those Dovecot does not
+/// implement.
+pub const GMAIL_CAPABILITIES: &str = "IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID CHILDREN \
+     UIDPLUS ENABLE MOVE CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS LITERAL- SPECIAL-USE";
+/// Microsoft 365's capabilities after login (outlook.office365.com), without its private
+/// extensions and SASL mechanisms.
+pub const EXCHANGE_CAPABILITIES: &str =
+    "IMAP4rev1 UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+";
+/// The least a server can offer that events still work with.
+pub const MINIMAL_CAPABILITIES: &str = "IMAP4rev1 IDLE";
+
+impl Profile {
+    /// Every profile.
+    pub const ALL: [Profile; 4] = [
+        Profile::Dovecot,
+        Profile::Gmail,
+        Profile::Exchange,
+        Profile::Minimal,
+    ];
+
+    /// The profile's name in test names and the README.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Dovecot => "dovecot",
+            Profile::Gmail => "gmail",
+            Profile::Exchange => "exchange",
+            Profile::Minimal => "minimal",
+        }
+    }
+
+    /// Whether the profile advertises `capability`.
+    pub fn has(self, capability: &str) -> bool {
+        match self {
+            Profile::Dovecot => !matches!(capability, "LITERAL-"),
+            Profile::Gmail => GMAIL_CAPABILITIES.split(' ').any(|c| c == capability),
+            Profile::Exchange => EXCHANGE_CAPABILITIES.split(' ').any(|c| c == capability),
+            Profile::Minimal => MINIMAL_CAPABILITIES.split(' ').any(|c| c == capability),
+        }
+    }
+
+    fn dovecot_options(self) -> DovecotOptions {
+        let mut opts = DovecotOptions::default();
+        let capabilities = match self {
+            Profile::Dovecot => return opts,
+            Profile::Gmail => GMAIL_CAPABILITIES,
+            Profile::Exchange => EXCHANGE_CAPABILITIES,
+            Profile::Minimal => MINIMAL_CAPABILITIES,
+        };
+        opts.extra_config = format!("imap_capability = {capabilities}\n");
+        if self == Profile::Minimal {
+            // An old server knows no special-use attributes: the roles must come from names.
+            for name in ["Drafts", "Sent", "Trash", "Junk", "Archive"] {
+                opts.extra_config.push_str(&format!(
+                    "namespace inbox {{\n  mailbox {name} {{\n    special_use =\n  }}\n}}\n"
+                ));
+            }
+        }
+        opts
+    }
+}
+
+/// A running server of some profile.
+pub enum MailServer {
+    /// Dovecot, maybe advertising less than it has.
+    Dovecot(Dovecot),
+}
+
+impl MailServer {
+    /// Starts a server of `profile` with the default user.
+    pub async fn start(profile: Profile) -> MailServer {
+        tokio::task::spawn_blocking(move || {
+            let dovecot = Dovecot::start_with(profile.dovecot_options());
+            dovecot.add_user(USER, PASSWORD);
+            MailServer::Dovecot(dovecot)
+        })
+        .await
+        .expect("server start")
+    }
+
+    /// The bridge's settings for this server over implicit TLS, verified against its test CA.
+    pub fn bridge_config(&self) -> Config {
+        let (addr, ca) = match self {
+            MailServer::Dovecot(d) => (d.imaps_addr(), d.ca_cert_path()),
+        };
+        let mut config = Config::for_server("localhost", addr.port(), Security::Tls);
+        config.imap_ca_file = Some(ca);
+        super::bridge::test_settings(&mut config);
+        config
+    }
+
+    /// Delivers `raw` to the default user's `mailbox` (UTF-8 name, `/` separator) with Maildir
+    /// `flags` letters (`S` seen, `F` flagged, `T` deleted…) and an optional internal date.
+    pub fn deliver(
+        &self,
+        mailbox: &str,
+        raw: &[u8],
+        flags: &str,
+        internal_date: Option<SystemTime>,
+    ) {
+        match self {
+            MailServer::Dovecot(d) => {
+                d.deliver(USER, mailbox, raw, flags, internal_date);
+            }
+        }
+    }
+
+    /// Delivers many messages to the default user's `mailbox`, in order.
+    pub fn deliver_many(&self, mailbox: &str, messages: Vec<Vec<u8>>) {
+        match self {
+            MailServer::Dovecot(d) => d.deliver_many(USER, mailbox, messages),
+        }
+    }
+
+    /// Creates a mailbox for the default user behind the bridge's back.
+    pub fn create_mailbox(&self, name: &str) {
+        match self {
+            MailServer::Dovecot(d) => d.create_mailbox(USER, name),
+        }
+    }
+
+    /// The plain (STARTTLS-capable) listener, for a direct IMAP client.
+    pub fn imap_addr(&self) -> std::net::SocketAddr {
+        match self {
+            MailServer::Dovecot(d) => d.imap_addr(),
+        }
+    }
+}
+
+/// A bridge in front of a server of some profile.
+pub struct ServerBridge {
+    /// Which server.
+    pub profile: Profile,
+    /// The server.
+    pub server: MailServer,
+    /// The bridge's HTTP side.
+    pub api: BridgeApi,
+    /// The bridge's state.
+    pub state: AppState,
+    serving: Serving,
+}
+
+impl std::ops::Deref for ServerBridge {
+    type Target = BridgeApi;
+
+    fn deref(&self) -> &BridgeApi {
+        &self.api
+    }
+}
+
+impl ServerBridge {
+    /// A server of `profile` with the default user, and a bridge in front of it.
+    pub async fn start(profile: Profile) -> ServerBridge {
+        let server = MailServer::start(profile).await;
+        let (serving, api, state) = Serving::start(server.bridge_config()).await;
+        ServerBridge {
+            profile,
+            server,
+            api,
+            state,
+            serving,
+        }
+    }
+
+    /// Stops serving and waits for the bridge to log out its sessions.
+    pub async fn stop(&mut self) {
+        self.serving.stop().await;
+    }
+
+    /// Whether the server advertises `capability`.
+    pub fn has(&self, capability: &str) -> bool {
+        self.profile.has(capability)
+    }
+}

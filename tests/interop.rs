@@ -1,0 +1,771 @@
+//! The same user stories on every server the bridge is tested against: Dovecot as it comes,
+//! Dovecot advertising only what Gmail, Microsoft 365 or a minimal IMAP4rev1 server does, and
+//! Cyrus IMAP (`tests/common/servers.rs` has the profiles). Every endpoint either works on every
+//! profile or answers the documented problem that names the capability the server lacks.
+//!
+//! Each story is one function taking the profile; `on_every_server!` makes a test per
+//! (profile, story), so `cargo nextest run --test interop minimal::` runs one profile.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::bridge::{DirectImap, PASSWORD, USER, assert_problem, seg};
+use common::servers::{Profile, ServerBridge};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn mail(subject: &str, from: &str, date: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: Alice <alice@example.test>\r\nSubject: {subject}\r\n\
+         Date: {date}\r\nMessage-ID: <{}.{}@example.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n",
+        subject.len(),
+        rand_id(),
+    )
+    .into_bytes()
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn plain(subject: &str) -> Vec<u8> {
+    mail(
+        subject,
+        "Sender <sender@example.test>",
+        "Mon, 06 May 2024 12:00:00 +0000",
+        "Hello.",
+    )
+}
+
+fn uids_of(list: &Value) -> Vec<u64> {
+    list["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["uid"].as_u64().expect("uid"))
+        .collect()
+}
+
+fn subjects_of(list: &Value) -> Vec<String> {
+    list["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn direct(bridge: &ServerBridge) -> DirectImap {
+    DirectImap::login(bridge.server.imap_addr(), USER, PASSWORD).await
+}
+
+/// The mailbox list by name.
+async fn mailboxes(bridge: &ServerBridge, token: &str) -> Vec<Value> {
+    let (status, body) = bridge.get_json(token, "/v1/mailboxes").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["mailboxes"].as_array().expect("mailboxes").clone()
+}
+
+fn find<'a>(list: &'a [Value], name: &str) -> Option<&'a Value> {
+    list.iter().find(|m| m["name"] == name)
+}
+
+async fn mailboxes_are_listed_created_renamed_and_deleted(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    let token = bridge.login().await;
+
+    let list = mailboxes(&bridge, &token).await;
+    assert_eq!(list[0]["name"], "INBOX", "INBOX first: {list:?}");
+    // Roles come from SPECIAL-USE where the server has it, from well-known names otherwise.
+    for (name, role) in [("Trash", "trash"), ("Sent", "sent"), ("Drafts", "drafts")] {
+        let mailbox = find(&list, name).unwrap_or_else(|| panic!("{name} listed: {list:?}"));
+        assert_eq!(mailbox["special_use"], role, "{mailbox}");
+    }
+
+    let create = |name: &str| json!({ "name": name });
+    for name in ["Projekte/Überblick", "Projekte/Überblick/Unter", "abc]é"] {
+        let got = bridge
+            .send_json(Method::POST, &token, "/v1/mailboxes", &create(name))
+            .await;
+        assert_eq!(got.0, StatusCode::CREATED, "create {name}: {}", got.1);
+    }
+    let again = bridge
+        .send_json(
+            Method::POST,
+            &token,
+            "/v1/mailboxes",
+            &create("Projekte/Überblick"),
+        )
+        .await;
+    assert_problem(
+        &again,
+        StatusCode::CONFLICT,
+        "conflict",
+        "creating it twice",
+    );
+
+    // `]` then non-ASCII: the server echoes the name in its NO, which must still be a 404.
+    let (status, body) = bridge
+        .get_json(&token, &format!("/v1/mailboxes/{}/messages", seg("abc]é")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let missing = bridge
+        .get_json(&token, &format!("/v1/mailboxes/{}/messages", seg("xyz]ü")))
+        .await;
+    assert_problem(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "mailbox_not_found",
+        "unknown name with ] and ü",
+    );
+
+    // Renaming a parent moves its children and keeps them subscribed.
+    let renamed = bridge
+        .send_json(
+            Method::PATCH,
+            &token,
+            &format!("/v1/mailboxes/{}", seg("Projekte")),
+            &create("Arbeit"),
+        )
+        .await;
+    assert_eq!(renamed.0, StatusCode::OK, "rename: {}", renamed.1);
+    let list = mailboxes(&bridge, &token).await;
+    for name in ["Arbeit/Überblick", "Arbeit/Überblick/Unter"] {
+        let mailbox = find(&list, name).unwrap_or_else(|| panic!("{name} listed: {list:?}"));
+        assert_eq!(mailbox["subscribed"], true, "{mailbox}");
+    }
+    assert!(find(&list, "Projekte/Überblick").is_none(), "{list:?}");
+
+    // A parent with children is not deleted out from under them.
+    let parent = bridge
+        .send(
+            Method::DELETE,
+            &token,
+            &format!("/v1/mailboxes/{}", seg("Arbeit/Überblick")),
+        )
+        .await;
+    match parent.0 {
+        StatusCode::CONFLICT => assert_eq!(parent.1["code"], "mailbox_has_children"),
+        StatusCode::NO_CONTENT => {}
+        other => panic!("deleting a parent: {other} {}", parent.1),
+    }
+    let list = mailboxes(&bridge, &token).await;
+    assert!(
+        find(&list, "Arbeit/Überblick/Unter").is_some(),
+        "the child survives: {list:?}"
+    );
+    for name in ["Arbeit/Überblick/Unter", "abc]é"] {
+        let gone = bridge
+            .send(
+                Method::DELETE,
+                &token,
+                &format!("/v1/mailboxes/{}", seg(name)),
+            )
+            .await;
+        assert_eq!(gone.0, StatusCode::NO_CONTENT, "delete {name}: {}", gone.1);
+    }
+    let list = mailboxes(&bridge, &token).await;
+    assert!(find(&list, "abc]é").is_none(), "{list:?}");
+    let twice = bridge
+        .send(
+            Method::DELETE,
+            &token,
+            &format!("/v1/mailboxes/{}", seg("abc]é")),
+        )
+        .await;
+    assert_problem(
+        &twice,
+        StatusCode::NOT_FOUND,
+        "mailbox_not_found",
+        "deleting a deleted mailbox",
+    );
+}
+
+async fn header_lists_page_filter_and_sort(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    let mut messages = Vec::new();
+    for i in 0..30 {
+        let (subject, from) = match i % 10 {
+            3 => (
+                format!("Grüße aus Köln {i}"),
+                "Jürgen Müller <jm@example.test>",
+            ),
+            7 => (format!("Rechnung {i}"), "Billing <billing@example.test>"),
+            _ => (format!("Message {i}"), "Sender <sender@example.test>"),
+        };
+        let date = format!("Mon, {:02} May 2024 12:00:00 +0000", 1 + (i * 7) % 28);
+        messages.push(mail(&subject, from, &date, "Text."));
+    }
+    bridge.server.deliver_many("INBOX", messages);
+    let token = bridge.login().await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/mailboxes/INBOX/messages?limit=12&cursor={c}"),
+            None => "/v1/mailboxes/INBOX/messages?limit=12".to_owned(),
+        };
+        let (status, page) = bridge.get_json(&token, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(uids_of(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 30, "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seen:?}"
+    );
+
+    // Non-ASCII search strings travel as literals, synchronising ones without LITERAL+.
+    let (status, found) = bridge
+        .get_json(
+            &token,
+            "/v1/mailboxes/INBOX/messages?subject=Gr%C3%BC%C3%9Fe",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    let subjects = subjects_of(&found);
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+    assert!(subjects.iter().all(|s| s.starts_with("Grüße aus Köln")));
+    let (status, found) = bridge
+        .get_json(
+            &token,
+            "/v1/mailboxes/INBOX/messages?from=M%C3%BCller&subject=K%C3%B6ln",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(subjects_of(&found).len(), 3, "{found}");
+
+    let sorted = bridge
+        .get_json(
+            &token,
+            "/v1/mailboxes/INBOX/messages?sort=subject&order=asc",
+        )
+        .await;
+    if bridge.has("SORT") {
+        assert_eq!(sorted.0, StatusCode::OK, "{}", sorted.1);
+        let subjects = subjects_of(&sorted.1);
+        let mut expected = subjects.clone();
+        expected.sort();
+        assert_eq!(subjects, expected);
+    } else {
+        assert_problem(
+            &sorted,
+            StatusCode::NOT_IMPLEMENTED,
+            "upstream_capability_missing",
+            "sorting without SORT",
+        );
+        assert!(
+            sorted.1["detail"].as_str().unwrap_or("").contains("SORT"),
+            "the problem names the capability: {}",
+            sorted.1
+        );
+    }
+}
+
+async fn messages_open_with_their_parts(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    let attachment: Vec<u8> = (0..10_239u32).map(|i| (i % 251) as u8).collect();
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&attachment)
+    };
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).expect("base64"))
+        .collect();
+    let raw = format!(
+        "From: =?utf-8?q?J=C3=BCrgen?= <j@example.test>\r\nTo: alice@example.test\r\n\
+         Subject: =?utf-8?b?QmVyaWNodCDDvGJlciBkYXMgSmFocg==?=\r\n\
+         Date: Tue, 07 May 2024 09:30:00 +0200\r\nMessage-ID: <report@example.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n\
+         --b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+         Der Bericht hängt an.\r\n\
+         --b1\r\nContent-Type: application/octet-stream; name=\"daten.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"daten.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--\r\n",
+        lines.join("\r\n")
+    );
+    bridge.server.deliver("INBOX", raw.as_bytes(), "", None);
+    let token = bridge.login().await;
+    let (_, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages")
+        .await;
+    let uid = uids_of(&list)[0];
+    let (status, message) = bridge
+        .get_json(&token, &format!("/v1/mailboxes/INBOX/messages/{uid}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(message["subject"], "Bericht über das Jahr");
+    assert_eq!(message["from"][0]["name"], "Jürgen");
+    assert!(
+        message["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Der Bericht hängt an.")
+    );
+    let attachments = message["attachments"].as_array().expect("attachments");
+    assert_eq!(attachments.len(), 1, "{message}");
+    assert_eq!(attachments[0]["filename"], "daten.bin");
+    assert_eq!(
+        attachments[0]["size"], 10_239,
+        "listed size is the decoded size"
+    );
+    let part = attachments[0]["part_id"].as_str().expect("part id");
+    let res = bridge
+        .request(
+            Method::GET,
+            &format!("/v1/mailboxes/INBOX/messages/{uid}/attachments/{part}"),
+            Some(&token),
+        )
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.bytes().await.expect("body").as_ref(), attachment);
+
+    let res = bridge
+        .request(
+            Method::GET,
+            &format!("/v1/mailboxes/INBOX/messages/{uid}/raw"),
+            Some(&token),
+        )
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .expect("raw");
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        res.bytes().await.expect("body").as_ref(),
+        &raw.as_bytes()[..10]
+    );
+
+    let missing = bridge
+        .get_json(
+            &token,
+            &format!("/v1/mailboxes/INBOX/messages/{}", uid + 100),
+        )
+        .await;
+    assert_problem(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "message_not_found",
+        "unknown UID",
+    );
+}
+
+async fn flags_change_and_read_back(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    bridge
+        .server
+        .deliver_many("INBOX", (0..4).map(|i| plain(&format!("m{i}"))).collect());
+    let token = bridge.login().await;
+    let (_, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages")
+        .await;
+    let uids = uids_of(&list);
+
+    let (status, one) = bridge
+        .send_json(
+            Method::PATCH,
+            &token,
+            &format!("/v1/mailboxes/INBOX/messages/{}/flags", uids[0]),
+            &json!({"add": ["\\Seen", "$Work"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    let flags: BTreeSet<&str> = one["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(flags, BTreeSet::from(["\\Seen", "$Work"]));
+
+    let (status, bulk) = bridge
+        .send_json(
+            Method::POST,
+            &token,
+            "/v1/mailboxes/INBOX/flags",
+            &json!({"uids": &uids[1..], "add": ["\\Flagged"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{bulk}");
+    assert_eq!(bulk["updated"].as_array().expect("updated").len(), 3);
+
+    let mut imap = direct(&bridge).await;
+    let on_server = imap.flag_map("INBOX").await;
+    for uid in &uids[1..] {
+        let uid = u32::try_from(*uid).expect("u32");
+        assert!(on_server[&uid].contains("\\Flagged"), "{on_server:?}");
+    }
+}
+
+async fn moves_copies_and_deletes_touch_only_the_named_messages(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    bridge
+        .server
+        .deliver_many("INBOX", (0..6).map(|i| plain(&format!("m{i}"))).collect());
+    bridge.server.create_mailbox("Archive/2024");
+    let token = bridge.login().await;
+    let (_, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?order=asc")
+        .await;
+    let uids = uids_of(&list);
+    let (keep, copy, moved, trashed, purged, bystander) =
+        (uids[0], uids[1], uids[2], uids[3], uids[4], uids[5]);
+    let uidplus = bridge.has("UIDPLUS");
+
+    let (status, copied) = bridge
+        .send_json(
+            Method::POST,
+            &token,
+            "/v1/mailboxes/INBOX/copy",
+            &json!({"uids": [copy], "to": "Archive/2024"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{copied}");
+    assert_eq!(copied["results"][0]["uid"], copy);
+    // Dovecot sends COPYUID even when told not to advertise UIDPLUS; a real server without
+    // it sends none, and the bridge reports null then.
+    if uidplus {
+        assert!(copied["results"][0]["new_uid"].is_u64(), "{copied}");
+    }
+
+    // Another client marked a message deleted without expunging it: no operation of the
+    // bridge may expunge it.
+    let mut imap = direct(&bridge).await;
+    imap.store("INBOX", &bystander.to_string(), "+FLAGS (\\Deleted)")
+        .await;
+
+    let move_request = json!({"uids": [moved], "to": "Archive/2024"});
+    let got = bridge
+        .send_json(
+            Method::POST,
+            &token,
+            "/v1/mailboxes/INBOX/move",
+            &move_request,
+        )
+        .await;
+    if bridge.has("MOVE") || uidplus {
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+        if uidplus {
+            assert!(got.1["results"][0]["new_uid"].is_u64(), "{}", got.1);
+        }
+    } else {
+        // Without MOVE and UIDPLUS an EXPUNGE removes every \Deleted message: the bridge
+        // refuses rather than expunge the other client's message, and says why.
+        assert_problem(
+            &got,
+            StatusCode::CONFLICT,
+            "other_messages_deleted",
+            "move beside another \\Deleted message",
+        );
+        let on_server = imap.flag_map("INBOX").await;
+        assert!(
+            on_server.contains_key(&(moved as u32)) && on_server.contains_key(&(bystander as u32)),
+            "nothing was expunged: {on_server:?}"
+        );
+        assert!(
+            !on_server[&(moved as u32)].contains("\\Deleted"),
+            "the refused move left no \\Deleted behind: {on_server:?}"
+        );
+        // Once the other message is expunged, the same move works the way mail clients do it.
+        imap.expunge_set("INBOX", &bystander.to_string()).await;
+        let got = bridge
+            .send_json(
+                Method::POST,
+                &token,
+                "/v1/mailboxes/INBOX/move",
+                &move_request,
+            )
+            .await;
+        assert_eq!(got.0, StatusCode::OK, "{}", got.1);
+        assert_eq!(got.1["results"][0]["uid"], moved, "{}", got.1);
+    }
+    let in_archive = imap.uids("Archive/2024").await;
+    assert_eq!(
+        in_archive.len(),
+        2,
+        "the copy and the moved message: {in_archive:?}"
+    );
+
+    let gone = bridge
+        .send(
+            Method::DELETE,
+            &token,
+            &format!("/v1/mailboxes/INBOX/messages/{trashed}"),
+        )
+        .await;
+    let purge = bridge
+        .send(
+            Method::DELETE,
+            &token,
+            &format!("/v1/mailboxes/INBOX/messages/{purged}?permanent=true"),
+        )
+        .await;
+    assert_eq!(gone.0, StatusCode::NO_CONTENT, "to Trash: {}", gone.1);
+    assert_eq!(purge.0, StatusCode::NO_CONTENT, "expunged: {}", purge.1);
+    assert_eq!(imap.uids("Trash").await.len(), 1);
+
+    let inbox: Vec<u64> = imap
+        .uids("INBOX")
+        .await
+        .into_iter()
+        .map(u64::from)
+        .collect();
+    let mut expected = vec![keep, copy];
+    if bridge.has("MOVE") || uidplus {
+        expected.push(bystander);
+    }
+    assert_eq!(inbox, expected, "only the named messages left INBOX");
+
+    let missing = bridge
+        .send(
+            Method::DELETE,
+            &token,
+            &format!("/v1/mailboxes/INBOX/messages/{trashed}"),
+        )
+        .await;
+    assert_problem(
+        &missing,
+        StatusCode::NOT_FOUND,
+        "message_not_found",
+        "deleting it twice",
+    );
+}
+
+async fn uploads_are_stored(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    let token = bridge.login().await;
+    let draft = mail(
+        "Entwurf für später",
+        "Alice <alice@example.test>",
+        "Wed, 08 May 2024 10:00:00 +0000",
+        "Noch nicht fertig.",
+    );
+    let res = bridge
+        .request(
+            Method::POST,
+            "/v1/mailboxes/Drafts/messages?flags=%5CDraft",
+            Some(&token),
+        )
+        .header("content-type", "message/rfc822")
+        .body(draft.clone())
+        .send()
+        .await
+        .expect("upload");
+    let (status, body) = common::bridge::json_of(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut imap = direct(&bridge).await;
+    let stored = imap.uids("Drafts").await;
+    assert_eq!(stored.len(), 1);
+    if bridge.has("UIDPLUS") {
+        assert_eq!(body["uid"], stored[0], "{body}");
+    }
+    assert_eq!(
+        imap.raw_message("Drafts", stored[0]).await.as_deref(),
+        Some(draft.as_slice())
+    );
+}
+
+async fn changes_report_arrivals_flag_changes_and_expunges(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    bridge
+        .server
+        .deliver_many("INBOX", (0..5).map(|i| plain(&format!("m{i}"))).collect());
+    let token = bridge.login().await;
+    let (_, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?order=asc")
+        .await;
+    let uids = uids_of(&list);
+    let state = list["state"].as_str().expect("state").to_owned();
+
+    let mut imap = direct(&bridge).await;
+    imap.store("INBOX", &uids[1].to_string(), "+FLAGS (\\Flagged)")
+        .await;
+    // The highest UID goes: servers that read `*` as the highest UID still there cannot
+    // report it from `1:*`.
+    imap.expunge_set("INBOX", &uids[4].to_string()).await;
+    bridge.server.deliver("INBOX", &plain("new"), "", None);
+
+    let (status, changes) = bridge
+        .get_json(
+            &token,
+            &format!("/v1/mailboxes/INBOX/changes?since={state}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changes}");
+    let created = changes["created"].as_array().expect("created");
+    assert_eq!(created.len(), 1, "{changes}");
+    let updated: Vec<u64> = changes["updated"]
+        .as_array()
+        .expect("updated")
+        .iter()
+        .map(|u| u["uid"].as_u64().expect("uid"))
+        .collect();
+    assert!(updated.contains(&uids[1]), "{changes}");
+    let destroyed: Vec<u64> = changes["destroyed"]
+        .as_array()
+        .expect("destroyed")
+        .iter()
+        .map(|u| u.as_u64().expect("uid"))
+        .collect();
+    assert_eq!(destroyed, vec![uids[4]], "{changes}");
+    if bridge.has("QRESYNC") {
+        assert_eq!(updated, vec![uids[1]], "exact with QRESYNC: {changes}");
+    }
+    let next = changes["state"].as_str().expect("state");
+    let (_, again) = bridge
+        .get_json(&token, &format!("/v1/mailboxes/INBOX/changes?since={next}"))
+        .await;
+    assert_eq!(again["created"], json!([]), "{again}");
+    if bridge.has("QRESYNC") {
+        assert_eq!(again["destroyed"], json!([]), "{again}");
+    } else {
+        // Without mod-sequences an old expunge looks like a new one: reported again, never
+        // anything that still exists.
+        assert_eq!(again["destroyed"], json!([uids[4]]), "{again}");
+    }
+}
+
+async fn events_deliver_new_flags_and_expunged(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    bridge
+        .server
+        .deliver("INBOX", &plain("already here"), "", None);
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    // Let the watcher reach IDLE, so the delivery is a change it hears of.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let delivered = Instant::now();
+    bridge
+        .server
+        .deliver("INBOX", &plain("delivered"), "", None);
+    let new = events.next(WAIT).await.expect("an event for the delivery");
+    let latency = delivered.elapsed();
+    assert_eq!(new.event, "message.new", "{new:?}");
+    assert_eq!(new.data["subject"], "delivered");
+    let uid = new.data["uid"].as_u64().expect("uid");
+    println!(
+        "{}: delivery to message.new in {} ms",
+        profile.name(),
+        latency.as_millis()
+    );
+
+    let mut imap = direct(&bridge).await;
+    imap.store("INBOX", &uid.to_string(), "+FLAGS (\\Flagged)")
+        .await;
+    let flags = events.next(WAIT).await.expect("an event for the flag");
+    assert_eq!(flags.event, "message.flags", "{flags:?}");
+    assert_eq!(flags.data["uid"], uid);
+    assert!(
+        flags.data["flags"]
+            .as_array()
+            .expect("flags")
+            .contains(&json!("\\Flagged")),
+        "{flags:?}"
+    );
+
+    // The highest UID is expunged: it must still be announced, and only once.
+    imap.expunge_set("INBOX", &uid.to_string()).await;
+    let gone = events.next(WAIT).await.expect("an event for the expunge");
+    assert_eq!(gone.event, "message.expunged", "{gone:?}");
+    assert_eq!(gone.data["uid"], uid);
+
+    bridge.server.deliver("INBOX", &plain("one more"), "", None);
+    let next = events
+        .next(WAIT)
+        .await
+        .expect("an event for the next delivery");
+    assert_eq!(
+        next.event, "message.new",
+        "nothing repeated before it: {next:?}"
+    );
+    let later = events.next(Duration::from_millis(1500)).await;
+    assert!(later.is_none(), "nothing repeated after it: {later:?}");
+}
+
+async fn events_resume_or_reset(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bridge.server.deliver("INBOX", &plain("first"), "", None);
+    let first = events.next(WAIT).await.expect("first event");
+    assert_eq!(first.event, "message.new");
+    let last_id = events.last_id.clone().expect("an id");
+    drop(events);
+
+    bridge.server.deliver("INBOX", &plain("missed"), "", None);
+    let mut resumed = bridge.events(&token, &["INBOX"], Some(&last_id)).await;
+    let replayed = resumed.next(WAIT).await.expect("a replay or a reset");
+    if bridge.has("QRESYNC") {
+        assert_eq!(replayed.event, "message.new", "{replayed:?}");
+        assert_eq!(replayed.data["subject"], "missed");
+    } else {
+        assert_eq!(replayed.event, "mailbox.reset", "{replayed:?}");
+        assert_eq!(replayed.data["mailbox"], "INBOX");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    bridge
+        .server
+        .deliver("INBOX", &plain("live again"), "", None);
+    let live = resumed.next(WAIT).await.expect("live event after resuming");
+    assert_eq!(live.event, "message.new", "{live:?}");
+    assert_eq!(live.data["subject"], "live again");
+}
+
+/// One test per (profile, story).
+macro_rules! stories {
+    ($profile:expr) => {
+        stories!(@each $profile;
+            mailboxes_are_listed_created_renamed_and_deleted,
+            header_lists_page_filter_and_sort,
+            messages_open_with_their_parts,
+            flags_change_and_read_back,
+            moves_copies_and_deletes_touch_only_the_named_messages,
+            uploads_are_stored,
+            changes_report_arrivals_flag_changes_and_expunges,
+            events_deliver_new_flags_and_expunged,
+            events_resume_or_reset,
+        );
+    };
+    (@each $profile:expr; $($story:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $story() {
+                super::$story($profile).await;
+            }
+        )*
+    };
+}
+
+mod dovecot {
+    stories!(super::Profile::Dovecot);
+}
+
+mod gmail {
+    stories!(super::Profile::Gmail);
+}
+
+mod exchange {
+    stories!(super::Profile::Exchange);
+}
+
+mod minimal {
+    stories!(super::Profile::Minimal);
+}
