@@ -2,7 +2,7 @@
 //! stops without leaving a process, speaks verifiable TLS on both ports and refuses
 //! plaintext logins before STARTTLS, shows seeded mail with its flags and dates, uses `/`
 //! and UTF-8 mailbox names, advertises what its module documentation says, notices
-//! deliveries in IDLE, counts and kicks sessions.
+//! deliveries in IDLE, counts and kicks sessions; and the bridge itself works in front of it.
 //!
 //! The checks of the harness talk IMAP with a small blocking client over `std::net` and
 //! rustls, so they do not depend on the library under test.
@@ -616,5 +616,107 @@ fn traffic_is_recorded_after_login() {
     assert!(
         !traffic.contains("unrecorded"),
         "the harness is not recorded"
+    );
+}
+
+/// The bridge in front of Cyrus over implicit TLS: it logs in, lists the mailboxes and
+/// reads messages of the realistic corpus.
+#[tokio::test]
+async fn the_bridge_logs_in_lists_mailboxes_and_reads_messages() {
+    use common::bridge::{self, Link, ServedBridge, config_for_server};
+    use reqwest::StatusCode;
+
+    let cyrus = tokio::task::spawn_blocking(|| {
+        let cyrus = Cyrus::start();
+        cyrus.add_user(bridge::USER, bridge::PASSWORD);
+        cyrus.create_special_use_mailboxes(bridge::USER);
+        cyrus.record_traffic(bridge::USER);
+        for msg in corpus::realistic() {
+            cyrus.deliver(
+                bridge::USER,
+                msg.mailbox,
+                &msg.raw,
+                msg.flags,
+                Some(msg.internal_date()),
+            );
+        }
+        cyrus
+    })
+    .await
+    .expect("start Cyrus");
+    let inbox_total = corpus::realistic()
+        .iter()
+        .filter(|m| m.mailbox == "INBOX")
+        .count();
+    let config = config_for_server(
+        cyrus.imap_addr(),
+        cyrus.imaps_addr(),
+        cyrus.ca_cert_path(),
+        Link::Tls,
+    );
+    let bridge = ServedBridge::serve(config).await;
+    let report = |what: &str, body: &serde_json::Value| {
+        format!(
+            "{what}: {body}\n--- Cyrus traffic ---\n{}",
+            cyrus.traffic(bridge::USER)
+        )
+    };
+
+    let (status, body) = bridge.login_as(bridge::USER, bridge::PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{}", report("login", &body));
+    let token = body["access_token"].as_str().expect("token").to_owned();
+
+    let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+    assert_eq!(status, StatusCode::OK, "{}", report("mailboxes", &body));
+    let boxes = body["mailboxes"].as_array().expect("mailboxes");
+    let by_name = |n: &str| {
+        boxes
+            .iter()
+            .find(|b| b["name"] == n)
+            .unwrap_or_else(|| panic!("{n} listed: {body}"))
+    };
+    assert_eq!(boxes[0]["name"], "INBOX", "INBOX comes first: {body}");
+    assert_eq!(by_name("INBOX")["total"], inbox_total);
+    assert_eq!(by_name("Sent")["special_use"], "sent");
+    assert_eq!(by_name(corpus::MAILBOX_ENTWUERFE)["total"], 2);
+    assert_eq!(by_name(corpus::MAILBOX_ARCHIVE)["total"], 3);
+    assert_eq!(by_name(corpus::MAILBOX_ARCHIVE)["delimiter"], "/");
+
+    let (status, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=200")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", report("messages", &list));
+    assert_eq!(list["total"], inbox_total);
+    let messages = list["messages"].as_array().expect("messages");
+    let subjects: Vec<&str> = messages
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or(""))
+        .collect();
+    for expected in [
+        corpus::SUBJECT_JAPANESE,
+        corpus::SUBJECT_GREEK,
+        corpus::SUBJECT_RUSSIAN,
+        corpus::SUBJECT_CHINESE,
+        corpus::SUBJECT_GERMAN,
+        corpus::SUBJECT_EMOJI,
+    ] {
+        assert!(subjects.contains(&expected), "{expected} in {subjects:?}");
+    }
+    let japanese = messages
+        .iter()
+        .find(|m| m["subject"] == corpus::SUBJECT_JAPANESE)
+        .expect("the Japanese message");
+    let uid = japanese["uid"].as_u64().expect("uid");
+    let (status, msg) = bridge
+        .get_json(&token, &format!("/v1/mailboxes/INBOX/messages/{uid}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{}", report("message", &msg));
+    assert_eq!(msg["subject"], corpus::SUBJECT_JAPANESE);
+    assert!(
+        msg["text"]
+            .as_str()
+            .expect("text")
+            .contains(corpus::BODY_JAPANESE),
+        "{msg}"
     );
 }
