@@ -232,13 +232,17 @@ impl Cyrus {
             _temp: temp,
             dir,
         };
-        for sub in ["certs", "conf", "conf/socket", "spool", "sieve", "tmp"] {
+        const DIRS: [&str; 6] = ["certs", "conf", "conf/socket", "spool", "sieve", "tmp"];
+        for sub in DIRS {
             let path = cyrus.dir.join(sub);
             fs::create_dir_all(&path)
                 .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-            cyrus.own(&path);
         }
+        // Still root's, so the certificates come from Dovecot's cache (kept per owner).
         install_certificates(&cyrus.dir.join("certs"));
+        for sub in DIRS {
+            cyrus.own(&cyrus.dir.join(sub));
+        }
         for file in ["ca.pem", "server.pem", "server.key"] {
             cyrus.own(&cyrus.dir.join("certs").join(file));
         }
