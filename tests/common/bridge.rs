@@ -157,6 +157,126 @@ pub fn test_settings(config: &mut Config) {
     config.shutdown_delay = 0;
 }
 
+/// The bridge's settings for another IMAP server (plain and STARTTLS on `imap`, implicit TLS
+/// on `imaps`, its certificate issued by `ca`, for `localhost`) over `link`, with the same
+/// test-friendly timeouts as [`config_for`].
+pub fn config_for_server(
+    imap: SocketAddr,
+    imaps: SocketAddr,
+    ca: std::path::PathBuf,
+    link: Link,
+) -> Config {
+    let (addr, security) = match link {
+        Link::Tls => (imaps, Security::Tls),
+        Link::Starttls => (imap, Security::Starttls),
+        Link::Plain => (imap, Security::Plain),
+    };
+    let host = if link == Link::Plain {
+        "127.0.0.1"
+    } else {
+        "localhost"
+    };
+    let mut config = Config::for_server(host, addr.port(), security);
+    config.imap_ca_file = Some(ca);
+    config.jwt_secret = Some("test-secret-that-is-at-least-32-bytes-long".to_owned());
+    config.imap_command_timeout = 10;
+    config.imap_connect_timeout = 5;
+    config.pool_wait_timeout = 5;
+    config.shutdown_delay = 0;
+    config
+}
+
+/// A bridge serving on a loopback port in front of a server the caller owns (Cyrus, say),
+/// where [`TestBridge`] owns its Dovecot.
+pub struct ServedBridge {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    /// The bridge's state.
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl ServedBridge {
+    /// Serves `config` (see [`config_for_server`]); `IMAP_BRIDGE_TEST_LOG` works as for
+    /// [`TestBridge::serve`].
+    pub async fn serve(config: Config) -> Self {
+        if let Ok(filter) = std::env::var("IMAP_BRIDGE_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+        let state = imap_bridge::build_state(config).expect("valid test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(imap_bridge::serve_with_state(
+            state.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        ServedBridge {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving and waits for the bridge to log out its sessions.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("bridge task").expect("bridge ran");
+        }
+    }
+
+    /// Logs in and returns the status and JSON body.
+    pub async fn login_as(&self, user: &str, password: &str) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .post(format!("{}/v1/auth/login", self.base))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        json_of(res).await
+    }
+
+    /// GET with a bearer token, returning status and JSON body.
+    pub async fn get_json(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        json_of(res).await
+    }
+}
+
+impl Drop for ServedBridge {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 impl TestBridge {
     /// Dovecot with the default user, and a bridge over implicit TLS.
     pub async fn start() -> Self {

@@ -985,7 +985,7 @@ impl Supervisor {
 /// possible, otherwise generated with the `openssl` CLI and then published to
 /// the cache by an atomic rename (losing that race to another process is
 /// fine, and so is a cache that cannot be written).
-fn install_certificates(dest: &Path) {
+pub fn install_certificates(dest: &Path) {
     const FILES: [&str; 3] = ["ca.pem", "server.pem", "server.key"];
     let uid = fs::metadata(dest)
         .unwrap_or_else(|e| panic!("cannot stat {}: {e}", dest.display()))
@@ -1175,7 +1175,7 @@ fn describe_output(out: &Output) -> String {
 
 /// Encodes a mailbox name in IMAP's modified UTF-7 (RFC 3501 §5.1.3), the
 /// form Dovecot uses on the wire and in Maildir folder names.
-fn mutf7_encode(name: &str) -> String {
+pub fn mutf7_encode(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut pending: Vec<u16> = Vec::new();
     for ch in name.chars() {

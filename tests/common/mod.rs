@@ -2,6 +2,7 @@
 pub mod bridge;
 pub mod capture;
 pub mod corpus;
+pub mod cyrus;
 pub mod dovecot;
 pub mod hostile;
 pub mod process;
