@@ -185,6 +185,10 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_IDLE_REISSUE", default_value_t = 25 * 60)]
     pub idle_reissue: u64,
 
+    /// Seconds between NOOPs by which event watchers look for changes on servers without IDLE.
+    #[arg(long, env = "IMAP_BRIDGE_POLL_INTERVAL", default_value_t = 15)]
+    pub poll_interval: u64,
+
     /// Seconds between keep-alive comments on event streams.
     #[arg(long, env = "IMAP_BRIDGE_SSE_KEEPALIVE", default_value_t = 15)]
     pub sse_keepalive: u64,

@@ -28,6 +28,7 @@ use utoipa::ToSchema;
 use crate::imap::encode::MailboxName;
 use crate::imap::event_batch::{Batch, Change, Phase};
 use crate::imap::state::{MAX_MODSEQ, MailboxState};
+use crate::imap::tracker::MessageTracker;
 use crate::imap::{Credentials, ImapError, SessionPool, UserKey};
 use crate::mail::summary::Summary;
 use crate::telemetry::{GaugeGuard, names};
@@ -37,6 +38,8 @@ use crate::telemetry::{GaugeGuard, names};
 pub struct EventSettings {
     /// IDLE is re-issued after this long (RFC 2177: before 29 minutes).
     pub reidle: Duration,
+    /// Time between NOOPs on servers without IDLE.
+    pub poll: Duration,
     /// Most open event streams per user.
     pub max_subscribers_per_user: usize,
     /// Most open event streams in total.
@@ -665,7 +668,11 @@ fn mailbox_stream(
                 let events = match rx.recv().await {
                     Ok(published) => match &*published {
                         Published::Batch(batch) => {
-                            if !is_ahead(&batch.to, &floor) {
+                            // A batch with mod-sequences that is not past the client's position
+                            // was seen through another replica; one without (a server lacking
+                            // CONDSTORE) is always news, as it was heard live.
+                            let exact = batch.to.highest_modseq > 0;
+                            if exact && !is_ahead(&batch.to, &floor) {
                                 continue;
                             }
                             let mut batch = batch.clone();
@@ -754,6 +761,14 @@ impl WatcherTask {
         let mailbox = &self.key.mailbox;
         let exact = conn.capabilities().has("CONDSTORE") && conn.capabilities().has("QRESYNC");
         let mut last = conn.current_state(mailbox).await?;
+        if !exact {
+            // Without mod-sequences the server cannot say what changed since a state, but it
+            // announces every change to a session that has the mailbox selected: the watcher
+            // follows the mailbox message by message, as IMAP4rev1 clients do.
+            let uids = conn.search_uids(&[]).await?;
+            conn.track(MessageTracker::new(uids));
+            last.highest_modseq = 0;
+        }
         let previous = self.shared.lock().expect("watcher poisoned").state;
         match previous {
             None => {
@@ -767,18 +782,38 @@ impl WatcherTask {
                 self.publish_since(conn, before, last, exact).await?;
             }
         }
+        let can_idle = conn.capabilities().has("IDLE");
         loop {
-            let stop = self.stop.cancelled();
-            let changed = conn.idle(self.settings.reidle, stop).await?;
+            let changed = if can_idle {
+                conn.idle(self.settings.reidle, self.stop.cancelled())
+                    .await?
+            } else {
+                // Without IDLE the server speaks only when asked: the checks below ask.
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll) => {}
+                    () = self.stop.cancelled() => {}
+                }
+                true
+            };
             if self.stop.is_cancelled() {
                 dedicated.conn.logout().await;
                 return Ok(());
             }
-            if changed {
-                let now = conn.current_state(mailbox).await?;
-                if now != last {
-                    self.publish_since(conn, last, now, exact).await?;
-                    last = now;
+            if exact {
+                if changed {
+                    let now = conn.current_state(mailbox).await?;
+                    if now != last {
+                        self.publish_since(conn, last, now, exact).await?;
+                        last = now;
+                    }
+                }
+            } else if changed || conn.tracker().is_some_and(|t| t.has_news()) {
+                // Whatever else the server holds back until the next command.
+                conn.noop().await?;
+                let batch = conn.tracked_batch(&last).await?;
+                last = batch.to;
+                if !batch.changes.is_empty() {
+                    self.publish(Published::Batch(batch));
                 }
             }
         }
@@ -800,13 +835,22 @@ impl WatcherTask {
         } else {
             Published::Batch(conn.batch_between(&self.key.mailbox, &before, &now).await?)
         };
-        if let Published::Batch(b) = &published {
-            metrics::counter!(names::EVENTS_PUBLISHED).increment(b.changes.len() as u64);
-        }
+        self.publish(published);
+        Ok(())
+    }
+
+    /// Broadcasts `published` and records the state it leads to.
+    fn publish(&self, published: Published) {
+        let now = match &published {
+            Published::Batch(b) => {
+                metrics::counter!(names::EVENTS_PUBLISHED).increment(b.changes.len() as u64);
+                b.to
+            }
+            Published::Reset(state) => *state,
+        };
         let mut shared = self.shared.lock().expect("watcher poisoned");
         shared.state = Some(now);
         let _ = shared.tx.send(Arc::new(published));
-        Ok(())
     }
 }
 

@@ -105,10 +105,14 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     if config.idle_reissue == 0 || config.idle_reissue >= 29 * 60 {
         anyhow::bail!("IMAP_BRIDGE_IDLE_REISSUE must be between 1 and 1739 seconds (RFC 2177)");
     }
+    if config.poll_interval == 0 || config.poll_interval > 3600 {
+        anyhow::bail!("IMAP_BRIDGE_POLL_INTERVAL must be between 1 and 3600 seconds");
+    }
     let events = events::EventHub::new(
         pools.clone(),
         events::EventSettings {
             reidle: Duration::from_secs(config.idle_reissue),
+            poll: Duration::from_secs(config.poll_interval),
             max_subscribers_per_user: config.sse_max_per_user,
             max_subscribers_total: config.sse_max_total,
             queue: config.sse_queue,

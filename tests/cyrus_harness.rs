@@ -623,7 +623,8 @@ fn traffic_is_recorded_after_login() {
 /// reads messages of the realistic corpus.
 #[tokio::test]
 async fn the_bridge_logs_in_lists_mailboxes_and_reads_messages() {
-    use common::bridge::{self, Link, ServedBridge, config_for_server};
+    use common::bridge::{self, Link, Serving, config_for_server, json_of};
+    use reqwest::Method;
     use reqwest::StatusCode;
 
     let cyrus = tokio::task::spawn_blocking(|| {
@@ -654,7 +655,7 @@ async fn the_bridge_logs_in_lists_mailboxes_and_reads_messages() {
         cyrus.ca_cert_path(),
         Link::Tls,
     );
-    let bridge = ServedBridge::serve(config).await;
+    let (_serving, bridge, _state) = Serving::start(config).await;
     let report = |what: &str, body: &serde_json::Value| {
         format!(
             "{what}: {body}\n--- Cyrus traffic ---\n{}",
@@ -662,7 +663,15 @@ async fn the_bridge_logs_in_lists_mailboxes_and_reads_messages() {
         )
     };
 
-    let (status, body) = bridge.login_as(bridge::USER, bridge::PASSWORD).await;
+    let (status, body) = json_of(
+        bridge
+            .request(Method::POST, "/v1/auth/login", None)
+            .json(&serde_json::json!({"username": bridge::USER, "password": bridge::PASSWORD}))
+            .send()
+            .await
+            .expect("login request"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{}", report("login", &body));
     let token = body["access_token"].as_str().expect("token").to_owned();
 

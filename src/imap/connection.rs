@@ -23,6 +23,7 @@ use super::error::{ImapError, Result};
 use super::guard::{GuardLimits, GuardedStream, Violation};
 use super::meter::CommandMeter;
 use super::state::server_modseq;
+use super::tracker::MessageTracker;
 use super::transport::{ImapStream, Transport, Upstream};
 
 /// What the server said it supports.
@@ -225,6 +226,9 @@ pub struct Connection {
     names_epoch: Arc<AtomicU64>,
     selected_epoch: u64,
     cache: Option<CacheScope>,
+    /// Follows the selected mailbox message by message, for IDLE watchers on servers
+    /// without CONDSTORE/QRESYNC.
+    tracker: Option<MessageTracker>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -260,6 +264,7 @@ impl Connection {
                 names_epoch: Arc::new(AtomicU64::new(0)),
                 selected_epoch: 0,
                 cache: None,
+                tracker: None,
             };
             if !opened.greeting_read {
                 conn.read_greeting().await?;
@@ -755,26 +760,34 @@ impl Connection {
         let setup = async {
             self.framed.get_mut().write_all(&start).await?;
             self.framed.get_mut().flush().await?;
+            // What the server says before its "+" (a change that happened since the last
+            // command) is news like anything said during IDLE.
+            let mut news = false;
             loop {
                 let response = self.next_response().await?;
                 match response.parsed() {
-                    Response::Continue(_) => return Ok(()),
+                    Response::Continue(_) => return Ok(news),
                     Response::Done { .. } => {
                         return Err(ImapError::Protocol("IDLE refused".into()));
                     }
-                    other => self.observe(other),
+                    other => {
+                        news |= !is_keep_alive(other);
+                        self.observe(other);
+                    }
                 }
             }
         };
-        tokio::time::timeout(command_timeout, setup)
+        let mut changed = tokio::time::timeout(command_timeout, setup)
             .await
             .map_err(|_| ImapError::Timeout)??;
 
         let deadline = tokio::time::sleep(max);
         tokio::pin!(deadline);
         tokio::pin!(stop);
-        let mut changed = false;
         loop {
+            if changed {
+                break;
+            }
             tokio::select! {
                 response = self.next_response() => {
                     let response = response?;
@@ -782,7 +795,7 @@ impl Connection {
                     if let Response::Data { status: Status::Bye, .. } = parsed {
                         return Err(ImapError::Unavailable("the server ended the IDLE session".into()));
                     }
-                    let keep_alive = matches!(parsed, Response::Data { status: Status::Ok, outcome } if outcome.code.is_none());
+                    let keep_alive = is_keep_alive(parsed);
                     self.observe(parsed);
                     if !keep_alive {
                         changed = true;
@@ -875,8 +888,21 @@ impl Connection {
         }
     }
 
+    /// Starts following the selected mailbox message by message (see [`MessageTracker`]).
+    pub fn track(&mut self, tracker: MessageTracker) {
+        self.tracker = Some(tracker);
+    }
+
+    /// The tracker started with [`Connection::track`].
+    pub fn tracker(&mut self) -> Option<&mut MessageTracker> {
+        self.tracker.as_mut()
+    }
+
     /// Keeps the selected mailbox's counters in step with what the server announces.
     fn observe(&mut self, response: &Response<'_>) {
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.observe(response);
+        }
         let Some(selected) = self.selected.as_mut() else {
             return;
         };
@@ -909,6 +935,11 @@ impl Connection {
             _ => {}
         }
     }
+}
+
+/// An untagged `OK` without a response code: what servers send to keep an IDLE alive.
+fn is_keep_alive(response: &Response<'_>) -> bool {
+    matches!(response, Response::Data { status: Status::Ok, outcome } if outcome.code.is_none())
 }
 
 /// What one response meant to a pipeline.

@@ -490,6 +490,14 @@ impl UidSet {
         Ok(Self(vec![(first, last)]))
     }
 
+    /// Every UID a message can have, `1:4294967295`. Unlike `1:*`, which RFC 3501 ends at
+    /// the highest UID that exists now, it also covers expunged UIDs above that one, so a
+    /// `VANISHED` query over it reports an expunged highest message (Cyrus reads `*` that
+    /// way).
+    pub fn every() -> Self {
+        Self(vec![(1, u32::MAX)])
+    }
+
     /// The UIDs in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.0.iter().flat_map(|&(first, last)| first..=last)

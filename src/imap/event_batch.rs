@@ -90,7 +90,7 @@ impl Connection {
         // responses carry no tag, so pipelining two such queries would blur whose they are.
         let mut vanished_since_to = BTreeSet::new();
         let later = Command::new("UID FETCH")
-            .seq_range(1, None)
+            .uid_set(&UidSet::every())
             .atom("(UID) (CHANGEDSINCE")
             .number(to.highest_modseq)
             .atom("VANISHED)");
@@ -109,7 +109,7 @@ impl Connection {
 
         let mut cmds = vec![
             Command::new("UID FETCH")
-                .seq_range(1, None)
+                .uid_set(&UidSet::every())
                 .atom("(UID FLAGS MODSEQ) (CHANGEDSINCE")
                 .number(from.highest_modseq)
                 .atom("VANISHED)"),
@@ -175,6 +175,67 @@ impl Connection {
         Ok(Batch {
             from: *from,
             to: *to,
+            changes,
+        })
+    }
+}
+
+impl Connection {
+    /// The batch of what the [`MessageTracker`](super::tracker::MessageTracker) of this
+    /// session heard since `from`, for servers without CONDSTORE/QRESYNC: arrivals are
+    /// fetched (one round trip, only when there are any), expunges and flag changes are what
+    /// the server announced. The states carry no mod-sequence, so the batch can be sent but
+    /// not recomputed later: a client resuming from it gets `mailbox.reset`.
+    pub async fn tracked_batch(&mut self, from: &MailboxState) -> Result<Batch> {
+        let tracker = self
+            .tracker()
+            .ok_or_else(|| ImapError::Protocol("the session follows no mailbox".into()))?;
+        let mut arrived: Vec<Fetched> = Vec::new();
+        if tracker.pending_arrivals() > 0 {
+            let next = tracker.next_uid();
+            let cmd = Command::new("UID FETCH")
+                .uid_set(&UidSet::range(next, u32::MAX)?)
+                .atom(SUMMARY_ITEMS);
+            let mut collect = collect_summaries(&mut arrived);
+            self.run(&cmd, |r| collect(r)).await?.into_result()?;
+        }
+        let tracker = self
+            .tracker()
+            .ok_or_else(|| ImapError::Protocol("the session follows no mailbox".into()))?;
+        let added = tracker.add_arrivals(arrived.iter().map(|f| f.uid));
+        let heard = tracker.take();
+        let to = MailboxState {
+            uid_validity: from.uid_validity,
+            highest_modseq: 0,
+            uid_next: from.uid_next.max(tracker.next_uid()),
+        };
+        let mut expunged = heard.expunged;
+        expunged.sort_unstable();
+        expunged.dedup();
+        let mut changes: Vec<Change> = expunged
+            .into_iter()
+            .map(|uid| Change::Expunged { uid })
+            .collect();
+        arrived.sort_unstable_by_key(|f| f.uid);
+        arrived.dedup_by_key(|f| f.uid);
+        changes.extend(
+            arrived
+                .into_iter()
+                .filter(|f| added.binary_search(&f.uid).is_ok())
+                .map(|f| Change::Arrived(Box::new(f.summary))),
+        );
+        changes.extend(
+            heard
+                .flags
+                .into_iter()
+                .map(|(uid, flags)| Change::Flags { uid, flags }),
+        );
+        Ok(Batch {
+            from: MailboxState {
+                highest_modseq: 0,
+                ..*from
+            },
+            to,
             changes,
         })
     }

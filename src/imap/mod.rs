@@ -14,6 +14,7 @@ pub mod mutations;
 pub mod pool;
 pub mod state;
 pub mod sync;
+pub mod tracker;
 pub mod transport;
 
 pub use connection::{Connection, Credentials, SessionLimits};

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
 
 use super::connection::{Connection, SelectedMailbox};
-use super::encode::{Command, MailboxName};
+use super::encode::{Command, MailboxName, UidSet};
 use super::error::{ImapError, Result};
 use super::messages::uid_and_flags;
 use super::state::{MailboxState, server_modseq};
@@ -106,7 +106,7 @@ impl Connection {
         let exact = condstore && self.capabilities().has("QRESYNC") && since.highest_modseq > 0;
         let fetch = if exact {
             Command::new("UID FETCH")
-                .seq_range(1, None)
+                .uid_set(&UidSet::every())
                 .atom("(UID FLAGS MODSEQ) (CHANGEDSINCE")
                 .number(since.highest_modseq)
                 .atom("VANISHED)")

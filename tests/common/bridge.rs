@@ -130,21 +130,12 @@ impl Drop for Serving {
 
 /// The bridge's settings for `dovecot` over `link`, with test-friendly timeouts.
 pub fn config_for(dovecot: &Dovecot, link: Link) -> Config {
-    let (addr, security) = match link {
-        Link::Tls => (dovecot.imaps_addr(), Security::Tls),
-        Link::Starttls => (dovecot.imap_addr(), Security::Starttls),
-        Link::Plain => (dovecot.imap_addr(), Security::Plain),
-    };
-    // The certificate names "localhost", so TLS links must use that name.
-    let host = if link == Link::Plain {
-        "127.0.0.1"
-    } else {
-        "localhost"
-    };
-    let mut config = Config::for_server(host, addr.port(), security);
-    config.imap_ca_file = Some(dovecot.ca_cert_path());
-    test_settings(&mut config);
-    config
+    config_for_server(
+        dovecot.imap_addr(),
+        dovecot.imaps_addr(),
+        dovecot.ca_cert_path(),
+        link,
+    )
 }
 
 /// The secret and test-friendly timeouts every test bridge uses.
@@ -171,6 +162,7 @@ pub fn config_for_server(
         Link::Starttls => (imap, Security::Starttls),
         Link::Plain => (imap, Security::Plain),
     };
+    // The certificate names "localhost", so TLS links must use that name.
     let host = if link == Link::Plain {
         "127.0.0.1"
     } else {
@@ -178,103 +170,8 @@ pub fn config_for_server(
     };
     let mut config = Config::for_server(host, addr.port(), security);
     config.imap_ca_file = Some(ca);
-    config.jwt_secret = Some("test-secret-that-is-at-least-32-bytes-long".to_owned());
-    config.imap_command_timeout = 10;
-    config.imap_connect_timeout = 5;
-    config.pool_wait_timeout = 5;
-    config.shutdown_delay = 0;
+    test_settings(&mut config);
     config
-}
-
-/// A bridge serving on a loopback port in front of a server the caller owns (Cyrus, say),
-/// where [`TestBridge`] owns its Dovecot.
-pub struct ServedBridge {
-    /// `http://127.0.0.1:port`.
-    pub base: String,
-    /// HTTP client.
-    pub http: reqwest::Client,
-    /// The bridge's state.
-    pub state: AppState,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-}
-
-impl ServedBridge {
-    /// Serves `config` (see [`config_for_server`]); `IMAP_BRIDGE_TEST_LOG` works as for
-    /// [`TestBridge::serve`].
-    pub async fn serve(config: Config) -> Self {
-        if let Ok(filter) = std::env::var("IMAP_BRIDGE_TEST_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
-        }
-        let state = imap_bridge::build_state(config).expect("valid test config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(imap_bridge::serve_with_state(
-            state.clone(),
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        ServedBridge {
-            base: format!("http://{addr}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
-            state,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// Stops serving and waits for the bridge to log out its sessions.
-    pub async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("bridge task").expect("bridge ran");
-        }
-    }
-
-    /// Logs in and returns the status and JSON body.
-    pub async fn login_as(&self, user: &str, password: &str) -> (StatusCode, Value) {
-        let res = self
-            .http
-            .post(format!("{}/v1/auth/login", self.base))
-            .json(&serde_json::json!({"username": user, "password": password}))
-            .send()
-            .await
-            .expect("login request");
-        json_of(res).await
-    }
-
-    /// GET with a bearer token, returning status and JSON body.
-    pub async fn get_json(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("request");
-        json_of(res).await
-    }
-}
-
-impl Drop for ServedBridge {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
 }
 
 impl TestBridge {
@@ -493,17 +390,50 @@ pub fn seg(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// A direct IMAP client for verification (async-imap's own typed API, plain loopback).
+/// A byte stream a [`DirectImap`] can run over: plain TCP or TLS.
+pub trait DirectIo:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug
+{
+}
+
+impl<T> DirectIo for T where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug
+{
+}
+
+/// A direct IMAP client for verification (async-imap's own typed API).
 pub struct DirectImap {
     /// The session.
-    pub session: async_imap::Session<TcpStream>,
+    pub session: async_imap::Session<Box<dyn DirectIo>>,
 }
 
 impl DirectImap {
-    /// Connects and logs in.
+    /// Connects to a plain loopback port and logs in.
     pub async fn login(addr: SocketAddr, user: &str, password: &str) -> Self {
         let tcp = TcpStream::connect(addr).await.expect("connect to dovecot");
-        let mut client = async_imap::Client::new(tcp);
+        Self::login_over(Box::new(tcp), user, password).await
+    }
+
+    /// Connects to an implicit-TLS port whose certificate for `localhost` the CA in `ca`
+    /// issued, and logs in: for servers that refuse LOGIN without TLS (Cyrus).
+    pub async fn login_tls(
+        addr: SocketAddr,
+        ca: &std::path::Path,
+        user: &str,
+        password: &str,
+    ) -> Self {
+        let config = imap_bridge::imap::transport::tls_config(Some(ca)).expect("TLS config");
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake");
+        Self::login_over(Box::new(tls), user, password).await
+    }
+
+    async fn login_over(stream: Box<dyn DirectIo>, user: &str, password: &str) -> Self {
+        let mut client = async_imap::Client::new(stream);
         client
             .read_response()
             .await

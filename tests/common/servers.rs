@@ -12,6 +12,7 @@
 //! | `gmail` | Gmail's list as imap.gmail.com sends it, minus what Dovecot cannot do (X-GM-EXT-1, XLIST, COMPRESS=DEFLATE, UTF8=ACCEPT, APPENDLIMIT): CONDSTORE without QRESYNC, LITERAL- instead of LITERAL+, no SORT or THREAD |
 //! | `exchange` | Microsoft 365's list as outlook.office365.com sends it: no CONDSTORE, QRESYNC, SORT, THREAD, SPECIAL-USE, LIST-STATUS or ESEARCH |
 //! | `minimal` | `IMAP4rev1 IDLE`: no literal extensions, MOVE, UIDPLUS, UNSELECT, ID, ENABLE, NAMESPACE, and no special-use attributes on mailboxes |
+//! | `bare` | `IMAP4rev1` alone, as old appliances: the `minimal` profile without IDLE |
 //! | `cyrus` | Cyrus IMAP 3.6 as Debian ships it (`tests/common/cyrus.rs`) |
 
 use std::time::SystemTime;
@@ -19,7 +20,8 @@ use std::time::SystemTime;
 use imap_bridge::config::{Config, Security};
 use imap_bridge::http::AppState;
 
-use super::bridge::{BridgeApi, PASSWORD, Serving, USER};
+use super::bridge::{BridgeApi, DirectImap, PASSWORD, Serving, USER};
+use super::cyrus::{self, Cyrus};
 use super::dovecot::{Dovecot, DovecotOptions};
 
 /// A server, or a Dovecot advertising a well-known server's capabilities.
@@ -33,6 +35,10 @@ pub enum Profile {
     Exchange,
     /// Dovecot advertising `IMAP4rev1 IDLE` only.
     Minimal,
+    /// Dovecot advertising `IMAP4rev1` only.
+    Bare,
+    /// Cyrus IMAP.
+    Cyrus,
 }
 
 /// Gmail's capabilities after login (imap.gmail.com), without those Dovecot does not
@@ -43,16 +49,20 @@ pub const GMAIL_CAPABILITIES: &str = "IMAP4rev1 UNSELECT IDLE NAMESPACE QUOTA ID
 /// extensions and SASL mechanisms.
 pub const EXCHANGE_CAPABILITIES: &str =
     "IMAP4rev1 UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+";
-/// The least a server can offer that events still work with.
+/// The least a server can offer that events are pushed with.
 pub const MINIMAL_CAPABILITIES: &str = "IMAP4rev1 IDLE";
+/// The least a server can offer.
+pub const BARE_CAPABILITIES: &str = "IMAP4rev1";
 
 impl Profile {
     /// Every profile.
-    pub const ALL: [Profile; 4] = [
+    pub const ALL: [Profile; 6] = [
         Profile::Dovecot,
         Profile::Gmail,
         Profile::Exchange,
         Profile::Minimal,
+        Profile::Bare,
+        Profile::Cyrus,
     ];
 
     /// The profile's name in test names and the README.
@@ -62,6 +72,8 @@ impl Profile {
             Profile::Gmail => "gmail",
             Profile::Exchange => "exchange",
             Profile::Minimal => "minimal",
+            Profile::Bare => "bare",
+            Profile::Cyrus => "cyrus",
         }
     }
 
@@ -72,19 +84,22 @@ impl Profile {
             Profile::Gmail => GMAIL_CAPABILITIES.split(' ').any(|c| c == capability),
             Profile::Exchange => EXCHANGE_CAPABILITIES.split(' ').any(|c| c == capability),
             Profile::Minimal => MINIMAL_CAPABILITIES.split(' ').any(|c| c == capability),
+            Profile::Bare => BARE_CAPABILITIES.split(' ').any(|c| c == capability),
+            Profile::Cyrus => cyrus::CAPABILITIES.contains(&capability),
         }
     }
 
     fn dovecot_options(self) -> DovecotOptions {
         let mut opts = DovecotOptions::default();
         let capabilities = match self {
-            Profile::Dovecot => return opts,
+            Profile::Dovecot | Profile::Cyrus => return opts,
             Profile::Gmail => GMAIL_CAPABILITIES,
             Profile::Exchange => EXCHANGE_CAPABILITIES,
             Profile::Minimal => MINIMAL_CAPABILITIES,
+            Profile::Bare => BARE_CAPABILITIES,
         };
         opts.extra_config = format!("imap_capability = {capabilities}\n");
-        if self == Profile::Minimal {
+        if matches!(self, Profile::Minimal | Profile::Bare) {
             // An old server knows no special-use attributes: the roles must come from names.
             for name in ["Drafts", "Sent", "Trash", "Junk", "Archive"] {
                 opts.extra_config.push_str(&format!(
@@ -100,12 +115,21 @@ impl Profile {
 pub enum MailServer {
     /// Dovecot, maybe advertising less than it has.
     Dovecot(Dovecot),
+    /// Cyrus IMAP.
+    Cyrus(Cyrus),
 }
 
 impl MailServer {
     /// Starts a server of `profile` with the default user.
     pub async fn start(profile: Profile) -> MailServer {
         tokio::task::spawn_blocking(move || {
+            if profile == Profile::Cyrus {
+                let cyrus = Cyrus::start();
+                cyrus.add_user(USER, PASSWORD);
+                // What Dovecot's test configuration creates for every user.
+                cyrus.create_special_use_mailboxes(USER);
+                return MailServer::Cyrus(cyrus);
+            }
             let dovecot = Dovecot::start_with(profile.dovecot_options());
             dovecot.add_user(USER, PASSWORD);
             MailServer::Dovecot(dovecot)
@@ -118,10 +142,13 @@ impl MailServer {
     pub fn bridge_config(&self) -> Config {
         let (addr, ca) = match self {
             MailServer::Dovecot(d) => (d.imaps_addr(), d.ca_cert_path()),
+            MailServer::Cyrus(c) => (c.imaps_addr(), c.ca_cert_path()),
         };
         let mut config = Config::for_server("localhost", addr.port(), Security::Tls);
         config.imap_ca_file = Some(ca);
         super::bridge::test_settings(&mut config);
+        // Servers without IDLE are polled; a second keeps the event tests short.
+        config.poll_interval = 1;
         config
     }
 
@@ -138,6 +165,9 @@ impl MailServer {
             MailServer::Dovecot(d) => {
                 d.deliver(USER, mailbox, raw, flags, internal_date);
             }
+            MailServer::Cyrus(c) => {
+                c.deliver(USER, mailbox, raw, flags, internal_date);
+            }
         }
     }
 
@@ -145,6 +175,7 @@ impl MailServer {
     pub fn deliver_many(&self, mailbox: &str, messages: Vec<Vec<u8>>) {
         match self {
             MailServer::Dovecot(d) => d.deliver_many(USER, mailbox, messages),
+            MailServer::Cyrus(c) => c.deliver_many(USER, mailbox, messages),
         }
     }
 
@@ -152,13 +183,18 @@ impl MailServer {
     pub fn create_mailbox(&self, name: &str) {
         match self {
             MailServer::Dovecot(d) => d.create_mailbox(USER, name),
+            MailServer::Cyrus(c) => c.create_mailbox(USER, name),
         }
     }
 
-    /// The plain (STARTTLS-capable) listener, for a direct IMAP client.
-    pub fn imap_addr(&self) -> std::net::SocketAddr {
+    /// A direct IMAP session of the default user, to check what the bridge did or to play
+    /// another client: plain TCP to Dovecot, TLS to Cyrus (which refuses LOGIN without it).
+    pub async fn direct(&self) -> DirectImap {
         match self {
-            MailServer::Dovecot(d) => d.imap_addr(),
+            MailServer::Dovecot(d) => DirectImap::login(d.imap_addr(), USER, PASSWORD).await,
+            MailServer::Cyrus(c) => {
+                DirectImap::login_tls(c.imaps_addr(), &c.ca_cert_path(), USER, PASSWORD).await
+            }
         }
     }
 }

@@ -128,6 +128,7 @@ async fn scripted(
         names_epoch: Arc::new(AtomicU64::new(0)),
         selected_epoch: 0,
         cache: None,
+        tracker: None,
     };
     (conn, server)
 }
