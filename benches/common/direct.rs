@@ -66,8 +66,12 @@ impl Direct {
             .read_response()
             .await?
             .context("no greeting")?;
+        // The password as a non-synchronising literal: it may hold any character.
         direct
-            .exchange(&[format!("LOGIN {user} {password}")], |_| {})
+            .exchange(
+                &[format!("LOGIN {user} {{{}+}}\r\n{password}", password.len())],
+                |_| {},
+            )
             .await?;
         Ok(direct)
     }

@@ -1232,6 +1232,9 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[cfg(test)]
 mod tests {
+    // Benches include this file with `--cfg test` but without the test harness, which strips
+    // the tests and leaves the import unused.
+    #[allow(unused_imports)]
     use super::*;
 
     #[test]

@@ -140,10 +140,7 @@ impl MailServer {
 
     /// The bridge's settings for this server over implicit TLS, verified against its test CA.
     pub fn bridge_config(&self) -> Config {
-        let (addr, ca) = match self {
-            MailServer::Dovecot(d) => (d.imaps_addr(), d.ca_cert_path()),
-            MailServer::Cyrus(c) => (c.imaps_addr(), c.ca_cert_path()),
-        };
+        let (addr, ca) = self.tls_endpoint();
         let mut config = Config::for_server("localhost", addr.port(), Security::Tls);
         config.imap_ca_file = Some(ca);
         super::bridge::test_settings(&mut config);
@@ -187,6 +184,14 @@ impl MailServer {
         }
     }
 
+    /// The implicit-TLS listener and the CA that issued its certificate.
+    pub fn tls_endpoint(&self) -> (std::net::SocketAddr, std::path::PathBuf) {
+        match self {
+            MailServer::Dovecot(d) => (d.imaps_addr(), d.ca_cert_path()),
+            MailServer::Cyrus(c) => (c.imaps_addr(), c.ca_cert_path()),
+        }
+    }
+
     /// A direct IMAP session of the default user, to check what the bridge did or to play
     /// another client: plain TCP to Dovecot, TLS to Cyrus (which refuses LOGIN without it).
     pub async fn direct(&self) -> DirectImap {
@@ -223,8 +228,15 @@ impl std::ops::Deref for ServerBridge {
 impl ServerBridge {
     /// A server of `profile` with the default user, and a bridge in front of it.
     pub async fn start(profile: Profile) -> ServerBridge {
+        Self::start_with(profile, |_| {}).await
+    }
+
+    /// Like [`ServerBridge::start`], with `adjust` applied to the bridge's settings.
+    pub async fn start_with(profile: Profile, adjust: impl FnOnce(&mut Config)) -> ServerBridge {
         let server = MailServer::start(profile).await;
-        let (serving, api, state) = Serving::start(server.bridge_config()).await;
+        let mut config = server.bridge_config();
+        adjust(&mut config);
+        let (serving, api, state) = Serving::start(config).await;
         ServerBridge {
             profile,
             server,
