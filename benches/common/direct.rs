@@ -37,7 +37,7 @@ pub enum PageOrder {
 
 /// A logged-in IMAP session over TLS.
 pub struct Direct {
-    client: async_imap::Client<TlsStream<TcpStream>>,
+    client: async_imap::Client<QuickAck>,
     mailbox: String,
     exists: u32,
 }
@@ -57,7 +57,7 @@ impl Direct {
             .connect(ServerName::try_from("localhost")?, tcp)
             .await?;
         let mut direct = Direct {
-            client: async_imap::Client::new(stream),
+            client: async_imap::Client::new(QuickAck(stream)),
             mailbox: String::new(),
             exists: 0,
         };
@@ -69,7 +69,10 @@ impl Direct {
         // The password as a non-synchronising literal: it may hold any character.
         direct
             .exchange(
-                &[format!("LOGIN {user} {{{}+}}\r\n{password}", password.len())],
+                &[format!(
+                    "LOGIN {user} {{{}+}}\r\n{password}",
+                    password.len()
+                )],
                 |_| {},
             )
             .await?;
@@ -462,4 +465,47 @@ fn decode_base64_lines(encoded: &[u8]) -> anyhow::Result<Vec<u8>> {
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
     Ok(base64::engine::general_purpose::STANDARD.decode(compact)?)
+}
+
+/// The TLS stream with quick ACKs re-armed after every read, as the bridge's own upstream
+/// sockets have them (`src/imap/transport.rs`): without them a server that sends a response in
+/// small segments under Nagle's algorithm (Cyrus) waits 40 ms for each delayed ACK, and the
+/// direct side would measure that rather than IMAP.
+#[derive(Debug)]
+pub struct QuickAck(TlsStream<TcpStream>);
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let read = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        let _ = socket2::SockRef::from(self.0.get_ref().0).set_tcp_quickack(true);
+        read
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }

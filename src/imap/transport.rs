@@ -93,17 +93,48 @@ impl fmt::Debug for ImapStream {
     }
 }
 
+impl ImapStream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ImapStream::Plain(s) => s,
+            ImapStream::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
 impl AsyncRead for ImapStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = match this {
             ImapStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             ImapStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            quick_ack(this.tcp());
         }
+        read
     }
+}
+
+/// Acknowledges what the server sends at once, for the next read too (Linux leaves quick-ACK
+/// mode on its own, so it is re-armed after every read).
+///
+/// A server that writes a response in several small segments with Nagle's algorithm on holds
+/// each segment until the previous one is acknowledged, and a delayed ACK comes only after
+/// 40 ms: Cyrus answered every FETCH of a header page 44 ms late that way (0.6 ms with
+/// quick ACKs, measured on loopback). Failing to set the option costs only that latency.
+fn quick_ack(tcp: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let _ = socket2::SockRef::from(tcp).set_tcp_quickack(true);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = tcp;
 }
 
 impl AsyncWrite for ImapStream {
@@ -166,6 +197,7 @@ impl Transport {
             _ => ImapError::Io(e),
         })?;
         tcp.set_nodelay(true)?;
+        quick_ack(&tcp);
         match upstream.security {
             Security::Plain => Ok(Opened {
                 stream: ImapStream::Plain(tcp),
