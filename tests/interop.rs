@@ -128,11 +128,43 @@ async fn mailboxes_are_listed_created_renamed_and_deleted(profile: Profile) {
         "creating it twice",
     );
 
-    // `]` then non-ASCII: the server echoes the name in its NO, which must still be a 404.
+    // `]` then non-ASCII: a name like any other, and when unknown the server echoes it in
+    // its NO, which must still be a 404.
+    let odd = seg("abc]é");
+    let mut events = bridge.events(&token, &["abc]é"], None).await;
+    let res = bridge
+        .request(
+            Method::POST,
+            &format!("/v1/mailboxes/{odd}/messages"),
+            Some(&token),
+        )
+        .header("content-type", "message/rfc822")
+        .body(plain("into abc]é"))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(res.status(), StatusCode::CREATED);
     let (status, body) = bridge
-        .get_json(&token, &format!("/v1/mailboxes/{}/messages", seg("abc]é")))
+        .get_json(&token, &format!("/v1/mailboxes/{odd}/messages"))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(subjects_of(&body), vec!["into abc]é".to_owned()]);
+    let uid = uids_of(&body)[0];
+    let new = events.next(WAIT).await.expect("an event in abc]é");
+    assert_eq!(
+        (new.event.as_str(), &new.data["mailbox"]),
+        ("message.new", &json!("abc]é"))
+    );
+    drop(events);
+    let moved = bridge
+        .send_json(
+            Method::POST,
+            &token,
+            &format!("/v1/mailboxes/{odd}/move"),
+            &json!({"uids": [uid], "to": "INBOX"}),
+        )
+        .await;
+    assert_eq!(moved.0, StatusCode::OK, "{}", moved.1);
     let missing = bridge
         .get_json(&token, &format!("/v1/mailboxes/{}/messages", seg("xyz]ü")))
         .await;
