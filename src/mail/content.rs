@@ -33,17 +33,45 @@ const MAX_RAW_HEADER_VALUE_LEN: usize = 4 * MAX_HEADER_VALUE_LEN;
 /// Splits a raw header block (as from `BODY.PEEK[HEADER]`) into fields, in message order,
 /// duplicates kept.
 ///
-/// Names are as written; values are unfolded and RFC 2047 decoded. At most
+/// Names are as written; values are unfolded and RFC 2047 decoded, with undeclared 8-bit
+/// text read as UTF-8 when it is valid UTF-8 and as windows-1252 otherwise. At most
 /// [`MAX_HEADERS`] fields are returned, each value at most [`MAX_HEADER_VALUE_LEN`] bytes.
-/// Lines that are not header fields are skipped; parsing stops at the first empty line.
+/// mbox `From ` lines before the first field are skipped, as are other lines that are not
+/// header fields; parsing stops at the first empty line.
 pub fn parse_headers(raw_header_block: &[u8]) -> Vec<Header> {
+    raw_fields(raw_header_block)
+        .into_iter()
+        .map(|(name, value)| {
+            let value = value.get(..MAX_RAW_HEADER_VALUE_LEN).unwrap_or(value);
+            let mut value = decode_header_text(value);
+            value.truncate(value.floor_char_boundary(MAX_HEADER_VALUE_LEN));
+            Header {
+                name: utf8_or_windows_1252(name).trim().to_owned(),
+                value,
+            }
+        })
+        .take(MAX_HEADERS)
+        .collect()
+}
+
+/// The fields of a raw header block as (name, raw value) pairs, in message order: the value
+/// is the folded text after the colon, undecoded. mbox `From ` envelope lines at the start,
+/// which mbox exports and some delivery agents leave in, are no fields and are skipped.
+pub(crate) fn raw_fields(raw_header_block: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut block = raw_header_block;
+    while block.starts_with(b"From ") {
+        match block.iter().position(|&byte| byte == b'\n') {
+            Some(end) => block = &block[end + 1..],
+            None => return Vec::new(),
+        }
+    }
     // Registering one header makes mail-parser use the configured default, raw, for all
     // the others too: every field then ends where its folded lines end, whatever its
-    // syntax, and the values are decoded here uniformly from the raw bytes.
+    // syntax, and the values are decoded by the caller uniformly from the raw bytes.
     let parser = MessageParser::new()
         .default_header_raw()
         .header_raw(HeaderName::Subject);
-    let Some(message) = parser.parse_headers(raw_header_block) else {
+    let Some(message) = parser.parse_headers(block) else {
         return Vec::new();
     };
     message
@@ -53,18 +81,10 @@ pub fn parse_headers(raw_header_block: &[u8]) -> Vec<Header> {
             let name_start = usize::try_from(field.offset_field()).ok()?;
             let value_start = usize::try_from(field.offset_start()).ok()?;
             let value_end = usize::try_from(field.offset_end()).ok()?;
-            let name = raw_header_block.get(name_start..value_start)?;
-            let name = String::from_utf8_lossy(name.strip_suffix(b":").unwrap_or(name));
-            let value = raw_header_block.get(value_start..value_end)?;
-            let value = value.get(..MAX_RAW_HEADER_VALUE_LEN).unwrap_or(value);
-            let mut value = decode_header_text(value);
-            value.truncate(value.floor_char_boundary(MAX_HEADER_VALUE_LEN));
-            Some(Header {
-                name: name.trim().to_owned(),
-                value,
-            })
+            let name = block.get(name_start..value_start)?;
+            let name = name.strip_suffix(b":").unwrap_or(name);
+            Some((name, block.get(value_start..value_end)?))
         })
-        .take(MAX_HEADERS)
         .collect()
 }
 
@@ -111,7 +131,9 @@ pub(crate) fn decode_charset(charset: Option<&str>, bytes: &[u8]) -> String {
     }
 }
 
-fn utf8_or_windows_1252(bytes: &[u8]) -> String {
+/// Reads undeclared text as mail clients do: as UTF-8 when it is valid UTF-8, else as
+/// windows-1252, the usual legacy charset and a superset of ISO-8859-1's printable range.
+pub(crate) fn utf8_or_windows_1252(bytes: &[u8]) -> String {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return text.to_owned();
     }
@@ -198,6 +220,34 @@ mod tests {
         );
         assert!(parse_headers(b"").is_empty());
         assert!(parse_headers(b"\r\n").is_empty());
+    }
+
+    #[test]
+    fn mbox_from_lines_are_no_header_fields() {
+        let raw = b"From sender@example.com Mon Mar  4 10:00:00 2024\r\nFrom MAILER-DAEMON\r\nFrom: a@example.com\r\nSubject: x\r\n\r\n";
+        assert_eq!(
+            parse_headers(raw),
+            vec![header("From", "a@example.com"), header("Subject", "x")]
+        );
+        // Only before the first field: later, `From ` is a malformed line like any other.
+        assert_eq!(
+            parse_headers(b"Subject: x\r\nFrom y\r\n\r\n"),
+            vec![header("Subject", "x")]
+        );
+        assert!(parse_headers(b"From nobody").is_empty());
+    }
+
+    #[test]
+    fn undeclared_8bit_fields_read_as_utf8_or_windows_1252() {
+        let raw = b"X-Mailer: M\xfcller Mail\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\nX-N\xe4me: \x93q\x94\r\n\r\n";
+        assert_eq!(
+            parse_headers(raw),
+            vec![
+                header("X-Mailer", "Müller Mail"),
+                header("Subject", "Grüße"),
+                header("X-Näme", "“q”"),
+            ]
+        );
     }
 
     #[test]

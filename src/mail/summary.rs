@@ -5,7 +5,7 @@
 use async_imap::imap_proto::{self, AttributeValue};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, SecondsFormat, Utc};
 
-use super::content::decode_charset;
+use super::content::{decode_charset, utf8_or_windows_1252};
 use super::structure::{TransferEncoding, has_attachments};
 use super::transfer::decode_all;
 
@@ -163,10 +163,10 @@ pub fn decode_address_list(list: Option<&Vec<imap_proto::Address<'_>>>) -> Vec<A
         let host = entry
             .host
             .as_deref()
-            .map(String::from_utf8_lossy)
+            .map(utf8_or_windows_1252)
             .map(|host| host.trim().to_owned())
             .filter(|host| !host.is_empty() && !MISSING_HOST_PLACEHOLDERS.contains(&host.as_str()));
-        let mailbox = String::from_utf8_lossy(mailbox);
+        let mailbox = utf8_or_windows_1252(mailbox);
         let mailbox = mailbox.trim();
         let address = match host {
             Some(host) => format!("{mailbox}@{host}"),
@@ -190,7 +190,9 @@ pub fn decode_address_list(list: Option<&Vec<imap_proto::Address<'_>>>) -> Vec<A
 /// space), and the result is trimmed.
 ///
 /// Tolerant: an encoded word that is not well formed stays as written, an unknown charset
-/// is read as UTF-8, and raw 8-bit text is taken as UTF-8, invalid bytes replaced.
+/// is read as UTF-8, and undeclared 8-bit text (RFC 6532 UTF-8, or a legacy charset nobody
+/// declared) is read as UTF-8 when it is valid UTF-8 and as windows-1252 otherwise, as mail
+/// clients and the body decoder do.
 /// Whitespace between adjacent encoded words is dropped (RFC 2047 §6.2), and adjacent
 /// words in the same (stateless) charset are decoded together, so a character split across
 /// two words by a careless encoder still comes out whole.
@@ -261,7 +263,7 @@ impl<'a> HeaderTextDecoder<'a> {
             return;
         }
         self.flush_word();
-        let text = String::from_utf8_lossy(text);
+        let text = utf8_or_windows_1252(text);
         let mut lines = text.split('\n');
         if let Some(first) = lines.next() {
             self.out.push_str(first.trim_end_matches('\r'));
@@ -793,7 +795,8 @@ pub(crate) mod tests {
             (b"=?x-unknown?Q?caf=C3=A9?=", "café"),
             (b"=?UTF-8?Q?bad=FFbyte?=", "bad\u{fffd}byte"),
             (b"=?UTF-8?Q?50=?=", "50="),
-            (b"J\xc3\xb6rg \xff", "Jörg \u{fffd}"),
+            // Not UTF-8 as a whole: the run is read as windows-1252, as mail clients do.
+            (b"J\xc3\xb6rg \xff", "JÃ¶rg ÿ"),
             (b"1 + 1 =? 2", "1 + 1 =? 2"),
         ];
         for (raw, expected) in cases {
@@ -855,7 +858,7 @@ pub(crate) mod tests {
                 address(Some("Patrik Fältström"), "paf@example.se"),
                 address(Some("Zoë"), "zoe@example.com"),
                 address(Some("Jörg Müller"), "joerg@example.de"),
-                address(Some("Bad \u{fffd} byte"), "bad@example.net"),
+                address(Some("Bad é byte"), "bad@example.net"),
                 address(None, "anon@example.net"),
             ]
         );
@@ -900,6 +903,24 @@ pub(crate) mod tests {
                 address(None, "nobody"),
             ]
         );
+    }
+
+    #[test]
+    fn undeclared_8bit_header_text() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"Gr\xfc\xdfe von Heinz M\xfcller", "Grüße von Heinz Müller"),
+            (b"\x93Quoted\x94 \x96 costs \x8010", "“Quoted” – costs €10"),
+            ("Grüße aus Köln ✓".as_bytes(), "Grüße aus Köln ✓"),
+            (
+                b"M\xfcller: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= zur\xfcck",
+                "Müller: Grüße zurück",
+            ),
+            (b"Fr\xe4sche.txt", "Fräsche.txt"),
+            (b"caf\xe9\r\n cr\xe8me", "café crème"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(decode_header_text(raw), expected, "{raw:?}");
+        }
     }
 
     /// Deterministic pseudo-random inputs over an alphabet rich in the bytes the decoders
