@@ -6,12 +6,15 @@
 //!
 //! * [`summary`]: the [`Summary`] of a message in a listing, and the decoding of header
 //!   text (RFC 2047 words, addresses, dates).
+//! * [`address`]: address lists read from raw header fields, where a server's ENVELOPE
+//!   gave up.
 //! * [`structure`]: sorting a BODYSTRUCTURE into text body, HTML body and attachments,
 //!   with the IMAP section number of each.
 //! * [`content`]: the header list and the decoded text of body parts.
 //! * [`html`]: sanitising the HTML body for display (scripts, remote content, `cid:`).
 //! * [`transfer`]: streaming base64 and quoted-printable decoding for downloads.
 
+pub mod address;
 pub mod content;
 pub mod html;
 pub mod structure;
