@@ -10,7 +10,7 @@
 //!
 //! Properties: nothing panics; `parse_headers` keeps its documented bounds; decoding a body
 //! in chunks, split anywhere, gives exactly the bytes decoding it whole gives; decoded
-//! transfer encodings are never longer than their input. Time and memory are bounded by the
+//! transfer encodings (uuencode included) are never longer than their input. Time and memory are bounded by the
 //! runner (`-timeout`, `-rss_limit_mb`, `-malloc_limit_mb` in `scripts/fuzz`).
 
 use imap_bridge::mail::content::{MAX_HEADER_VALUE_LEN, MAX_HEADERS};
@@ -69,6 +69,7 @@ pub fn run(data: &[u8]) {
     for encoding in [
         TransferEncoding::Base64,
         TransferEncoding::QuotedPrintable,
+        TransferEncoding::UuEncode,
         TransferEncoding::Binary,
     ] {
         check_chunked_decoding(&encoding, data, &sizes);
@@ -119,7 +120,8 @@ fn entity_text(entity: &[u8]) -> Vec<&[u8]> {
             TransferEncoding::QuotedPrintable,
             TransferEncoding::Base64,
             TransferEncoding::SevenBit,
-        ][pick % 3]
+            TransferEncoding::UuEncode,
+        ][pick % 4]
             .clone()
     });
     for content_type in ["text/plain", "text/html"] {
@@ -224,6 +226,7 @@ fn transfer_encoding(value: &str) -> TransferEncoding {
         "binary" => TransferEncoding::Binary,
         "base64" => TransferEncoding::Base64,
         "quoted-printable" => TransferEncoding::QuotedPrintable,
+        "x-uuencode" | "uuencode" | "x-uue" | "uue" => TransferEncoding::UuEncode,
         other => TransferEncoding::Other(other.to_owned()),
     }
 }

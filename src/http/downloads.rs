@@ -174,10 +174,7 @@ async fn attachment(
     }
 
     let encoded_size = u64::from(part.encoded_size);
-    let identity = !matches!(
-        part.encoding,
-        TransferEncoding::Base64 | TransferEncoding::QuotedPrintable
-    );
+    let identity = part.encoding.is_identity();
     let wants_range = headers.contains_key(header::RANGE) && if_range_holds(&headers, &etag);
     let (body, range, length) = if identity {
         let range = requested_range(&headers, &etag, encoded_size)?;

@@ -12,7 +12,8 @@
 //!   with the IMAP section number of each.
 //! * [`content`]: the header list and the decoded text of body parts.
 //! * [`html`]: sanitising the HTML body for display (scripts, remote content, `cid:`).
-//! * [`transfer`]: streaming base64 and quoted-printable decoding for downloads.
+//! * [`transfer`]: streaming base64, quoted-printable and uuencode decoding for downloads.
+//! * [`uuencode`]: uuencoded files, as a transfer encoding and inside text bodies.
 
 pub mod address;
 pub mod content;
@@ -20,6 +21,7 @@ pub mod html;
 pub mod structure;
 pub mod summary;
 pub mod transfer;
+pub mod uuencode;
 
 pub use content::{Header, decode_text, parse_headers};
 pub use html::{HtmlPolicy, sanitize_html};

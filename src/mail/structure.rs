@@ -123,8 +123,22 @@ pub enum TransferEncoding {
     Base64,
     /// `quoted-printable`.
     QuotedPrintable,
-    /// Any other token, lower-cased (e.g. `x-uuencode`); such content is passed on as is.
+    /// `x-uuencode`, `uuencode`, `x-uue` or `uue`: a uuencoded file (see
+    /// [`uuencode`](super::uuencode)).
+    UuEncode,
+    /// Any other token, lower-cased (e.g. `x-gzip64`); such content is passed on as is.
     Other(String),
+}
+
+impl TransferEncoding {
+    /// Whether the content is the same before and after decoding (7bit, 8bit, binary, and
+    /// unknown encodings, which cannot be undone and are passed on as they are).
+    pub fn is_identity(&self) -> bool {
+        match self {
+            Self::SevenBit | Self::EightBit | Self::Binary | Self::Other(_) => true,
+            Self::Base64 | Self::QuotedPrintable | Self::UuEncode => false,
+        }
+    }
 }
 
 impl From<&ContentEncoding<'_>> for TransferEncoding {
@@ -135,7 +149,13 @@ impl From<&ContentEncoding<'_>> for TransferEncoding {
             ContentEncoding::Binary => Self::Binary,
             ContentEncoding::Base64 => Self::Base64,
             ContentEncoding::QuotedPrintable => Self::QuotedPrintable,
-            ContentEncoding::Other(other) => Self::Other(other.trim().to_ascii_lowercase()),
+            ContentEncoding::Other(other) => {
+                let token = other.trim().to_ascii_lowercase();
+                match token.as_str() {
+                    "x-uuencode" | "uuencode" | "x-uue" | "uue" => Self::UuEncode,
+                    _ => Self::Other(token),
+                }
+            }
         }
     }
 }
@@ -169,8 +189,9 @@ const BASE64_LINE_LEN: u64 = 78;
 impl BodyPart {
     /// Estimates the decoded size from the encoded size without fetching the part.
     ///
-    /// Base64 is assumed to be in the usual 76-character lines; quoted-printable is
-    /// mostly text that decodes to about its own size, so no attempt is made there.
+    /// Base64 is assumed to be in the usual 76-character lines, uuencode in lines of 45 bytes;
+    /// quoted-printable is mostly text that decodes to about its own size, so no attempt is
+    /// made there.
     pub fn decoded_size_estimate(&self) -> u64 {
         let encoded = u64::from(self.encoded_size);
         match self.encoding {
@@ -178,6 +199,8 @@ impl BodyPart {
                 let line_breaks = encoded.div_ceil(BASE64_LINE_LEN) * 2;
                 encoded.saturating_sub(line_breaks) / 4 * 3
             }
+            // `M` + 60 characters + CRLF per 45 bytes.
+            TransferEncoding::UuEncode => encoded / 63 * 45,
             TransferEncoding::SevenBit
             | TransferEncoding::EightBit
             | TransferEncoding::Binary
@@ -840,13 +863,19 @@ mod tests {
     }
 
     #[test]
-    fn other_encoding_is_lower_cased() {
-        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL \"X-UUENCODE\" 100 NIL NIL NIL NIL))\r\n";
-        let parts = walk_line(line);
-        assert_eq!(
-            parts.attachments[0].encoding,
-            TransferEncoding::Other("x-uuencode".into())
-        );
+    fn other_encodings_are_lower_cased_and_uuencode_known() {
+        for (token, encoding) in [
+            ("X-GZIP64", TransferEncoding::Other("x-gzip64".into())),
+            ("X-UUENCODE", TransferEncoding::UuEncode),
+            ("uuencode", TransferEncoding::UuEncode),
+            ("x-uue", TransferEncoding::UuEncode),
+        ] {
+            let line = format!(
+                "* 1 FETCH (UID 5 BODYSTRUCTURE (\"application\" \"octet-stream\" NIL NIL NIL \"{token}\" 100 NIL NIL NIL NIL))\r\n"
+            );
+            let part = &walk_line(&line).attachments[0];
+            assert_eq!(part.encoding, encoding, "{token}");
+        }
     }
 
     fn nested(depth: usize) -> String {

@@ -10,6 +10,7 @@
 //! never an error.
 
 use super::structure::TransferEncoding;
+use super::uuencode::UuDecoder;
 
 /// Decodes one body part's transfer encoding, chunk by chunk.
 ///
@@ -25,6 +26,7 @@ enum DecoderState {
     Identity,
     Base64(Base64State),
     QuotedPrintable(QpState),
+    UuEncode(Box<UuDecoder>),
 }
 
 impl TransferDecoder {
@@ -35,6 +37,7 @@ impl TransferDecoder {
         let state = match encoding {
             TransferEncoding::Base64 => DecoderState::Base64(Base64State::default()),
             TransferEncoding::QuotedPrintable => DecoderState::QuotedPrintable(QpState::Text),
+            TransferEncoding::UuEncode => DecoderState::UuEncode(Box::default()),
             TransferEncoding::SevenBit
             | TransferEncoding::EightBit
             | TransferEncoding::Binary
@@ -50,6 +53,7 @@ impl TransferDecoder {
             DecoderState::Identity => out.extend_from_slice(input),
             DecoderState::Base64(state) => state.decode(input, out),
             DecoderState::QuotedPrintable(state) => state.decode(input, out),
+            DecoderState::UuEncode(state) => state.decode_chunk(input, out),
         }
     }
 
@@ -59,6 +63,7 @@ impl TransferDecoder {
             DecoderState::Identity => {}
             DecoderState::Base64(state) => state.finish(out),
             DecoderState::QuotedPrintable(state) => state.finish(out),
+            DecoderState::UuEncode(state) => state.finish(out),
         }
     }
 }
@@ -375,6 +380,14 @@ mod tests {
     }
 
     #[test]
+    fn uuencode_streams_like_the_other_encodings() {
+        let encoded = b"begin 644 cat.txt\r\n#0V%T\r\n`\r\nend\r\n";
+        assert_eq!(decode_all(&TransferEncoding::UuEncode, encoded), b"Cat");
+        assert_split_invariant(&TransferEncoding::UuEncode, encoded);
+        assert_split_invariant(&TransferEncoding::UuEncode, b"no begin line\r\nat all");
+    }
+
+    #[test]
     fn quoted_printable_decodes_escapes_and_soft_breaks() {
         let input = b"caf=C3=A9 =\r\nau lait=\nnoir=3D\r\nnext line";
         assert_eq!(
@@ -441,7 +454,7 @@ mod tests {
             TransferEncoding::SevenBit,
             TransferEncoding::EightBit,
             TransferEncoding::Binary,
-            TransferEncoding::Other("x-uuencode".into()),
+            TransferEncoding::Other("x-gzip64".into()),
         ] {
             assert_eq!(decode_all(&encoding, &data), data);
             assert_split_invariant(&encoding, &data[..40]);
