@@ -216,6 +216,7 @@ fn part_for(encoding: TransferEncoding) -> BodyPart {
         content_id: None,
         inline: false,
         disposition: None,
+        whole_body: false,
     }
 }
 

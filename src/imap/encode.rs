@@ -948,6 +948,14 @@ impl Command {
         self.push(Part::Plain(Cow::Owned(text)))
     }
 
+    /// Appends a FETCH item for the message's body without its header, such as
+    /// `BODY.PEEK[TEXT]<0.65536>`; see [`Command::section`] for `item` and `partial`.
+    pub fn text_section(self, item: &'static str, partial: Option<(u32, u32)>) -> Self {
+        debug_assert!(is_static_text(item), "section item must be one line");
+        let text = format!("{item}[TEXT]{}", format_partial(partial));
+        self.push(Part::Plain(Cow::Owned(text)))
+    }
+
     /// Appends search keys in RFC 3501 syntax, or `ALL` when there are none.
     fn search_keys(mut self, keys: &[SearchKey]) -> Self {
         if keys.is_empty() {
@@ -2661,6 +2669,16 @@ mod tests {
             .seq_range(1, None)
             .whole_body_section("BODY", None);
         assert_eq!(wire_text(&command, false), ["A1 FETCH 1:* BODY[]\r\n"]);
+        let command = Command::new("UID FETCH")
+            .uid_set(&UidSet::single(5).unwrap())
+            .atom("(UID")
+            .text_section("BODY.PEEK", Some((0, 4096)))
+            .text_section("BODY", None)
+            .atom(")");
+        assert_eq!(
+            wire_text(&command, false),
+            ["A1 UID FETCH 5 (UID BODY.PEEK[TEXT]<0.4096> BODY[TEXT])\r\n"]
+        );
     }
 
     #[test]

@@ -934,8 +934,12 @@ impl Connection {
         if !wanted.is_empty() {
             let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
             for part in &wanted {
-                let id = PartId::parse(&part.part_id)?;
-                fetch = fetch.section("BODY.PEEK", &id, Some((0, MAX_TEXT_PART)));
+                fetch = if part.whole_body {
+                    fetch.text_section("BODY.PEEK", Some((0, MAX_TEXT_PART)))
+                } else {
+                    let id = PartId::parse(&part.part_id)?;
+                    fetch.section("BODY.PEEK", &id, Some((0, MAX_TEXT_PART)))
+                };
             }
             cmds.push(fetch.atom(")"));
         }
@@ -953,6 +957,11 @@ impl Connection {
         }
         if !cmds.is_empty() {
             let wanted_ids: Vec<String> = wanted.iter().map(|p| p.part_id.clone()).collect();
+            // The body of a top-level multipart without a boundary comes as `TEXT`.
+            let whole_body_id = wanted
+                .iter()
+                .find(|p| p.whole_body)
+                .map(|p| p.part_id.clone());
             let done = self
                 .run_pipelined(&cmds, |_, r| {
                     if let Response::Fetch(_, attrs) = r {
@@ -962,7 +971,7 @@ impl Connection {
                                 data,
                                 ..
                             } = attr
-                                && let Some(id) = section_part_id(section)
+                                && let Some(id) = section_part_id(section, &whole_body_id)
                                 && wanted_ids.contains(&id)
                             {
                                 bodies.insert(id, data.as_deref().unwrap_or_default().to_vec());
@@ -1103,10 +1112,14 @@ impl Connection {
     }
 }
 
-fn section_part_id(section: &async_imap::imap_proto::SectionPath) -> Option<String> {
-    use async_imap::imap_proto::SectionPath;
+fn section_part_id(
+    section: &async_imap::imap_proto::SectionPath,
+    whole_body_id: &Option<String>,
+) -> Option<String> {
+    use async_imap::imap_proto::{MessageSection, SectionPath};
     let numbers = match section {
         SectionPath::Part(numbers, None) => numbers,
+        SectionPath::Full(MessageSection::Text) => return whole_body_id.clone(),
         _ => return None,
     };
     Some(

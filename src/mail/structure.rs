@@ -19,6 +19,10 @@
 //! * Anywhere else, `text/plain` and `text/html` parts without an `attachment` disposition
 //!   and without a file name are body, kept in order so that the caller can join several;
 //!   every other part is an attachment.
+//!
+//! Broken structures read as mail clients read them: a type without a subtype (`multipart/`,
+//! `text`, `/`) is text/plain (RFC 2045 §5.2), and a multipart without a boundary parameter,
+//! which servers split into one empty part, is one text/plain part holding its whole body.
 
 use async_imap::imap_proto::{
     BodyContentCommon, BodyContentSinglePart, BodyParams, BodyStructure, ContentEncoding, Envelope,
@@ -108,6 +112,9 @@ pub struct BodyPart {
     pub inline: bool,
     /// Lower-case Content-Disposition type (`inline`, `attachment`), when present.
     pub disposition: Option<String>,
+    /// The content is the message's whole body, `BODY[TEXT]`, rather than section `part_id`:
+    /// a top-level multipart without a boundary, which servers split into one empty part.
+    pub whole_body: bool,
 }
 
 /// Content-Transfer-Encoding of a part (RFC 2045 §6).
@@ -372,6 +379,11 @@ impl Walker<'_> {
         id: &SectionId,
         placement: Placement,
     ) -> Result<Sorted, StructureError> {
+        if is_unsplit(common, bodies) {
+            // Nothing delimits parts: the server found one empty part and the text is in the
+            // multipart's body, which mail clients show as plain text.
+            return Ok(leaf(no_boundary_part(common, id), placement));
+        }
         let subtype = common.ty.subtype.to_ascii_lowercase();
         match subtype.as_str() {
             "alternative" => self.alternative(bodies, id, placement),
@@ -474,6 +486,47 @@ fn leaf(part: BodyPart, placement: Placement) -> Sorted {
     sorted
 }
 
+/// Whether a multipart is one the server could not split for want of a boundary parameter:
+/// it then lists one empty text/plain part (Dovecot does). Both signs are needed, as a server
+/// may leave out a multipart's parameters altogether.
+fn is_unsplit(common: &BodyContentCommon<'_>, bodies: &[BodyStructure<'_>]) -> bool {
+    let no_boundary = param(&common.ty.params, "boundary").is_none_or(|b| b.trim().is_empty());
+    let one_empty_text = match bodies {
+        [BodyStructure::Text { common, other, .. }] => {
+            other.octets == 0 && common.ty.subtype.eq_ignore_ascii_case("plain")
+        }
+        _ => false,
+    };
+    no_boundary && one_empty_text
+}
+
+/// A multipart without a boundary, as one text/plain part: its own section, or the message's
+/// whole body for the top-level one (which has no section number of its own).
+fn no_boundary_part(common: &BodyContentCommon<'_>, id: &SectionId) -> BodyPart {
+    let whole_body = id.depth == 0;
+    BodyPart {
+        part_id: if whole_body {
+            id.child(1).text
+        } else {
+            id.text.clone()
+        },
+        content_type: "text/plain".to_owned(),
+        charset: param(&common.ty.params, "charset")
+            .map(|charset| charset.trim().to_owned())
+            .filter(|charset| !charset.is_empty()),
+        encoding: TransferEncoding::SevenBit,
+        encoded_size: 0,
+        filename: None,
+        content_id: None,
+        inline: false,
+        disposition: common
+            .disposition
+            .as_ref()
+            .map(|d| d.ty.trim().to_ascii_lowercase()),
+        whole_body,
+    }
+}
+
 fn body_part(
     common: &BodyContentCommon<'_>,
     other: &BodyContentSinglePart<'_>,
@@ -491,22 +544,21 @@ fn body_part(
         .map(strip_angle_brackets)
         .filter(|cid| !cid.is_empty())
         .map(str::to_owned);
+    let content_type = media_type(&common.ty.ty, &common.ty.subtype);
     let filename = common
         .disposition
         .as_ref()
         .and_then(|d| decoded_param(&d.params, "filename"))
         .or_else(|| decoded_param(&common.ty.params, "name"))
-        .or_else(|| envelope.and_then(eml_filename));
+        .or_else(|| envelope.and_then(eml_filename))
+        // Outlook's TNEF wrapper is known to every mail client by this name.
+        .or_else(|| (content_type == "application/ms-tnef").then(|| "winmail.dat".to_owned()));
     let inline = placement == Placement::RelatedResource
         && content_id.is_some()
         && disposition.as_deref() != Some("attachment");
     BodyPart {
         part_id: id.text.clone(),
-        content_type: format!(
-            "{}/{}",
-            common.ty.ty.trim().to_ascii_lowercase(),
-            common.ty.subtype.trim().to_ascii_lowercase()
-        ),
+        content_type,
         charset: param(&common.ty.params, "charset")
             .map(|charset| charset.trim().to_owned())
             .filter(|charset| !charset.is_empty()),
@@ -516,7 +568,22 @@ fn body_part(
         content_id,
         inline,
         disposition,
+        whole_body: false,
     }
+}
+
+/// Lower-case `type/subtype`; text/plain for a type without a subtype or a subtype without a
+/// type (`multipart/`, `text`, `/`), as RFC 2045 §5.2 has invalid types read.
+fn media_type(ty: &str, subtype: &str) -> String {
+    let (ty, subtype) = (ty.trim(), subtype.trim());
+    if ty.is_empty() || subtype.is_empty() {
+        return "text/plain".to_owned();
+    }
+    format!(
+        "{}/{}",
+        ty.to_ascii_lowercase(),
+        subtype.to_ascii_lowercase()
+    )
 }
 
 fn strip_angle_brackets(id: &str) -> &str {
@@ -947,6 +1014,7 @@ mod tests {
             content_id: None,
             inline: false,
             disposition: None,
+            whole_body: false,
         };
         assert_eq!(part.decoded_size_estimate(), 57);
         let empty = BodyPart {
@@ -959,6 +1027,56 @@ mod tests {
             ..part
         };
         assert_eq!(quoted.decoded_size_estimate(), 78);
+    }
+
+    #[test]
+    fn multipart_without_boundary_is_one_text_part() {
+        // Dovecot's BODYSTRUCTURE of `Content-Type: multipart/mixed` without a boundary.
+        let root = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) \"mixed\" NIL NIL NIL NIL))\r\n";
+        let parts = walk_line(root);
+        assert_eq!(ids(&parts.text_parts), ["1"]);
+        assert!(parts.text_parts[0].whole_body);
+        assert!(parts.attachments.is_empty());
+        // Nested: the multipart's own section holds the text.
+        let nested = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 2 0 NIL NIL NIL NIL)((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) \"alternative\" NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+        let parts = walk_line(nested);
+        assert_eq!(ids(&parts.text_parts), ["1", "2"]);
+        assert!(!parts.text_parts[1].whole_body);
+        assert!(parts.attachments.is_empty());
+        // A multipart whose server left out the parameters is still a multipart.
+        let without_params = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 4 1 NIL NIL NIL NIL)(\"image\" \"png\" NIL NIL NIL \"base64\" 8 NIL NIL NIL NIL) \"mixed\"))\r\n";
+        let parts = walk_line(without_params);
+        assert_eq!(ids(&parts.text_parts), ["1"]);
+        assert_eq!(ids(&parts.attachments), ["2"]);
+    }
+
+    #[test]
+    fn types_without_subtype_are_text_plain() {
+        // Dovecot for `Content-Type: multipart/` (and `/`), `text`, `garbage`.
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"\" \"\" NIL NIL NIL \"7bit\" 5 NIL NIL NIL NIL)(\"text\" \"\" NIL NIL NIL \"7bit\" 4 NIL NIL NIL NIL)(\"garbage\" \"\" NIL NIL NIL \"7bit\" 4 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert_eq!(ids(&parts.text_parts), ["1", "2", "3"]);
+        assert!(
+            parts
+                .text_parts
+                .iter()
+                .all(|p| p.content_type == "text/plain")
+        );
+        assert!(parts.attachments.is_empty());
+        let single = walk_line(
+            "* 1 FETCH (UID 5 BODYSTRUCTURE (\"\" \"\" NIL NIL NIL \"7bit\" 7 NIL NIL NIL NIL))\r\n",
+        );
+        assert_eq!(ids(&single.text_parts), ["1"]);
+    }
+
+    #[test]
+    fn tnef_without_a_name_is_winmail_dat() {
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" NIL NIL NIL \"7bit\" 4 1 NIL NIL NIL NIL)(\"application\" \"ms-tnef\" NIL NIL NIL \"base64\" 2704 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+        let parts = walk_line(line);
+        assert_eq!(
+            parts.attachments[0].filename.as_deref(),
+            Some("winmail.dat")
+        );
     }
 
     /// A multipart `depth` levels deep where level k has `width(k)` children, the last of
