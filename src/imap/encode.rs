@@ -948,6 +948,15 @@ impl Command {
         self.push(Part::Plain(Cow::Owned(text)))
     }
 
+    /// Appends a FETCH item for a part's MIME header, such as `BODY.PEEK[1.2.MIME]`; see
+    /// [`Command::section`] for `item`. The message view reads a file name from it where the
+    /// BODYSTRUCTURE lost bytes.
+    pub fn mime_header_section(self, item: &'static str, part: &PartId) -> Self {
+        debug_assert!(is_static_text(item), "section item must be one line");
+        let text = format!("{item}[{}.MIME]", part.0);
+        self.push(Part::Plain(Cow::Owned(text)))
+    }
+
     /// Appends a FETCH item for the message's body without its header, such as
     /// `BODY.PEEK[TEXT]<0.65536>`; see [`Command::section`] for `item` and `partial`.
     pub fn text_section(self, item: &'static str, partial: Option<(u32, u32)>) -> Self {
@@ -2672,12 +2681,13 @@ mod tests {
         let command = Command::new("UID FETCH")
             .uid_set(&UidSet::single(5).unwrap())
             .atom("(UID")
+            .mime_header_section("BODY.PEEK", &part)
             .text_section("BODY.PEEK", Some((0, 4096)))
             .text_section("BODY", None)
             .atom(")");
         assert_eq!(
             wire_text(&command, false),
-            ["A1 UID FETCH 5 (UID BODY.PEEK[TEXT]<0.4096> BODY[TEXT])\r\n"]
+            ["A1 UID FETCH 5 (UID BODY.PEEK[1.2.MIME] BODY.PEEK[TEXT]<0.4096> BODY[TEXT])\r\n"]
         );
     }
 

@@ -10,7 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
+use async_imap::imap_proto::{
+    AttributeValue, BodyStructure, MailboxDatum, MessageSection, Response, SectionPath,
+    StatusAttribute,
+};
 
 use super::cache::CacheScope;
 use super::connection::{Connection, SelectedMailbox};
@@ -880,6 +883,7 @@ impl Connection {
         let mut summary = None;
         let mut header = None;
         let mut structure_result = None;
+        let mut single_part = false;
         let cmd = Command::new("UID FETCH")
             .uid_set(&set)
             .atom("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])");
@@ -899,6 +903,7 @@ impl Connection {
                             header = Some(data.as_deref().unwrap_or_default().to_vec());
                         }
                         AttributeValue::BodyStructure(bs) => {
+                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
                             structure_result = Some(structure::walk(bs, limits));
                         }
                         _ => {}
@@ -910,7 +915,7 @@ impl Connection {
         .await?
         .into_result()?;
         let mut summary = summary.ok_or(ImapError::MessageNotFound)?;
-        let parts = match structure_result {
+        let mut parts = match structure_result {
             Some(Ok(parts)) => parts,
             Some(Err(e)) => {
                 return Err(ImapError::NotAllowed(format!(
@@ -923,6 +928,20 @@ impl Connection {
                 ));
             }
         };
+
+        if single_part {
+            // The part's MIME header is the message header, which is here already.
+            let header = header.as_deref().unwrap_or_default();
+            for part in parts
+                .attachments
+                .iter_mut()
+                .filter(|p| p.filename_needs_header())
+            {
+                part.learn_filename_from_header(header);
+            }
+        }
+        self.repair_filenames(uid, &mut parts.attachments, single_part)
+            .await?;
 
         let wanted: Vec<&BodyPart> = parts
             .text_parts
@@ -1032,7 +1051,8 @@ impl Connection {
         ))
     }
 
-    /// The message's size and MIME structure, for downloads.
+    /// The message's size and MIME structure, for downloads; file names the BODYSTRUCTURE
+    /// damaged are read again from the parts' MIME headers.
     pub async fn message_structure(
         &mut self,
         mailbox: &MailboxName,
@@ -1043,6 +1063,7 @@ impl Connection {
         let set = UidSet::single(uid)?;
         let mut size = None;
         let mut parts = None;
+        let mut single_part = false;
         let cmd = Command::new("UID FETCH")
             .uid_set(&set)
             .atom("(UID RFC822.SIZE BODYSTRUCTURE)");
@@ -1056,6 +1077,7 @@ impl Connection {
                     match attr {
                         AttributeValue::Rfc822Size(s) => size = Some(*s),
                         AttributeValue::BodyStructure(bs) => {
+                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
                             parts = Some(structure::walk(bs, limits))
                         }
                         _ => {}
@@ -1067,12 +1089,55 @@ impl Connection {
         .await?
         .into_result()?;
         let size = size.ok_or(ImapError::MessageNotFound)?;
-        let parts = parts
+        let mut parts = parts
             .ok_or_else(|| ImapError::Protocol("no BODYSTRUCTURE in FETCH response".into()))?
             .map_err(|e| {
                 ImapError::NotAllowed(format!("the message's MIME structure is refused: {e}"))
             })?;
+        self.repair_filenames(uid, &mut parts.attachments, single_part)
+            .await?;
         Ok((selected.uid_validity, size, parts))
+    }
+
+    /// Reads again, from the parts' own MIME headers (the message header for a message of one
+    /// part), the file names the BODYSTRUCTURE damaged; one round trip, and none when no name
+    /// needs it.
+    async fn repair_filenames(
+        &mut self,
+        uid: u32,
+        attachments: &mut [BodyPart],
+        single_part: bool,
+    ) -> Result<()> {
+        if !attachments.iter().any(BodyPart::filename_needs_header) {
+            return Ok(());
+        }
+        let set = UidSet::single(uid)?;
+        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        if single_part {
+            fetch = fetch.atom("BODY.PEEK[HEADER]");
+        } else {
+            for part in attachments.iter().filter(|p| p.filename_needs_header()) {
+                fetch = fetch.mime_header_section("BODY.PEEK", &PartId::parse(&part.part_id)?);
+            }
+        }
+        let mut sections = Sections::new();
+        self.run(&fetch.atom(")"), |r| {
+            sections.take(uid, r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        for part in attachments.iter_mut().filter(|p| p.filename_needs_header()) {
+            let key = if single_part {
+                "HEADER".to_owned()
+            } else {
+                format!("{}.MIME", part.part_id)
+            };
+            if let Some(header) = sections.get(&key, 0) {
+                part.learn_filename_from_header(header);
+            }
+        }
+        Ok(())
     }
 
     /// Reads `len` bytes at `offset` of a section (`None` = the whole message) of a message
@@ -1129,4 +1194,65 @@ fn section_part_id(
             .collect::<Vec<_>>()
             .join("."),
     )
+}
+
+/// The body sections of one message's FETCH answers, by section (`1.2`, `1.2.MIME`, `TEXT`,
+/// `HEADER`) and offset.
+#[derive(Debug, Default)]
+struct Sections(HashMap<(String, u32), Vec<u8>>);
+
+impl Sections {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the body sections of `response` if it is a FETCH answer for `uid`.
+    fn take(&mut self, uid: u32, response: &Response<'_>) {
+        let Response::Fetch(_, attrs) = response else {
+            return;
+        };
+        if !attrs
+            .iter()
+            .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+        {
+            return;
+        }
+        for attr in attrs {
+            if let AttributeValue::BodySection {
+                section: Some(section),
+                index,
+                data,
+            } = attr
+                && let Some(key) = section_key(section)
+            {
+                self.0.insert(
+                    (key, index.unwrap_or(0)),
+                    data.as_deref().unwrap_or_default().to_vec(),
+                );
+            }
+        }
+    }
+
+    fn get(&self, key: &str, offset: u32) -> Option<&[u8]> {
+        self.0.get(&(key.to_owned(), offset)).map(Vec::as_slice)
+    }
+}
+
+fn section_key(section: &SectionPath) -> Option<String> {
+    let number = |numbers: &[u32]| {
+        numbers
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    match section {
+        SectionPath::Part(numbers, None) => Some(number(numbers)),
+        SectionPath::Part(numbers, Some(MessageSection::Mime)) => {
+            Some(format!("{}.MIME", number(numbers)))
+        }
+        SectionPath::Full(MessageSection::Text) => Some("TEXT".to_owned()),
+        SectionPath::Full(MessageSection::Header) => Some("HEADER".to_owned()),
+        SectionPath::Part(_, Some(_)) | SectionPath::Full(_) => None,
+    }
 }

@@ -28,7 +28,7 @@ use async_imap::imap_proto::{
     BodyContentCommon, BodyContentSinglePart, BodyParams, BodyStructure, ContentEncoding, Envelope,
 };
 
-use super::content::decode_charset;
+use super::content::{decode_charset, first_field};
 use super::summary::decode_header_text;
 use crate::imap::encode::{MAX_PART_ID_NUMBERS, MAX_PART_NUMBER};
 
@@ -213,6 +213,24 @@ impl BodyPart {
             | TransferEncoding::Binary
             | TransferEncoding::QuotedPrintable
             | TransferEncoding::Other(_) => encoded,
+        }
+    }
+
+    /// Whether the file name may have been damaged on its way through the server's
+    /// BODYSTRUCTURE: imap-proto reads undeclared 8-bit bytes there as U+FFFD and keeps the
+    /// escapes of IMAP quoted strings, so a name with either is read again from the part's
+    /// own header ([`BodyPart::learn_filename_from_header`]).
+    pub fn filename_needs_header(&self) -> bool {
+        self.filename
+            .as_deref()
+            .is_some_and(|name| name.contains(['\u{fffd}', '\\']))
+    }
+
+    /// Takes the file name from the part's raw MIME header (`BODY.PEEK[<part>.MIME]`, or the
+    /// message header for a message that is one part), where it is exactly as written.
+    pub fn learn_filename_from_header(&mut self, raw_header: &[u8]) {
+        if let Some(name) = filename_from_header(raw_header) {
+            self.filename = Some(name);
         }
     }
 
@@ -548,8 +566,8 @@ fn body_part(
     let filename = common
         .disposition
         .as_ref()
-        .and_then(|d| decoded_param(&d.params, "filename"))
-        .or_else(|| decoded_param(&common.ty.params, "name"))
+        .and_then(|d| decoded_param(&byte_params(&d.params), "filename"))
+        .or_else(|| decoded_param(&byte_params(&common.ty.params), "name"))
         .or_else(|| envelope.and_then(eml_filename))
         // Outlook's TNEF wrapper is known to every mail client by this name.
         .or_else(|| (content_type == "application/ms-tnef").then(|| "winmail.dat".to_owned()));
@@ -619,12 +637,26 @@ fn param<'a>(params: &'a BodyParams<'_>, name: &str) -> Option<&'a str> {
         .map(|(_, value)| value.as_ref())
 }
 
+/// BODYSTRUCTURE parameters as (name, value bytes).
+fn byte_params<'a>(params: &'a BodyParams<'_>) -> Vec<(&'a str, &'a [u8])> {
+    params
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|(key, value)| (key.as_ref(), value.as_bytes()))
+        .collect()
+}
+
 /// The decoded value of parameter `name`: its RFC 2231 form (`name*`, or the continuations
 /// `name*0`, `name*1*`, ...) when present, else the plain one, in which many mailers put
-/// RFC 2047 encoded words.
-fn decoded_param(params: &BodyParams<'_>, name: &str) -> Option<String> {
-    let value = rfc2231_param(params, name)
-        .or_else(|| param(params, name).map(|value| decode_header_text(value.as_bytes())))?;
+/// RFC 2047 encoded words or undeclared 8-bit text.
+fn decoded_param(params: &[(&str, &[u8])], name: &str) -> Option<String> {
+    let value = rfc2231_param(params, name).or_else(|| {
+        params
+            .iter()
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case(name))
+            .map(|(_, value)| decode_header_text(value))
+    })?;
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_owned())
 }
@@ -632,10 +664,9 @@ fn decoded_param(params: &BodyParams<'_>, name: &str) -> Option<String> {
 /// Most continuation segments of one parameter joined (RFC 2231 §3).
 const MAX_PARAM_SEGMENTS: usize = 256;
 
-fn rfc2231_param(params: &BodyParams<'_>, name: &str) -> Option<String> {
-    let params = params.as_deref()?;
+fn rfc2231_param(params: &[(&str, &[u8])], name: &str) -> Option<String> {
     let mut segments: Vec<Segment<'_>> = Vec::new();
-    for (key, value) in params {
+    for &(key, value) in params {
         let Some(rest) =
             strip_prefix_ignore_case(key.trim(), name).and_then(|rest| rest.strip_prefix('*'))
         else {
@@ -674,7 +705,7 @@ fn rfc2231_param(params: &BodyParams<'_>, name: &str) -> Option<String> {
 struct Segment<'a> {
     index: usize,
     extended: bool,
-    value: &'a str,
+    value: &'a [u8],
 }
 
 /// Joins segments sorted by index, up to the first gap in the numbering.
@@ -687,28 +718,106 @@ fn join_segments(segments: &[Segment<'_>]) -> String {
             break;
         }
         if !segment.extended {
-            bytes.extend_from_slice(segment.value.as_bytes());
+            bytes.extend_from_slice(segment.value);
         } else if position == 0 {
             let (first_charset, encoded) = split_extended_value(segment.value);
             charset = first_charset;
-            bytes.extend(percent_encoding::percent_decode_str(encoded));
+            bytes.extend(percent_encoding::percent_decode(encoded));
         } else {
-            bytes.extend(percent_encoding::percent_decode_str(segment.value));
+            bytes.extend(percent_encoding::percent_decode(segment.value));
         }
     }
-    decode_charset(charset, &bytes)
+    let charset = charset.map(String::from_utf8_lossy);
+    decode_charset(charset.as_deref(), &bytes)
 }
 
 /// Splits `charset'language'text` into charset (if named) and text. A value without the
 /// two quotes is taken as text alone, as some mailers write it.
-fn split_extended_value(value: &str) -> (Option<&str>, &str) {
-    let mut pieces = value.splitn(3, '\'');
+fn split_extended_value(value: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    let mut pieces = value.splitn(3, |&byte| byte == b'\'');
     match (pieces.next(), pieces.next(), pieces.next()) {
         (Some(charset), Some(_language), Some(text)) => {
-            let charset = charset.trim();
+            let charset = charset.trim_ascii();
             ((!charset.is_empty()).then_some(charset), text)
         }
         _ => (None, value),
+    }
+}
+
+/// The file name in a raw MIME header: the Content-Disposition `filename`, else the
+/// Content-Type `name`, decoded as from a BODYSTRUCTURE.
+pub fn filename_from_header(raw_header: &[u8]) -> Option<String> {
+    let params = |field: &str| first_field(raw_header, field).map(header_params);
+    params("Content-Disposition")
+        .and_then(|params| decoded_param(&borrowed(&params), "filename"))
+        .or_else(|| {
+            params("Content-Type").and_then(|params| decoded_param(&borrowed(&params), "name"))
+        })
+}
+
+fn borrowed(params: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    params
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_slice()))
+        .collect()
+}
+
+/// The `; name=value` parameters of a raw Content-Type or Content-Disposition value (RFC 2045
+/// §5.1), quoted strings unquoted; folding is whitespace.
+fn header_params(value: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut params = Vec::new();
+    let mut rest = match value.iter().position(|&byte| byte == b';') {
+        Some(at) => &value[at + 1..],
+        None => return params,
+    };
+    loop {
+        rest = rest.trim_ascii_start();
+        let Some(equals) = rest.iter().position(|&byte| byte == b'=' || byte == b';') else {
+            return params;
+        };
+        if rest[equals] == b';' {
+            rest = &rest[equals + 1..];
+            continue;
+        }
+        let key = String::from_utf8_lossy(rest[..equals].trim_ascii()).into_owned();
+        rest = rest[equals + 1..].trim_ascii_start();
+        let value = if let Some(quoted) = rest.strip_prefix(b"\"") {
+            let mut value = Vec::new();
+            let mut escaped = false;
+            let mut end = quoted.len();
+            for (position, &byte) in quoted.iter().enumerate() {
+                match byte {
+                    _ if escaped => {
+                        value.push(byte);
+                        escaped = false;
+                    }
+                    b'\\' => escaped = true,
+                    b'"' => {
+                        end = position + 1;
+                        break;
+                    }
+                    b'\r' | b'\n' => {}
+                    _ => value.push(byte),
+                }
+            }
+            rest = &quoted[end.min(quoted.len())..];
+            value
+        } else {
+            let end = rest
+                .iter()
+                .position(|&byte| byte == b';')
+                .unwrap_or(rest.len());
+            let value = rest[..end].trim_ascii().to_vec();
+            rest = &rest[end..];
+            value
+        };
+        if !key.is_empty() {
+            params.push((key, value));
+        }
+        match rest.iter().position(|&byte| byte == b';') {
+            Some(at) => rest = &rest[at + 1..],
+            None => return params,
+        }
     }
 }
 
@@ -854,7 +963,7 @@ mod tests {
             ("filename*0*".into(), "iso-8859-1'fr'r%E9sum%E9%20".into()),
         ]);
         assert_eq!(
-            decoded_param(&params, "filename").as_deref(),
+            decoded_param(&byte_params(&params), "filename").as_deref(),
             Some("résumé été.txt")
         );
         let mixed: BodyParams<'_> = Some(vec![
@@ -862,7 +971,7 @@ mod tests {
             ("name*1".into(), "name.txt".into()),
         ]);
         assert_eq!(
-            decoded_param(&mixed, "name").as_deref(),
+            decoded_param(&byte_params(&mixed), "name").as_deref(),
             Some("long name.txt")
         );
         let missing_first: BodyParams<'_> = Some(vec![
@@ -870,7 +979,7 @@ mod tests {
             ("name".into(), "plain.txt".into()),
         ]);
         assert_eq!(
-            decoded_param(&missing_first, "name").as_deref(),
+            decoded_param(&byte_params(&missing_first), "name").as_deref(),
             Some("plain.txt")
         );
     }
@@ -1077,6 +1186,64 @@ mod tests {
             parts.attachments[0].filename.as_deref(),
             Some("winmail.dat")
         );
+    }
+
+    #[test]
+    fn filenames_from_the_raw_mime_header() {
+        let cases: [(&[u8], Option<&str>); 7] = [
+            (
+                b"Content-Type: text/plain; name=\"Fr\xe4sche.txt\"\r\nContent-Disposition: attachment;\r\n filename=\"Fr\xe4sche.txt\"\r\n\r\n",
+                Some("Fräsche.txt"),
+            ),
+            (
+                b"Content-Disposition: attachment; filename=\"report \\\"final\\\" v2.pdf\"\r\n",
+                Some("report \"final\" v2.pdf"),
+            ),
+            (
+                b"Content-Type: application/pdf; name=\"C:\\\\dir\\\\x.pdf\"\r\n",
+                Some("C:\\dir\\x.pdf"),
+            ),
+            (
+                b"Content-Disposition: attachment; filename*0*=iso-8859-1'fr'r%E9sum%E9%20;\r\n filename*1*=%E9t%E9.txt\r\n",
+                Some("résumé été.txt"),
+            ),
+            (
+                b"Content-Disposition: attachment; filename=\"fallback.txt\";\r\n filename*=UTF-8''pr%C3%A9f%C3%A9r%C3%A9.txt\r\n",
+                Some("préféré.txt"),
+            ),
+            (
+                b"Content-Disposition: attachment; size=12; filename=plain.bin ; x=\"y\"\r\n",
+                Some("plain.bin"),
+            ),
+            (b"Content-Type: text/plain\r\n", None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(
+                filename_from_header(header).as_deref(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+        let mut part = walk_line("* 1 FETCH (UID 5 BODYSTRUCTURE (\"application\" \"pdf\" NIL NIL NIL \"base64\" 700 NIL (\"attachment\" (\"filename\" \"report \\\"final\\\".pdf\")) NIL NIL))\r\n").attachments.remove(0);
+        assert_eq!(part.filename.as_deref(), Some("report \\\"final\\\".pdf"));
+        assert!(part.filename_needs_header());
+        part.learn_filename_from_header(
+            b"Content-Disposition: attachment; filename=\"report \\\"final\\\".pdf\"\r\n",
+        );
+        assert_eq!(part.filename.as_deref(), Some("report \"final\".pdf"));
+        assert!(!part.filename_needs_header());
+        for garbage in [
+            &b""[..],
+            b";",
+            b"; =",
+            b"; a=\"",
+            b"; a=\"\\",
+            b";;;b",
+            b"x; filename",
+        ] {
+            header_params(garbage);
+        }
     }
 
     /// A multipart `depth` levels deep where level k has `width(k)` children, the last of
