@@ -20,7 +20,9 @@ use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
 use super::state::{MailboxState, PageCursor, server_modseq};
-use crate::mail::structure::{self, BodyPart, MessageParts, WalkLimits};
+use crate::mail::structure::{
+    self, BodyPart, MAX_WHOLE_PROBE, MessageParts, PROBE_LEN, SizeProbe, WalkLimits,
+};
 use crate::mail::summary::{Summary, summary_from_fetch};
 
 /// Attributes fetched for a header list entry (and a `message.new` event).
@@ -871,6 +873,12 @@ impl Connection {
 
     /// One message's summary, header, MIME structure and text parts (two round trips: the
     /// structure decides which parts to read). `mark_seen` sets `\Seen` in the second one.
+    ///
+    /// The second round trip also reads what the structure cannot tell: the ends of base64
+    /// attachments and small quoted-printable or uuencoded ones whole, for their exact decoded
+    /// size ([`BodyPart::size_probe`]), and the MIME header of a part whose file name the
+    /// BODYSTRUCTURE damaged. A third round trip reads whole the rare base64 attachment whose
+    /// ends do not tell its size.
     pub async fn message_detail(
         &mut self,
         mailbox: &MailboxName,
@@ -915,6 +923,7 @@ impl Connection {
         .await?
         .into_result()?;
         let mut summary = summary.ok_or(ImapError::MessageNotFound)?;
+        let header = header.unwrap_or_default();
         let mut parts = match structure_result {
             Some(Ok(parts)) => parts,
             Some(Err(e)) => {
@@ -928,97 +937,173 @@ impl Connection {
                 ));
             }
         };
-
         if single_part {
             // The part's MIME header is the message header, which is here already.
-            let header = header.as_deref().unwrap_or_default();
             for part in parts
                 .attachments
                 .iter_mut()
                 .filter(|p| p.filename_needs_header())
             {
-                part.learn_filename_from_header(header);
+                part.learn_filename_from_header(&header);
             }
         }
-        self.repair_filenames(uid, &mut parts.attachments, single_part)
-            .await?;
 
-        let wanted: Vec<&BodyPart> = parts
-            .text_parts
-            .iter()
-            .chain(parts.html_parts.iter())
-            .collect();
-        let mut bodies = HashMap::new();
-        let mut cmds = Vec::new();
-        if !wanted.is_empty() {
-            let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
-            for part in &wanted {
-                fetch = if part.whole_body {
-                    fetch.text_section("BODY.PEEK", Some((0, MAX_TEXT_PART)))
-                } else {
-                    let id = PartId::parse(&part.part_id)?;
-                    fetch.section("BODY.PEEK", &id, Some((0, MAX_TEXT_PART)))
-                };
+        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let mut items = 0;
+        for part in parts.text_parts.iter().chain(parts.html_parts.iter()) {
+            fetch = if part.whole_body {
+                fetch.text_section("BODY.PEEK", Some((0, MAX_TEXT_PART)))
+            } else {
+                fetch.section(
+                    "BODY.PEEK",
+                    &PartId::parse(&part.part_id)?,
+                    Some((0, MAX_TEXT_PART)),
+                )
+            };
+            items += 1;
+        }
+        let mut whole_budget = MAX_WHOLE_PROBES;
+        for part in &mut parts.attachments {
+            let id = PartId::parse(&part.part_id)?;
+            match part.size_probe() {
+                SizeProbe::Ends { tail_offset } => {
+                    fetch = fetch
+                        .section("BODY.PEEK", &id, Some((0, PROBE_LEN)))
+                        .section("BODY.PEEK", &id, Some((tail_offset, PROBE_LEN)));
+                    items += 2;
+                }
+                SizeProbe::Whole(len) if len <= whole_budget => {
+                    whole_budget -= len;
+                    fetch = fetch.section("BODY.PEEK", &id, Some((0, len)));
+                    items += 1;
+                }
+                SizeProbe::Whole(_) | SizeProbe::None => {}
             }
+            if part.filename_needs_header() {
+                fetch = fetch.mime_header_section("BODY.PEEK", &id);
+                items += 1;
+            }
+        }
+        let mut cmds = Vec::new();
+        if items > 0 {
             cmds.push(fetch.atom(")"));
         }
-        if mark_seen
-            && !summary
-                .flags
-                .iter()
-                .any(|f| f.eq_ignore_ascii_case("\\Seen"))
-        {
+        let already_seen = summary
+            .flags
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("\\Seen"));
+        if mark_seen && !already_seen {
             cmds.push(
                 Command::new("UID STORE")
                     .uid_set(&set)
                     .atom("+FLAGS.SILENT (\\Seen)"),
             );
         }
+        let mut sections = Sections::new();
         if !cmds.is_empty() {
-            let wanted_ids: Vec<String> = wanted.iter().map(|p| p.part_id.clone()).collect();
-            // The body of a top-level multipart without a boundary comes as `TEXT`.
-            let whole_body_id = wanted
-                .iter()
-                .find(|p| p.whole_body)
-                .map(|p| p.part_id.clone());
             let done = self
                 .run_pipelined(&cmds, |_, r| {
-                    if let Response::Fetch(_, attrs) = r {
-                        for attr in attrs {
-                            if let AttributeValue::BodySection {
-                                section: Some(section),
-                                data,
-                                ..
-                            } = attr
-                                && let Some(id) = section_part_id(section, &whole_body_id)
-                                && wanted_ids.contains(&id)
-                            {
-                                bodies.insert(id, data.as_deref().unwrap_or_default().to_vec());
-                            }
-                        }
-                    }
+                    sections.take(uid, r);
                     Ok(())
                 })
                 .await?;
             for completion in done {
                 completion.into_result()?;
             }
-            if mark_seen
-                && !summary
-                    .flags
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case("\\Seen"))
-            {
+            if mark_seen && !already_seen {
                 summary.flags.push("\\Seen".to_owned());
             }
         }
+
+        let mut bodies = HashMap::new();
+        for part in parts.text_parts.iter().chain(parts.html_parts.iter()) {
+            let key = if part.whole_body {
+                "TEXT"
+            } else {
+                &part.part_id
+            };
+            if let Some(data) = sections.remove(key, 0) {
+                bodies.insert(part.part_id.clone(), data);
+            }
+        }
+        let mut unsettled = Vec::new();
+        for part in &mut parts.attachments {
+            match part.size_probe() {
+                SizeProbe::Ends { tail_offset } => {
+                    if let (Some(head), Some(tail)) = (
+                        sections.get(&part.part_id, 0),
+                        sections.get(&part.part_id, tail_offset),
+                    ) {
+                        part.learn_from_ends(head, tail);
+                    }
+                    if part.decoded_size.is_none() && part.encoded_size <= MAX_WHOLE_PROBE {
+                        unsettled.push(part.part_id.clone());
+                    }
+                }
+                SizeProbe::Whole(_) => {
+                    if let Some(data) = sections.get(&part.part_id, 0) {
+                        part.learn_from_whole(data);
+                    }
+                }
+                SizeProbe::None => {}
+            }
+            if let Some(mime) = sections.get(&format!("{}.MIME", part.part_id), 0) {
+                part.learn_filename_from_header(mime);
+            }
+        }
+        if !unsettled.is_empty() {
+            self.settle_sizes(uid, &mut parts.attachments, &unsettled)
+                .await?;
+        }
         Ok(MessageDetail {
             summary,
-            header: header.unwrap_or_default(),
+            header,
             parts,
             bodies,
             uid_validity: selected.uid_validity,
         })
+    }
+
+    /// Reads the attachments `ids` whole (up to [`MAX_WHOLE_PROBES`] together) to learn their
+    /// decoded sizes.
+    async fn settle_sizes(
+        &mut self,
+        uid: u32,
+        attachments: &mut [BodyPart],
+        ids: &[String],
+    ) -> Result<()> {
+        let set = UidSet::single(uid)?;
+        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let mut budget = MAX_WHOLE_PROBES;
+        let mut wanted = Vec::new();
+        for part in attachments.iter().filter(|p| ids.contains(&p.part_id)) {
+            if part.encoded_size > budget {
+                continue;
+            }
+            budget -= part.encoded_size;
+            let id = PartId::parse(&part.part_id)?;
+            fetch = fetch.section("BODY.PEEK", &id, Some((0, part.encoded_size.max(1))));
+            wanted.push(part.part_id.clone());
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut sections = Sections::new();
+        self.run(&fetch.atom(")"), |r| {
+            sections.take(uid, r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        for part in attachments
+            .iter_mut()
+            .filter(|p| wanted.contains(&p.part_id))
+        {
+            if let Some(data) = sections.get(&part.part_id, 0) {
+                part.learn_from_whole(data);
+            }
+        }
+        Ok(())
     }
 
     /// The message's size, for raw downloads: (UIDVALIDITY, RFC822.SIZE).
@@ -1177,24 +1262,8 @@ impl Connection {
     }
 }
 
-fn section_part_id(
-    section: &async_imap::imap_proto::SectionPath,
-    whole_body_id: &Option<String>,
-) -> Option<String> {
-    use async_imap::imap_proto::{MessageSection, SectionPath};
-    let numbers = match section {
-        SectionPath::Part(numbers, None) => numbers,
-        SectionPath::Full(MessageSection::Text) => return whole_body_id.clone(),
-        _ => return None,
-    };
-    Some(
-        numbers
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join("."),
-    )
-}
+/// Most bytes of whole attachments one message view reads to learn their exact sizes.
+const MAX_WHOLE_PROBES: u32 = 4 * MAX_WHOLE_PROBE;
 
 /// The body sections of one message's FETCH answers, by section (`1.2`, `1.2.MIME`, `TEXT`,
 /// `HEADER`) and offset.
@@ -1235,6 +1304,10 @@ impl Sections {
 
     fn get(&self, key: &str, offset: u32) -> Option<&[u8]> {
         self.0.get(&(key.to_owned(), offset)).map(Vec::as_slice)
+    }
+
+    fn remove(&mut self, key: &str, offset: u32) -> Option<Vec<u8>> {
+        self.0.remove(&(key.to_owned(), offset))
     }
 }
 

@@ -204,6 +204,7 @@ mod tests {
             content_id: None,
             inline: false,
             disposition: None,
+            decoded_size: None,
             whole_body: false,
         }
     }

@@ -30,6 +30,8 @@ use async_imap::imap_proto::{
 
 use super::content::{decode_charset, first_field};
 use super::summary::decode_header_text;
+use super::transfer::{decode_all, decoded_base64_len};
+use super::uuencode;
 use crate::imap::encode::{MAX_PART_ID_NUMBERS, MAX_PART_NUMBER};
 
 /// Bounds on the BODYSTRUCTURE a walk accepts, so that a hostile message costs bounded
@@ -112,6 +114,8 @@ pub struct BodyPart {
     pub inline: bool,
     /// Lower-case Content-Disposition type (`inline`, `attachment`), when present.
     pub disposition: Option<String>,
+    /// Size once transfer-decoded, when known exactly (see [`BodyPart::size_probe`]).
+    pub decoded_size: Option<u64>,
     /// The content is the message's whole body, `BODY[TEXT]`, rather than section `part_id`:
     /// a top-level multipart without a boundary, which servers split into one empty part.
     pub whole_body: bool,
@@ -179,7 +183,11 @@ pub struct Attachment {
     /// Lower-case media type.
     #[schema(example = "application/pdf")]
     pub content_type: String,
-    /// Approximate size in bytes once decoded (estimated from the encoded size).
+    /// Size in bytes once decoded, which is what a download delivers. Exact, except where
+    /// knowing it would mean reading much of the part: quoted-printable or uuencoded parts
+    /// over 1 MiB (or past 4 MiB of them in one message), and base64 over 1 MiB that is not
+    /// written in lines of one width, which no encoder does; those are estimated from the
+    /// encoded size.
     #[schema(example = 182_044)]
     pub size: u64,
     /// Content-ID without angle brackets, for resolving `cid:` URLs in the HTML body.
@@ -193,7 +201,34 @@ pub struct Attachment {
 /// Length of a MIME base64 line (RFC 2045 §6.8): 76 characters and a CRLF.
 const BASE64_LINE_LEN: u64 = 78;
 
+/// Bytes read from each end of a base64 part to learn its decoded size exactly.
+pub const PROBE_LEN: u32 = 256;
+
+/// Largest part read whole to learn its decoded size, when its ends do not tell.
+pub const MAX_WHOLE_PROBE: u32 = 1024 * 1024;
+
+/// What the message view reads of an attachment to list its exact size (and, for a
+/// uuencoded one, its name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeProbe {
+    /// Nothing: the size is known (no transfer encoding), or too costly to learn.
+    None,
+    /// The whole part, `<0.len>`.
+    Whole(u32),
+    /// The first and last [`PROBE_LEN`] bytes: `<0.PROBE_LEN>` and `<offset.PROBE_LEN>`.
+    Ends {
+        /// Where the tail starts.
+        tail_offset: u32,
+    },
+}
+
 impl BodyPart {
+    /// The decoded size: exact when known, else [`BodyPart::decoded_size_estimate`].
+    pub fn decoded_size(&self) -> u64 {
+        self.decoded_size
+            .unwrap_or_else(|| self.decoded_size_estimate())
+    }
+
     /// Estimates the decoded size from the encoded size without fetching the part.
     ///
     /// Base64 is assumed to be in the usual 76-character lines, uuencode in lines of 45 bytes;
@@ -213,6 +248,50 @@ impl BodyPart {
             | TransferEncoding::Binary
             | TransferEncoding::QuotedPrintable
             | TransferEncoding::Other(_) => encoded,
+        }
+    }
+
+    /// What to read of this part to know its decoded size exactly: base64 by its ends (the
+    /// line width at the start, the padding at the end), the other encodings whole up to
+    /// [`MAX_WHOLE_PROBE`]. Parts without a transfer encoding need nothing.
+    pub fn size_probe(&self) -> SizeProbe {
+        let size = self.encoded_size;
+        if self.decoded_size.is_some() || size == 0 {
+            return SizeProbe::None;
+        }
+        match self.encoding {
+            TransferEncoding::Base64 if size > 2 * PROBE_LEN => SizeProbe::Ends {
+                tail_offset: size - PROBE_LEN,
+            },
+            TransferEncoding::Base64
+            | TransferEncoding::QuotedPrintable
+            | TransferEncoding::UuEncode
+                if size <= MAX_WHOLE_PROBE =>
+            {
+                SizeProbe::Whole(size)
+            }
+            _ => SizeProbe::None,
+        }
+    }
+
+    /// Learns the exact decoded size of a base64 part from its first and last bytes
+    /// ([`SizeProbe::Ends`]); leaves it unknown when they do not tell (lines of different
+    /// widths, junk), for a whole read to settle.
+    pub fn learn_from_ends(&mut self, head: &[u8], tail: &[u8]) {
+        if self.encoding == TransferEncoding::Base64 {
+            self.decoded_size = decoded_base64_len(u64::from(self.encoded_size), head, tail);
+        }
+    }
+
+    /// Learns the exact decoded size from the whole part; a uuencoded part without a file
+    /// name of its own takes the one on its `begin` line.
+    pub fn learn_from_whole(&mut self, raw: &[u8]) {
+        self.decoded_size = Some(decode_all(&self.encoding, raw).len() as u64);
+        if self.encoding == TransferEncoding::UuEncode && self.filename.is_none() {
+            self.filename = raw
+                .split(|&byte| byte == b'\n')
+                .take(64)
+                .find_map(uuencode::begin_line);
         }
     }
 
@@ -240,7 +319,7 @@ impl BodyPart {
             part_id: self.part_id.clone(),
             filename: self.filename.clone(),
             content_type: self.content_type.clone(),
-            size: self.decoded_size_estimate(),
+            size: self.decoded_size(),
             content_id: self.content_id.clone(),
             inline: self.inline,
         }
@@ -541,6 +620,7 @@ fn no_boundary_part(common: &BodyContentCommon<'_>, id: &SectionId) -> BodyPart 
             .disposition
             .as_ref()
             .map(|d| d.ty.trim().to_ascii_lowercase()),
+        decoded_size: None,
         whole_body,
     }
 }
@@ -574,13 +654,15 @@ fn body_part(
     let inline = placement == Placement::RelatedResource
         && content_id.is_some()
         && disposition.as_deref() != Some("attachment");
+    let encoding = TransferEncoding::from(&other.transfer_encoding);
     BodyPart {
         part_id: id.text.clone(),
         content_type,
         charset: param(&common.ty.params, "charset")
             .map(|charset| charset.trim().to_owned())
             .filter(|charset| !charset.is_empty()),
-        encoding: TransferEncoding::from(&other.transfer_encoding),
+        decoded_size: encoding.is_identity().then_some(u64::from(other.octets)),
+        encoding,
         encoded_size: other.octets,
         filename,
         content_id,
@@ -1051,6 +1133,12 @@ mod tests {
             );
             let part = &walk_line(&line).attachments[0];
             assert_eq!(part.encoding, encoding, "{token}");
+            // Only content passed on as it is has its size known from the structure.
+            assert_eq!(
+                part.decoded_size.is_some(),
+                encoding.is_identity(),
+                "{token}"
+            );
         }
     }
 
@@ -1123,6 +1211,7 @@ mod tests {
             content_id: None,
             inline: false,
             disposition: None,
+            decoded_size: None,
             whole_body: false,
         };
         assert_eq!(part.decoded_size_estimate(), 57);
@@ -1244,6 +1333,139 @@ mod tests {
         ] {
             header_params(garbage);
         }
+    }
+
+    fn base64_part(encoded: &[u8]) -> BodyPart {
+        BodyPart {
+            part_id: "2".into(),
+            content_type: "application/octet-stream".into(),
+            charset: None,
+            encoding: TransferEncoding::Base64,
+            encoded_size: u32::try_from(encoded.len()).expect("small"),
+            filename: None,
+            content_id: None,
+            inline: false,
+            disposition: None,
+            decoded_size: None,
+            whole_body: false,
+        }
+    }
+
+    /// What the message view does with a part's probe, given the part's bytes.
+    fn probe(part: &mut BodyPart, encoded: &[u8]) {
+        match part.size_probe() {
+            SizeProbe::Ends { tail_offset } => {
+                let head = &encoded[..PROBE_LEN as usize];
+                part.learn_from_ends(head, &encoded[tail_offset as usize..]);
+                if part.decoded_size.is_none() {
+                    part.learn_from_whole(encoded);
+                }
+            }
+            SizeProbe::Whole(len) => part.learn_from_whole(&encoded[..len as usize]),
+            SizeProbe::None => {}
+        }
+    }
+
+    #[test]
+    fn exact_sizes_where_the_estimate_was_off() {
+        use base64::Engine;
+        for size in [0usize, 1, 2, 57, 58, 10_239, 10_240, 10_241, 600_001] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&data);
+            for (width, line_break) in [
+                (76, &b"\r\n"[..]),
+                (64, b"\r\n"),
+                (76, b"\n"),
+                (72, b"\r\n"),
+            ] {
+                let mut wrapped = Vec::new();
+                for line in encoded.as_bytes().chunks(width) {
+                    wrapped.extend_from_slice(line);
+                    wrapped.extend_from_slice(line_break);
+                }
+                // Dovecot counts a part without the line break before the next boundary.
+                for body in [
+                    &wrapped[..],
+                    wrapped.strip_suffix(line_break).unwrap_or(&wrapped),
+                ] {
+                    let mut part = base64_part(body);
+                    if size > 400 {
+                        assert!(matches!(part.size_probe(), SizeProbe::Ends { .. }));
+                    }
+                    probe(&mut part, body);
+                    assert_eq!(
+                        part.decoded_size(),
+                        size as u64,
+                        "{size} bytes in lines of {width}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn irregular_base64_is_read_whole() {
+        use base64::Engine;
+        let data: Vec<u8> = (0..2000).map(|i| (i % 7) as u8).collect();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&data);
+        let mut messy = Vec::new();
+        for (index, line) in encoded.as_bytes().chunks(60).enumerate() {
+            messy.extend_from_slice(line);
+            messy.extend_from_slice(if index % 2 == 0 {
+                b" \t\r\n"
+            } else {
+                b"\r\n\r\n"
+            });
+        }
+        let mut part = base64_part(&messy);
+        let SizeProbe::Ends { tail_offset } = part.size_probe() else {
+            panic!("ends first");
+        };
+        part.learn_from_ends(&messy[..PROBE_LEN as usize], &messy[tail_offset as usize..]);
+        assert_eq!(part.decoded_size, None);
+        part.learn_from_whole(&messy);
+        assert_eq!(part.decoded_size, Some(2000));
+        // A list footer after the data: the ends disagree, the whole read stops at padding.
+        let mut footer = encoded.as_bytes()[..1000].to_vec();
+        footer.extend_from_slice(b"==\r\n-- \r\nmailing list footer\r\n");
+        let mut part = base64_part(&footer);
+        part.learn_from_ends(&footer[..256], &footer[footer.len() - 256..]);
+        assert_eq!(part.decoded_size, None);
+    }
+
+    #[test]
+    fn other_encodings_are_measured_whole_up_to_a_limit() {
+        let mut part = BodyPart {
+            encoding: TransferEncoding::QuotedPrintable,
+            ..base64_part(b"caf=C3=A9 =3D=\r\n soft\r\n")
+        };
+        assert_eq!(part.size_probe(), SizeProbe::Whole(23));
+        part.learn_from_whole(b"caf=C3=A9 =3D=\r\n soft\r\n");
+        assert_eq!(part.decoded_size, Some(14));
+        let mut uu = BodyPart {
+            encoding: TransferEncoding::UuEncode,
+            ..base64_part(b"begin 644 cat.txt\r\n#0V%T\r\n`\r\nend\r\n")
+        };
+        uu.learn_from_whole(b"begin 644 cat.txt\r\n#0V%T\r\n`\r\nend\r\n");
+        assert_eq!(
+            (uu.decoded_size, uu.filename.as_deref()),
+            (Some(3), Some("cat.txt"))
+        );
+        let big = BodyPart {
+            encoded_size: MAX_WHOLE_PROBE + 1,
+            ..uu.clone()
+        };
+        assert_eq!(
+            BodyPart {
+                decoded_size: None,
+                ..big
+            }
+            .size_probe(),
+            SizeProbe::None
+        );
+        let identity = walk_line(RFC2231_FILENAME);
+        assert_eq!(identity.text_parts[0].decoded_size, Some(10));
+        assert_eq!(identity.text_parts[0].size_probe(), SizeProbe::None);
     }
 
     /// A multipart `depth` levels deep where level k has `width(k)` children, the last of
