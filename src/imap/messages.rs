@@ -877,8 +877,8 @@ impl Connection {
     /// The second round trip also reads what the structure cannot tell: the ends of base64
     /// attachments and small quoted-printable or uuencoded ones whole, for their exact decoded
     /// size ([`BodyPart::size_probe`]), and the MIME header of a part whose file name the
-    /// BODYSTRUCTURE damaged. A third round trip reads whole the rare base64 attachment whose
-    /// ends do not tell its size.
+    /// BODYSTRUCTURE damaged. Uuencoded files inside the text are listed as attachments. A
+    /// third round trip reads whole the rare base64 attachment whose ends do not tell its size.
     pub async fn message_detail(
         &mut self,
         mailbox: &MailboxName,
@@ -1055,6 +1055,7 @@ impl Connection {
             self.settle_sizes(uid, &mut parts.attachments, &unsettled)
                 .await?;
         }
+        parts.add_embedded_files(&bodies);
         Ok(MessageDetail {
             summary,
             header,
@@ -1104,6 +1105,35 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// The raw (transfer-encoded) content of a text part as the message view reads it: its
+    /// first [`MAX_TEXT_PART`] bytes.
+    pub async fn read_text_part(&mut self, uid: u32, part: &BodyPart) -> Result<Vec<u8>> {
+        let set = UidSet::single(uid)?;
+        let fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let fetch = if part.whole_body {
+            fetch.text_section("BODY.PEEK", Some((0, MAX_TEXT_PART)))
+        } else {
+            fetch.section(
+                "BODY.PEEK",
+                &PartId::parse(&part.part_id)?,
+                Some((0, MAX_TEXT_PART)),
+            )
+        };
+        let mut sections = Sections::new();
+        self.run(&fetch.atom(")"), |r| {
+            sections.take(uid, r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        let key = if part.whole_body {
+            "TEXT"
+        } else {
+            &part.part_id
+        };
+        sections.remove(key, 0).ok_or(ImapError::MessageNotFound)
     }
 
     /// The message's size, for raw downloads: (UIDVALIDITY, RFC822.SIZE).

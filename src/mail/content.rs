@@ -7,6 +7,7 @@ use mail_parser::{HeaderName, MessageParser};
 use super::structure::BodyPart;
 use super::summary::decode_header_text;
 use super::transfer::decode_all;
+use super::uuencode;
 
 /// One header field, as the message view lists them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -126,7 +127,9 @@ pub(crate) fn first_field<'a>(header_block: &'a [u8], name: &str) -> Option<&'a 
 /// undoes the transfer encoding, then converts from the part's charset.
 ///
 /// An unknown charset is read as UTF-8 with invalid bytes replaced. A byte order mark is
-/// dropped. `text/plain` has its CRLF line ends turned into `\n`.
+/// dropped. `text/plain` has its CRLF line ends turned into `\n`, and its uuencoded files
+/// left out: they are listed as attachments
+/// ([`MessageParts::add_embedded_files`](super::structure::MessageParts::add_embedded_files)).
 pub fn decode_text(raw_part: &[u8], part: &BodyPart) -> String {
     let bytes = decode_all(&part.encoding, raw_part);
     let text = decode_charset(part.charset.as_deref(), &bytes);
@@ -134,11 +137,16 @@ pub fn decode_text(raw_part: &[u8], part: &BodyPart) -> String {
         Some(rest) => rest.to_owned(),
         None => text,
     };
-    if part.content_type == "text/plain" {
-        text.replace("\r\n", "\n")
-    } else {
-        text
+    if part.content_type != "text/plain" {
+        return text;
     }
+    let blocks = uuencode::find_blocks(text.as_bytes());
+    let text = if blocks.is_empty() {
+        text
+    } else {
+        uuencode::without_blocks(&text, &blocks)
+    };
+    text.replace("\r\n", "\n")
 }
 
 /// Converts `bytes` in `charset` to UTF-8 with mail-parser's decoders.
@@ -380,6 +388,22 @@ mod tests {
             TransferEncoding::EightBit,
         );
         assert_eq!(decode_text(b"\xe9t\xe9", &quoted), "été");
+    }
+
+    #[test]
+    fn uuencoded_files_are_left_out_of_the_text() {
+        let raw =
+            b"Here is the photo:\r\n\r\nbegin 644 cat.txt\r\n#0V%T\r\n`\r\nend\r\n\r\nCheers\r\n";
+        let plain = text_part("text/plain", Some("us-ascii"), TransferEncoding::SevenBit);
+        assert_eq!(decode_text(raw, &plain), "Here is the photo:\n\n\nCheers\n");
+        // Not in HTML, and not without its end line.
+        let html = text_part("text/html", Some("us-ascii"), TransferEncoding::SevenBit);
+        assert_eq!(decode_text(raw, &html), String::from_utf8_lossy(raw));
+        let prose = b"begin 644 is the mode\r\nsee you\r\n";
+        assert_eq!(
+            decode_text(prose, &plain),
+            "begin 644 is the mode\nsee you\n"
+        );
     }
 
     #[test]

@@ -94,7 +94,8 @@ impl MessageParts {
 /// One leaf part of a message, as described by its BODYSTRUCTURE entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyPart {
-    /// IMAP section number, e.g. "1", "2.1".
+    /// IMAP section number, e.g. "1", "2.1"; for a uuencoded file inside text part `n`, the
+    /// API's id `n.<index>` (see [`MessageParts::embedded_file_part`]).
     pub part_id: String,
     /// Lower-case `type/subtype`.
     pub content_type: String,
@@ -174,7 +175,9 @@ impl From<&ContentEncoding<'_>> for TransferEncoding {
 /// An attachment as the HTTP API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Attachment {
-    /// IMAP section number; pass it back to download the attachment.
+    /// IMAP section number; pass it back to download the attachment. A uuencoded file inside
+    /// the text of part `n` is listed as `n.1`, `n.2`… (IMAP numbers no parts below a text
+    /// part, so these ids name nothing else).
     #[schema(example = "2")]
     pub part_id: String,
     /// File name suggested by the message, if any.
@@ -324,6 +327,76 @@ impl BodyPart {
             inline: self.inline,
         }
     }
+}
+
+impl MessageParts {
+    /// Lists the uuencoded files inside the text/plain body parts as attachments, each after
+    /// the attachments before its text part, with the id `<text part>.<n>` (n from 1), which
+    /// no real part can have: IMAP numbers no parts below a leaf. `bodies` holds the raw
+    /// (transfer-encoded) text parts by part id, as the message view fetches them.
+    pub fn add_embedded_files(&mut self, bodies: &std::collections::HashMap<String, Vec<u8>>) {
+        for text in &self.text_parts {
+            if text.content_type != "text/plain" {
+                continue;
+            }
+            let Some(raw) = bodies.get(&text.part_id) else {
+                continue;
+            };
+            let files = embedded_files(raw, text);
+            if files.is_empty() {
+                continue;
+            }
+            let at = self
+                .attachments
+                .iter()
+                .position(|part| section_after(&part.part_id, &text.part_id))
+                .unwrap_or(self.attachments.len());
+            self.attachments.splice(at..at, files);
+        }
+    }
+
+    /// The text part holding the uuencoded file that `part_id` (`<text part>.<n>`) names,
+    /// and `n`, if `part_id` is such an id.
+    pub fn embedded_file_part(&self, part_id: &str) -> Option<(&BodyPart, usize)> {
+        let (parent, index) = part_id.rsplit_once('.')?;
+        let index: usize = index.parse().ok().filter(|&index| index >= 1)?;
+        let text = self
+            .text_parts
+            .iter()
+            .find(|part| part.part_id == parent && part.content_type == "text/plain")?;
+        Some((text, index))
+    }
+}
+
+/// The uuencoded files in a text part, given its raw (transfer-encoded) content, as parts
+/// with their API ids, names, guessed types and exact sizes; see
+/// [`MessageParts::add_embedded_files`].
+pub fn embedded_files(raw: &[u8], text: &BodyPart) -> Vec<BodyPart> {
+    let decoded = decode_all(&text.encoding, raw);
+    uuencode::find_blocks(&decoded)
+        .into_iter()
+        .enumerate()
+        .map(|(index, block)| BodyPart {
+            part_id: format!("{}.{}", text.part_id, index + 1),
+            content_type: uuencode::media_type_of(&block.name).to_owned(),
+            charset: None,
+            encoding: TransferEncoding::UuEncode,
+            encoded_size: u32::try_from(block.range.len()).unwrap_or(u32::MAX),
+            decoded_size: Some(block.data.len() as u64),
+            filename: Some(block.name),
+            content_id: None,
+            inline: false,
+            disposition: Some("attachment".to_owned()),
+            whole_body: false,
+        })
+        .filter(|part| crate::imap::encode::PartId::parse(&part.part_id).is_ok())
+        .collect()
+}
+
+/// Whether section `id` comes after section `before` in message order ("2" after "1.3").
+fn section_after(id: &str, before: &str) -> bool {
+    let numbers = |id: &str| -> Vec<u64> { id.split('.').filter_map(|n| n.parse().ok()).collect() };
+    numbers(id) > numbers(before)
 }
 
 /// Sorts a BODYSTRUCTURE's parts into text body, HTML body and attachments.
@@ -1466,6 +1539,28 @@ mod tests {
         let identity = walk_line(RFC2231_FILENAME);
         assert_eq!(identity.text_parts[0].decoded_size, Some(10));
         assert_eq!(identity.text_parts[0].size_probe(), SizeProbe::None);
+    }
+
+    #[test]
+    fn uuencoded_files_in_text_are_attachments() {
+        let line = "* 1 FETCH (UID 5 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 60 3 NIL NIL NIL NIL)(\"application\" \"pdf\" NIL NIL NIL \"base64\" 8 NIL (\"attachment\" (\"filename\" \"new.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL))\r\n";
+        let mut parts = walk_line(line);
+        let text = b"Old-style:\r\nbegin 644 old.doc\r\n#0V%T\r\n`\r\nend\r\nbegin 600 two.txt\r\n!80``\r\n`\r\nend\r\n".to_vec();
+        let bodies = std::collections::HashMap::from([("1".to_owned(), text)]);
+        parts.add_embedded_files(&bodies);
+        assert_eq!(ids(&parts.attachments), ["1.1", "1.2", "2"]);
+        let old = parts.attachments[0].to_attachment();
+        assert_eq!(
+            (old.filename.as_deref(), old.content_type.as_str(), old.size),
+            (Some("old.doc"), "application/msword", 3)
+        );
+        assert_eq!(parts.attachments[1].to_attachment().size, 1);
+        assert!(parts.has_attachments());
+        let (text_part, index) = parts.embedded_file_part("1.2").expect("an embedded id");
+        assert_eq!((text_part.part_id.as_str(), index), ("1", 2));
+        for id in ["2.1", "1.0", "1", "1.x", "3.1"] {
+            assert!(parts.embedded_file_part(id).is_none(), "{id}");
+        }
     }
 
     /// A multipart `depth` levels deep where level k has `width(k)` children, the last of
