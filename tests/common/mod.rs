@@ -3,6 +3,7 @@ pub mod bridge;
 pub mod capture;
 pub mod corpus;
 pub mod dovecot;
+pub mod fidelity;
 pub mod hostile;
 pub mod process;
 pub mod tools;
