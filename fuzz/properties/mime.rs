@@ -10,13 +10,15 @@
 //!
 //! Properties: nothing panics; `parse_headers` keeps its documented bounds; decoding a body
 //! in chunks, split anywhere, gives exactly the bytes decoding it whole gives; decoded
-//! transfer encodings are never longer than their input. Time and memory are bounded by the
+//! transfer encodings (uuencode included) are never longer than their input; the decoded size
+//! a base64 part's ends announce is the size decoding it gives. Time and memory are bounded by the
 //! runner (`-timeout`, `-rss_limit_mb`, `-malloc_limit_mb` in `scripts/fuzz`).
 
 use imap_bridge::mail::content::{MAX_HEADER_VALUE_LEN, MAX_HEADERS};
+use imap_bridge::mail::structure::PROBE_LEN;
 use imap_bridge::mail::structure::{BodyPart, TransferEncoding};
 use imap_bridge::mail::summary::{parse_internal_date, parse_rfc2822_date};
-use imap_bridge::mail::transfer::{TransferDecoder, decode_all};
+use imap_bridge::mail::transfer::{TransferDecoder, decode_all, decoded_base64_len};
 use imap_bridge::mail::{decode_header_text, decode_text, parse_headers};
 
 /// Charsets tried when the message declares none: the ones real mail uses, stateful ones
@@ -69,9 +71,60 @@ pub fn run(data: &[u8]) {
     for encoding in [
         TransferEncoding::Base64,
         TransferEncoding::QuotedPrintable,
+        TransferEncoding::UuEncode,
         TransferEncoding::Binary,
     ] {
         check_chunked_decoding(&encoding, data, &sizes);
+    }
+    check_base64_size(data);
+}
+
+/// The size a base64 part's ends announce is the size decoding the part gives, for the input
+/// encoded as encoders write it: lines of one width (from the input) and one line break.
+fn check_base64_size(data: &[u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut chars = Vec::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let bytes = [
+            group[0],
+            *group.get(1).unwrap_or(&0),
+            *group.get(2).unwrap_or(&0),
+        ];
+        let values = [
+            bytes[0] >> 2,
+            (bytes[0] << 4 | bytes[1] >> 4) & 0x3f,
+            (bytes[1] << 2 | bytes[2] >> 6) & 0x3f,
+            bytes[2] & 0x3f,
+        ];
+        for (index, value) in values.into_iter().enumerate() {
+            chars.push(if index <= group.len() {
+                ALPHABET[usize::from(value)]
+            } else {
+                b'='
+            });
+        }
+    }
+    let width = 1 + usize::from(data.first().copied().unwrap_or(0)) % 100;
+    let line_break: &[u8] = if data.len().is_multiple_of(2) {
+        b"\r\n"
+    } else {
+        b"\n"
+    };
+    let mut encoded = Vec::new();
+    for line in chars.chunks(width) {
+        encoded.extend_from_slice(line);
+        encoded.extend_from_slice(line_break);
+    }
+    let probe = PROBE_LEN as usize;
+    let head = &encoded[..encoded.len().min(probe)];
+    let tail = &encoded[encoded.len().saturating_sub(probe)..];
+    if let Some(size) = decoded_base64_len(encoded.len() as u64, head, tail) {
+        assert_eq!(
+            size,
+            decode_all(&TransferEncoding::Base64, &encoded).len() as u64,
+            "lines of {width}"
+        );
+        assert_eq!(size, data.len() as u64, "lines of {width}");
     }
 }
 
@@ -119,7 +172,8 @@ fn entity_text(entity: &[u8]) -> Vec<&[u8]> {
             TransferEncoding::QuotedPrintable,
             TransferEncoding::Base64,
             TransferEncoding::SevenBit,
-        ][pick % 3]
+            TransferEncoding::UuEncode,
+        ][pick % 4]
             .clone()
     });
     for content_type in ["text/plain", "text/html"] {
@@ -214,6 +268,8 @@ fn part_for(encoding: TransferEncoding) -> BodyPart {
         content_id: None,
         inline: false,
         disposition: None,
+        decoded_size: None,
+        whole_body: false,
     }
 }
 
@@ -224,6 +280,7 @@ fn transfer_encoding(value: &str) -> TransferEncoding {
         "binary" => TransferEncoding::Binary,
         "base64" => TransferEncoding::Base64,
         "quoted-printable" => TransferEncoding::QuotedPrintable,
+        "x-uuencode" | "uuencode" | "x-uue" | "uue" => TransferEncoding::UuEncode,
         other => TransferEncoding::Other(other.to_owned()),
     }
 }

@@ -160,24 +160,29 @@ async fn attachment(
     let (uid_validity, _, parts) = session
         .message_structure(&name, uid, &state.walk_limits)
         .await?;
-    let part = parts
+    let etag = format!("\"{uid_validity}-{uid}-{part_id}\"");
+    let Some(part) = parts
         .attachments
         .iter()
         .chain(&parts.text_parts)
         .chain(&parts.html_parts)
         .find(|p| p.part_id == part_id)
         .cloned()
-        .ok_or_else(ApiError::part_not_found)?;
-    let etag = format!("\"{uid_validity}-{uid}-{part_id}\"");
+    else {
+        let (text, index) = parts
+            .embedded_file_part(&part_id)
+            .ok_or_else(ApiError::part_not_found)?;
+        if matches_etag(&headers, &etag) {
+            return Ok(not_modified(&etag));
+        }
+        return embedded_file(&mut session, uid, text, index, &etag, &headers).await;
+    };
     if matches_etag(&headers, &etag) {
         return Ok(not_modified(&etag));
     }
 
     let encoded_size = u64::from(part.encoded_size);
-    let identity = !matches!(
-        part.encoding,
-        TransferEncoding::Base64 | TransferEncoding::QuotedPrintable
-    );
+    let identity = part.encoding.is_identity();
     let wants_range = headers.contains_key(header::RANGE) && if_range_holds(&headers, &etag);
     let (body, range, length) = if identity {
         let range = requested_range(&headers, &etag, encoded_size)?;
@@ -220,6 +225,48 @@ async fn attachment(
         .clone()
         .unwrap_or_else(|| format!("part-{part_id}"));
     h.insert(header::CONTENT_DISPOSITION, disposition(&filename));
+    Ok(response)
+}
+
+/// A uuencoded file inside a text part (`<text part>.<n>`, as the message view lists it):
+/// the text part is read as the view reads it and the file decoded in memory (a text part is
+/// at most `MAX_TEXT_PART` bytes).
+async fn embedded_file(
+    session: &mut Session,
+    uid: u32,
+    text: &BodyPart,
+    index: usize,
+    etag: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let raw = session.read_text_part(uid, text).await?;
+    let file = crate::mail::uuencode::find_blocks(&crate::mail::transfer::decode_all(
+        &text.encoding,
+        &raw,
+    ))
+    .into_iter()
+    .nth(index - 1)
+    .ok_or_else(ApiError::part_not_found)?;
+    let total = file.data.len() as u64;
+    let range = requested_range(headers, etag, total)?;
+    let (start, end) = range.unwrap_or((0, total));
+    let content = file
+        .data
+        .get(usize::try_from(start).unwrap_or(usize::MAX)..usize::try_from(end).unwrap_or(0))
+        .unwrap_or_default()
+        .to_vec();
+    let mut response = download_response(
+        Body::from(content),
+        range.map(|r| (r, total)),
+        Some(end - start),
+    );
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::mail::uuencode::media_type_of(&file.name)),
+    );
+    h.insert(header::ETAG, header_value(etag));
+    h.insert(header::CONTENT_DISPOSITION, disposition(&file.name));
     Ok(response)
 }
 

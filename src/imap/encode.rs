@@ -956,6 +956,23 @@ impl Command {
         self.push(Part::Plain(Cow::Owned(text)))
     }
 
+    /// Appends a FETCH item for a part's MIME header, such as `BODY.PEEK[1.2.MIME]`; see
+    /// [`Command::section`] for `item`. The message view reads a file name from it where the
+    /// BODYSTRUCTURE lost bytes.
+    pub fn mime_header_section(self, item: &'static str, part: &PartId) -> Self {
+        debug_assert!(is_static_text(item), "section item must be one line");
+        let text = format!("{item}[{}.MIME]", part.0);
+        self.push(Part::Plain(Cow::Owned(text)))
+    }
+
+    /// Appends a FETCH item for the message's body without its header, such as
+    /// `BODY.PEEK[TEXT]<0.65536>`; see [`Command::section`] for `item` and `partial`.
+    pub fn text_section(self, item: &'static str, partial: Option<(u32, u32)>) -> Self {
+        debug_assert!(is_static_text(item), "section item must be one line");
+        let text = format!("{item}[TEXT]{}", format_partial(partial));
+        self.push(Part::Plain(Cow::Owned(text)))
+    }
+
     /// Appends search keys in RFC 3501 syntax, or `ALL` when there are none.
     fn search_keys(mut self, keys: &[SearchKey]) -> Self {
         if keys.is_empty() {
@@ -2740,6 +2757,17 @@ mod tests {
             .seq_range(1, None)
             .whole_body_section("BODY", None);
         assert_eq!(wire_text(&command, false), ["A1 FETCH 1:* BODY[]\r\n"]);
+        let command = Command::new("UID FETCH")
+            .uid_set(&UidSet::single(5).unwrap())
+            .atom("(UID")
+            .mime_header_section("BODY.PEEK", &part)
+            .text_section("BODY.PEEK", Some((0, 4096)))
+            .text_section("BODY", None)
+            .atom(")");
+        assert_eq!(
+            wire_text(&command, false),
+            ["A1 UID FETCH 5 (UID BODY.PEEK[1.2.MIME] BODY.PEEK[TEXT]<0.4096> BODY[TEXT])\r\n"]
+        );
     }
 
     #[test]

@@ -10,19 +10,31 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
+use async_imap::imap_proto::{
+    AttributeValue, BodyStructure, MailboxDatum, MessageSection, Response, SectionPath,
+    StatusAttribute,
+};
 
 use super::cache::CacheScope;
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
 use super::state::{MailboxState, PageCursor, server_modseq};
-use crate::mail::structure::{self, BodyPart, MessageParts, WalkLimits};
+use crate::mail::structure::{
+    self, BodyPart, MAX_WHOLE_PROBE, MessageParts, PROBE_LEN, SizeProbe, WalkLimits,
+};
 use crate::mail::summary::{Summary, summary_from_fetch};
 
-/// Attributes fetched for a header list entry.
-pub(crate) const SUMMARY_ITEMS: &str =
-    "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)";
+/// Attributes fetched for a header list entry (and a `message.new` event).
+///
+/// The raw address and subject fields are fetched with every summary, not only when the
+/// ENVELOPE looks wrong: servers cut address lists short without a sign (Dovecot's ENVELOPE
+/// of `To: a@x.com; b@y.com` or `To: bob@x.com <bob@x.com>, carol@y.com` simply ends after
+/// the first address), so only the field itself shows what is missing. Measured on Dovecot
+/// 2.3 for pages of 200 messages: 166 more bytes per message (+31%), 0.5 ms more per warm
+/// page (1.7 → 2.2 ms), no difference cold; the summary cache makes it a one-time cost.
+pub(crate) const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
+     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
 
 /// Order of a header page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -861,6 +873,12 @@ impl Connection {
 
     /// One message's summary, header, MIME structure and text parts (two round trips: the
     /// structure decides which parts to read). `mark_seen` sets `\Seen` in the second one.
+    ///
+    /// The second round trip also reads what the structure cannot tell: the ends of base64
+    /// attachments and small quoted-printable or uuencoded ones whole, for their exact decoded
+    /// size ([`BodyPart::size_probe`]), and the MIME header of a part whose file name the
+    /// BODYSTRUCTURE damaged. Uuencoded files inside the text are listed as attachments. A
+    /// third round trip reads whole the rare base64 attachment whose ends do not tell its size.
     pub async fn message_detail(
         &mut self,
         mailbox: &MailboxName,
@@ -873,6 +891,7 @@ impl Connection {
         let mut summary = None;
         let mut header = None;
         let mut structure_result = None;
+        let mut single_part = false;
         let cmd = Command::new("UID FETCH")
             .uid_set(&set)
             .atom("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])");
@@ -892,6 +911,7 @@ impl Connection {
                             header = Some(data.as_deref().unwrap_or_default().to_vec());
                         }
                         AttributeValue::BodyStructure(bs) => {
+                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
                             structure_result = Some(structure::walk(bs, limits));
                         }
                         _ => {}
@@ -903,7 +923,8 @@ impl Connection {
         .await?
         .into_result()?;
         let mut summary = summary.ok_or(ImapError::MessageNotFound)?;
-        let parts = match structure_result {
+        let header = header.unwrap_or_default();
+        let mut parts = match structure_result {
             Some(Ok(parts)) => parts,
             Some(Err(e)) => {
                 return Err(ImapError::NotAllowed(format!(
@@ -916,74 +937,203 @@ impl Connection {
                 ));
             }
         };
-
-        let wanted: Vec<&BodyPart> = parts
-            .text_parts
-            .iter()
-            .chain(parts.html_parts.iter())
-            .collect();
-        let mut bodies = HashMap::new();
-        let mut cmds = Vec::new();
-        if !wanted.is_empty() {
-            let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
-            for part in &wanted {
-                let id = PartId::parse(&part.part_id)?;
-                fetch = fetch.section("BODY.PEEK", &id, Some((0, MAX_TEXT_PART)));
+        if single_part {
+            // The part's MIME header is the message header, which is here already.
+            for part in parts
+                .attachments
+                .iter_mut()
+                .filter(|p| p.filename_needs_header())
+            {
+                part.learn_filename_from_header(&header);
             }
+        }
+
+        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let mut items = 0;
+        for part in parts.text_parts.iter().chain(parts.html_parts.iter()) {
+            fetch = if part.whole_body {
+                fetch.text_section("BODY.PEEK", Some((0, MAX_TEXT_PART)))
+            } else {
+                fetch.section(
+                    "BODY.PEEK",
+                    &PartId::parse(&part.part_id)?,
+                    Some((0, MAX_TEXT_PART)),
+                )
+            };
+            items += 1;
+        }
+        let mut whole_budget = MAX_WHOLE_PROBES;
+        for part in &mut parts.attachments {
+            let id = PartId::parse(&part.part_id)?;
+            match part.size_probe() {
+                SizeProbe::Ends { tail_offset } => {
+                    fetch = fetch
+                        .section("BODY.PEEK", &id, Some((0, PROBE_LEN)))
+                        .section("BODY.PEEK", &id, Some((tail_offset, PROBE_LEN)));
+                    items += 2;
+                }
+                SizeProbe::Whole(len) if len <= whole_budget => {
+                    whole_budget -= len;
+                    fetch = fetch.section("BODY.PEEK", &id, Some((0, len)));
+                    items += 1;
+                }
+                SizeProbe::Whole(_) | SizeProbe::None => {}
+            }
+            if part.filename_needs_header() {
+                fetch = fetch.mime_header_section("BODY.PEEK", &id);
+                items += 1;
+            }
+        }
+        let mut cmds = Vec::new();
+        if items > 0 {
             cmds.push(fetch.atom(")"));
         }
-        if mark_seen
-            && !summary
-                .flags
-                .iter()
-                .any(|f| f.eq_ignore_ascii_case("\\Seen"))
-        {
+        let already_seen = summary
+            .flags
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("\\Seen"));
+        if mark_seen && !already_seen {
             cmds.push(
                 Command::new("UID STORE")
                     .uid_set(&set)
                     .atom("+FLAGS.SILENT (\\Seen)"),
             );
         }
+        let mut sections = Sections::new();
         if !cmds.is_empty() {
-            let wanted_ids: Vec<String> = wanted.iter().map(|p| p.part_id.clone()).collect();
             let done = self
                 .run_pipelined(&cmds, |_, r| {
-                    if let Response::Fetch(_, attrs) = r {
-                        for attr in attrs {
-                            if let AttributeValue::BodySection {
-                                section: Some(section),
-                                data,
-                                ..
-                            } = attr
-                                && let Some(id) = section_part_id(section)
-                                && wanted_ids.contains(&id)
-                            {
-                                bodies.insert(id, data.as_deref().unwrap_or_default().to_vec());
-                            }
-                        }
-                    }
+                    sections.take(uid, r);
                     Ok(())
                 })
                 .await?;
             for completion in done {
                 completion.into_result()?;
             }
-            if mark_seen
-                && !summary
-                    .flags
-                    .iter()
-                    .any(|f| f.eq_ignore_ascii_case("\\Seen"))
-            {
+            if mark_seen && !already_seen {
                 summary.flags.push("\\Seen".to_owned());
             }
         }
+
+        let mut bodies = HashMap::new();
+        for part in parts.text_parts.iter().chain(parts.html_parts.iter()) {
+            let key = if part.whole_body {
+                "TEXT"
+            } else {
+                &part.part_id
+            };
+            if let Some(data) = sections.remove(key, 0) {
+                bodies.insert(part.part_id.clone(), data);
+            }
+        }
+        let mut unsettled = Vec::new();
+        for part in &mut parts.attachments {
+            match part.size_probe() {
+                SizeProbe::Ends { tail_offset } => {
+                    if let (Some(head), Some(tail)) = (
+                        sections.get(&part.part_id, 0),
+                        sections.get(&part.part_id, tail_offset),
+                    ) {
+                        part.learn_from_ends(head, tail);
+                    }
+                    if part.decoded_size.is_none() && part.encoded_size <= MAX_WHOLE_PROBE {
+                        unsettled.push(part.part_id.clone());
+                    }
+                }
+                SizeProbe::Whole(_) => {
+                    if let Some(data) = sections.get(&part.part_id, 0) {
+                        part.learn_from_whole(data);
+                    }
+                }
+                SizeProbe::None => {}
+            }
+            if let Some(mime) = sections.get(&format!("{}.MIME", part.part_id), 0) {
+                part.learn_filename_from_header(mime);
+            }
+        }
+        if !unsettled.is_empty() {
+            self.settle_sizes(uid, &mut parts.attachments, &unsettled)
+                .await?;
+        }
+        parts.add_embedded_files(&bodies);
         Ok(MessageDetail {
             summary,
-            header: header.unwrap_or_default(),
+            header,
             parts,
             bodies,
             uid_validity: selected.uid_validity,
         })
+    }
+
+    /// Reads the attachments `ids` whole (up to [`MAX_WHOLE_PROBES`] together) to learn their
+    /// decoded sizes.
+    async fn settle_sizes(
+        &mut self,
+        uid: u32,
+        attachments: &mut [BodyPart],
+        ids: &[String],
+    ) -> Result<()> {
+        let set = UidSet::single(uid)?;
+        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let mut budget = MAX_WHOLE_PROBES;
+        let mut wanted = Vec::new();
+        for part in attachments.iter().filter(|p| ids.contains(&p.part_id)) {
+            if part.encoded_size > budget {
+                continue;
+            }
+            budget -= part.encoded_size;
+            let id = PartId::parse(&part.part_id)?;
+            fetch = fetch.section("BODY.PEEK", &id, Some((0, part.encoded_size.max(1))));
+            wanted.push(part.part_id.clone());
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut sections = Sections::new();
+        self.run(&fetch.atom(")"), |r| {
+            sections.take(uid, r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        for part in attachments
+            .iter_mut()
+            .filter(|p| wanted.contains(&p.part_id))
+        {
+            if let Some(data) = sections.get(&part.part_id, 0) {
+                part.learn_from_whole(data);
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw (transfer-encoded) content of a text part as the message view reads it: its
+    /// first [`MAX_TEXT_PART`] bytes.
+    pub async fn read_text_part(&mut self, uid: u32, part: &BodyPart) -> Result<Vec<u8>> {
+        let set = UidSet::single(uid)?;
+        let fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let fetch = if part.whole_body {
+            fetch.text_section("BODY.PEEK", Some((0, MAX_TEXT_PART)))
+        } else {
+            fetch.section(
+                "BODY.PEEK",
+                &PartId::parse(&part.part_id)?,
+                Some((0, MAX_TEXT_PART)),
+            )
+        };
+        let mut sections = Sections::new();
+        self.run(&fetch.atom(")"), |r| {
+            sections.take(uid, r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        let key = if part.whole_body {
+            "TEXT"
+        } else {
+            &part.part_id
+        };
+        sections.remove(key, 0).ok_or(ImapError::MessageNotFound)
     }
 
     /// The message's size, for raw downloads: (UIDVALIDITY, RFC822.SIZE).
@@ -1016,7 +1166,8 @@ impl Connection {
         ))
     }
 
-    /// The message's size and MIME structure, for downloads.
+    /// The message's size and MIME structure, for downloads; file names the BODYSTRUCTURE
+    /// damaged are read again from the parts' MIME headers.
     pub async fn message_structure(
         &mut self,
         mailbox: &MailboxName,
@@ -1027,6 +1178,7 @@ impl Connection {
         let set = UidSet::single(uid)?;
         let mut size = None;
         let mut parts = None;
+        let mut single_part = false;
         let cmd = Command::new("UID FETCH")
             .uid_set(&set)
             .atom("(UID RFC822.SIZE BODYSTRUCTURE)");
@@ -1040,6 +1192,7 @@ impl Connection {
                     match attr {
                         AttributeValue::Rfc822Size(s) => size = Some(*s),
                         AttributeValue::BodyStructure(bs) => {
+                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
                             parts = Some(structure::walk(bs, limits))
                         }
                         _ => {}
@@ -1051,12 +1204,55 @@ impl Connection {
         .await?
         .into_result()?;
         let size = size.ok_or(ImapError::MessageNotFound)?;
-        let parts = parts
+        let mut parts = parts
             .ok_or_else(|| ImapError::Protocol("no BODYSTRUCTURE in FETCH response".into()))?
             .map_err(|e| {
                 ImapError::NotAllowed(format!("the message's MIME structure is refused: {e}"))
             })?;
+        self.repair_filenames(uid, &mut parts.attachments, single_part)
+            .await?;
         Ok((selected.uid_validity, size, parts))
+    }
+
+    /// Reads again, from the parts' own MIME headers (the message header for a message of one
+    /// part), the file names the BODYSTRUCTURE damaged; one round trip, and none when no name
+    /// needs it.
+    async fn repair_filenames(
+        &mut self,
+        uid: u32,
+        attachments: &mut [BodyPart],
+        single_part: bool,
+    ) -> Result<()> {
+        if !attachments.iter().any(BodyPart::filename_needs_header) {
+            return Ok(());
+        }
+        let set = UidSet::single(uid)?;
+        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        if single_part {
+            fetch = fetch.atom("BODY.PEEK[HEADER]");
+        } else {
+            for part in attachments.iter().filter(|p| p.filename_needs_header()) {
+                fetch = fetch.mime_header_section("BODY.PEEK", &PartId::parse(&part.part_id)?);
+            }
+        }
+        let mut sections = Sections::new();
+        self.run(&fetch.atom(")"), |r| {
+            sections.take(uid, r);
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        for part in attachments.iter_mut().filter(|p| p.filename_needs_header()) {
+            let key = if single_part {
+                "HEADER".to_owned()
+            } else {
+                format!("{}.MIME", part.part_id)
+            };
+            if let Some(header) = sections.get(&key, 0) {
+                part.learn_filename_from_header(header);
+            }
+        }
+        Ok(())
     }
 
     /// Reads `len` bytes at `offset` of a section (`None` = the whole message) of a message
@@ -1096,17 +1292,70 @@ impl Connection {
     }
 }
 
-fn section_part_id(section: &async_imap::imap_proto::SectionPath) -> Option<String> {
-    use async_imap::imap_proto::SectionPath;
-    let numbers = match section {
-        SectionPath::Part(numbers, None) => numbers,
-        _ => return None,
-    };
-    Some(
+/// Most bytes of whole attachments one message view reads to learn their exact sizes.
+const MAX_WHOLE_PROBES: u32 = 4 * MAX_WHOLE_PROBE;
+
+/// The body sections of one message's FETCH answers, by section (`1.2`, `1.2.MIME`, `TEXT`,
+/// `HEADER`) and offset.
+#[derive(Debug, Default)]
+struct Sections(HashMap<(String, u32), Vec<u8>>);
+
+impl Sections {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// Keeps the body sections of `response` if it is a FETCH answer for `uid`.
+    fn take(&mut self, uid: u32, response: &Response<'_>) {
+        let Response::Fetch(_, attrs) = response else {
+            return;
+        };
+        if !attrs
+            .iter()
+            .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+        {
+            return;
+        }
+        for attr in attrs {
+            if let AttributeValue::BodySection {
+                section: Some(section),
+                index,
+                data,
+            } = attr
+                && let Some(key) = section_key(section)
+            {
+                self.0.insert(
+                    (key, index.unwrap_or(0)),
+                    data.as_deref().unwrap_or_default().to_vec(),
+                );
+            }
+        }
+    }
+
+    fn get(&self, key: &str, offset: u32) -> Option<&[u8]> {
+        self.0.get(&(key.to_owned(), offset)).map(Vec::as_slice)
+    }
+
+    fn remove(&mut self, key: &str, offset: u32) -> Option<Vec<u8>> {
+        self.0.remove(&(key.to_owned(), offset))
+    }
+}
+
+fn section_key(section: &SectionPath) -> Option<String> {
+    let number = |numbers: &[u32]| {
         numbers
             .iter()
             .map(u32::to_string)
             .collect::<Vec<_>>()
-            .join("."),
-    )
+            .join(".")
+    };
+    match section {
+        SectionPath::Part(numbers, None) => Some(number(numbers)),
+        SectionPath::Part(numbers, Some(MessageSection::Mime)) => {
+            Some(format!("{}.MIME", number(numbers)))
+        }
+        SectionPath::Full(MessageSection::Text) => Some("TEXT".to_owned()),
+        SectionPath::Full(MessageSection::Header) => Some("HEADER".to_owned()),
+        SectionPath::Part(_, Some(_)) | SectionPath::Full(_) => None,
+    }
 }

@@ -7,6 +7,7 @@ use mail_parser::{HeaderName, MessageParser};
 use super::structure::BodyPart;
 use super::summary::decode_header_text;
 use super::transfer::decode_all;
+use super::uuencode;
 
 /// One header field, as the message view lists them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -33,17 +34,45 @@ const MAX_RAW_HEADER_VALUE_LEN: usize = 4 * MAX_HEADER_VALUE_LEN;
 /// Splits a raw header block (as from `BODY.PEEK[HEADER]`) into fields, in message order,
 /// duplicates kept.
 ///
-/// Names are as written; values are unfolded and RFC 2047 decoded. At most
+/// Names are as written; values are unfolded and RFC 2047 decoded, with undeclared 8-bit
+/// text read as UTF-8 when it is valid UTF-8 and as windows-1252 otherwise. At most
 /// [`MAX_HEADERS`] fields are returned, each value at most [`MAX_HEADER_VALUE_LEN`] bytes.
-/// Lines that are not header fields are skipped; parsing stops at the first empty line.
+/// mbox `From ` lines before the first field are skipped, as are other lines that are not
+/// header fields; parsing stops at the first empty line.
 pub fn parse_headers(raw_header_block: &[u8]) -> Vec<Header> {
+    raw_fields(raw_header_block)
+        .into_iter()
+        .map(|(name, value)| {
+            let value = value.get(..MAX_RAW_HEADER_VALUE_LEN).unwrap_or(value);
+            let mut value = decode_header_text(value);
+            value.truncate(value.floor_char_boundary(MAX_HEADER_VALUE_LEN));
+            Header {
+                name: utf8_or_windows_1252(name).trim().to_owned(),
+                value,
+            }
+        })
+        .take(MAX_HEADERS)
+        .collect()
+}
+
+/// The fields of a raw header block as (name, raw value) pairs, in message order: the value
+/// is the folded text after the colon, undecoded. mbox `From ` envelope lines at the start,
+/// which mbox exports and some delivery agents leave in, are no fields and are skipped.
+pub(crate) fn raw_fields(raw_header_block: &[u8]) -> Vec<(&[u8], &[u8])> {
+    let mut block = raw_header_block;
+    while block.starts_with(b"From ") {
+        match block.iter().position(|&byte| byte == b'\n') {
+            Some(end) => block = &block[end + 1..],
+            None => return Vec::new(),
+        }
+    }
     // Registering one header makes mail-parser use the configured default, raw, for all
     // the others too: every field then ends where its folded lines end, whatever its
-    // syntax, and the values are decoded here uniformly from the raw bytes.
+    // syntax, and the values are decoded by the caller uniformly from the raw bytes.
     let parser = MessageParser::new()
         .default_header_raw()
         .header_raw(HeaderName::Subject);
-    let Some(message) = parser.parse_headers(raw_header_block) else {
+    let Some(message) = parser.parse_headers(block) else {
         return Vec::new();
     };
     message
@@ -53,26 +82,54 @@ pub fn parse_headers(raw_header_block: &[u8]) -> Vec<Header> {
             let name_start = usize::try_from(field.offset_field()).ok()?;
             let value_start = usize::try_from(field.offset_start()).ok()?;
             let value_end = usize::try_from(field.offset_end()).ok()?;
-            let name = raw_header_block.get(name_start..value_start)?;
-            let name = String::from_utf8_lossy(name.strip_suffix(b":").unwrap_or(name));
-            let value = raw_header_block.get(value_start..value_end)?;
-            let value = value.get(..MAX_RAW_HEADER_VALUE_LEN).unwrap_or(value);
-            let mut value = decode_header_text(value);
-            value.truncate(value.floor_char_boundary(MAX_HEADER_VALUE_LEN));
-            Some(Header {
-                name: name.trim().to_owned(),
-                value,
-            })
+            let name = block.get(name_start..value_start)?;
+            let name = name.strip_suffix(b":").unwrap_or(name);
+            Some((name, block.get(value_start..value_end)?))
         })
-        .take(MAX_HEADERS)
         .collect()
+}
+
+/// The raw value (the folded text after the colon) of the first field named `name` in a
+/// header block, by a linear scan: cheaper than [`raw_fields`] where a listing needs a few
+/// fields of every message.
+pub(crate) fn first_field<'a>(header_block: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let line_end = |from: usize| {
+        header_block[from..]
+            .iter()
+            .position(|&byte| byte == b'\n')
+            .map_or(header_block.len(), |at| from + at + 1)
+    };
+    let mut position = 0;
+    while position < header_block.len() {
+        let end = line_end(position);
+        let line = &header_block[position..end];
+        if line.trim_ascii().is_empty() {
+            return None;
+        }
+        if !matches!(line[0], b' ' | b'\t')
+            && let Some(colon) = line.iter().position(|&byte| byte == b':')
+            && line[..colon]
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_bytes())
+        {
+            let mut value_end = end;
+            while matches!(header_block.get(value_end), Some(b' ' | b'\t')) {
+                value_end = line_end(value_end);
+            }
+            return Some(&header_block[position + colon + 1..value_end]);
+        }
+        position = end;
+    }
+    None
 }
 
 /// Decodes a text part's raw bytes, as returned by `BODY.PEEK[<part_id>]`, to UTF-8:
 /// undoes the transfer encoding, then converts from the part's charset.
 ///
 /// An unknown charset is read as UTF-8 with invalid bytes replaced. A byte order mark is
-/// dropped. `text/plain` has its CRLF line ends turned into `\n`.
+/// dropped. `text/plain` has its CRLF line ends turned into `\n`, and its uuencoded files
+/// left out: they are listed as attachments
+/// ([`MessageParts::add_embedded_files`](super::structure::MessageParts::add_embedded_files)).
 pub fn decode_text(raw_part: &[u8], part: &BodyPart) -> String {
     let bytes = decode_all(&part.encoding, raw_part);
     let text = decode_charset(part.charset.as_deref(), &bytes);
@@ -80,11 +137,16 @@ pub fn decode_text(raw_part: &[u8], part: &BodyPart) -> String {
         Some(rest) => rest.to_owned(),
         None => text,
     };
-    if part.content_type == "text/plain" {
-        text.replace("\r\n", "\n")
-    } else {
-        text
+    if part.content_type != "text/plain" {
+        return text;
     }
+    let blocks = uuencode::find_blocks(text.as_bytes());
+    let text = if blocks.is_empty() {
+        text
+    } else {
+        uuencode::without_blocks(&text, &blocks)
+    };
+    text.replace("\r\n", "\n")
 }
 
 /// Converts `bytes` in `charset` to UTF-8 with mail-parser's decoders.
@@ -111,7 +173,9 @@ pub(crate) fn decode_charset(charset: Option<&str>, bytes: &[u8]) -> String {
     }
 }
 
-fn utf8_or_windows_1252(bytes: &[u8]) -> String {
+/// Reads undeclared text as mail clients do: as UTF-8 when it is valid UTF-8, else as
+/// windows-1252, the usual legacy charset and a superset of ISO-8859-1's printable range.
+pub(crate) fn utf8_or_windows_1252(bytes: &[u8]) -> String {
     if let Ok(text) = std::str::from_utf8(bytes) {
         return text.to_owned();
     }
@@ -148,6 +212,8 @@ mod tests {
             content_id: None,
             inline: false,
             disposition: None,
+            decoded_size: None,
+            whole_body: false,
         }
     }
 
@@ -198,6 +264,51 @@ mod tests {
         );
         assert!(parse_headers(b"").is_empty());
         assert!(parse_headers(b"\r\n").is_empty());
+    }
+
+    #[test]
+    fn mbox_from_lines_are_no_header_fields() {
+        let raw = b"From sender@example.com Mon Mar  4 10:00:00 2024\r\nFrom MAILER-DAEMON\r\nFrom: a@example.com\r\nSubject: x\r\n\r\n";
+        assert_eq!(
+            parse_headers(raw),
+            vec![header("From", "a@example.com"), header("Subject", "x")]
+        );
+        // Only before the first field: later, `From ` is a malformed line like any other.
+        assert_eq!(
+            parse_headers(b"Subject: x\r\nFrom y\r\n\r\n"),
+            vec![header("Subject", "x")]
+        );
+        assert!(parse_headers(b"From nobody").is_empty());
+    }
+
+    #[test]
+    fn undeclared_8bit_fields_read_as_utf8_or_windows_1252() {
+        let raw = b"X-Mailer: M\xfcller Mail\r\nSubject: Gr\xc3\xbc\xc3\x9fe\r\nX-N\xe4me: \x93q\x94\r\n\r\n";
+        assert_eq!(
+            parse_headers(raw),
+            vec![
+                header("X-Mailer", "Müller Mail"),
+                header("Subject", "Grüße"),
+                header("X-Näme", "“q”"),
+            ]
+        );
+    }
+
+    #[test]
+    fn first_field_finds_folded_values() {
+        let block = b"From sender@example.com Mon Mar  4 10:00:00 2024\r\nSubject: one\r\n two\r\nTO:\ta@example.com,\r\n\tb@example.com\r\nsubject: second\r\n\r\nCc: not a field\r\n";
+        assert_eq!(
+            first_field(block, "Subject"),
+            Some(&b" one\r\n two\r\n"[..])
+        );
+        assert_eq!(
+            first_field(block, "To"),
+            Some(&b"\ta@example.com,\r\n\tb@example.com\r\n"[..])
+        );
+        assert_eq!(first_field(block, "From"), None);
+        assert_eq!(first_field(block, "Cc"), None);
+        assert_eq!(first_field(b"X-Empty:", "X-Empty"), Some(&b""[..]));
+        assert_eq!(first_field(b"", "To"), None);
     }
 
     #[test]
@@ -277,6 +388,22 @@ mod tests {
             TransferEncoding::EightBit,
         );
         assert_eq!(decode_text(b"\xe9t\xe9", &quoted), "été");
+    }
+
+    #[test]
+    fn uuencoded_files_are_left_out_of_the_text() {
+        let raw =
+            b"Here is the photo:\r\n\r\nbegin 644 cat.txt\r\n#0V%T\r\n`\r\nend\r\n\r\nCheers\r\n";
+        let plain = text_part("text/plain", Some("us-ascii"), TransferEncoding::SevenBit);
+        assert_eq!(decode_text(raw, &plain), "Here is the photo:\n\n\nCheers\n");
+        // Not in HTML, and not without its end line.
+        let html = text_part("text/html", Some("us-ascii"), TransferEncoding::SevenBit);
+        assert_eq!(decode_text(raw, &html), String::from_utf8_lossy(raw));
+        let prose = b"begin 644 is the mode\r\nsee you\r\n";
+        assert_eq!(
+            decode_text(prose, &plain),
+            "begin 644 is the mode\nsee you\n"
+        );
     }
 
     #[test]

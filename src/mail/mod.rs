@@ -6,17 +6,22 @@
 //!
 //! * [`summary`]: the [`Summary`] of a message in a listing, and the decoding of header
 //!   text (RFC 2047 words, addresses, dates).
+//! * [`address`]: address lists read from raw header fields, where a server's ENVELOPE
+//!   gave up.
 //! * [`structure`]: sorting a BODYSTRUCTURE into text body, HTML body and attachments,
 //!   with the IMAP section number of each.
 //! * [`content`]: the header list and the decoded text of body parts.
 //! * [`html`]: sanitising the HTML body for display (scripts, remote content, `cid:`).
-//! * [`transfer`]: streaming base64 and quoted-printable decoding for downloads.
+//! * [`transfer`]: streaming base64, quoted-printable and uuencode decoding for downloads.
+//! * [`uuencode`]: uuencoded files, as a transfer encoding and inside text bodies.
 
+pub mod address;
 pub mod content;
 pub mod html;
 pub mod structure;
 pub mod summary;
 pub mod transfer;
+pub mod uuencode;
 
 pub use content::{Header, decode_text, parse_headers};
 pub use html::{HtmlPolicy, sanitize_html};

@@ -2,10 +2,11 @@
 //! UID, FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE and BODYSTRUCTURE; and the decoding of
 //! the header text they carry: RFC 2047 encoded words, addresses and dates.
 
-use async_imap::imap_proto::{self, AttributeValue};
+use async_imap::imap_proto::{self, AttributeValue, MessageSection, SectionPath};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, SecondsFormat, Utc};
 
-use super::content::decode_charset;
+use super::address::parse_address_list;
+use super::content::{decode_charset, first_field, utf8_or_windows_1252};
 use super::structure::{TransferEncoding, has_attachments};
 use super::transfer::decode_all;
 
@@ -67,9 +68,16 @@ pub struct Summary {
 /// Builds a [`Summary`] from one FETCH response's attributes.
 ///
 /// Expects UID, FLAGS, INTERNALDATE, RFC822.SIZE, ENVELOPE and, when available,
-/// BODYSTRUCTURE; a missing item leaves its fields empty (`has_attachments` is false
-/// without BODYSTRUCTURE). Returns `None` without a UID, as such a summary could not be
-/// acted upon.
+/// BODYSTRUCTURE and the raw From, To, Cc, Reply-To and Subject fields (`BODY.PEEK[HEADER.FIELDS
+/// (...)]`, or the whole header);
+/// a missing item leaves its fields empty (`has_attachments` is false without
+/// BODYSTRUCTURE). Returns `None` without a UID, as such a summary could not be acted upon.
+///
+/// With the raw header fields, the subject is decoded from the Subject field itself (an
+/// ENVELOPE string may come as an IMAP quoted string whose escapes cannot be told from the
+/// text), and an address list is read from its field when the ENVELOPE's holds a server's
+/// placeholder (`MISSING_MAILBOX`, `SYNTAX_ERROR`...), a name with a backslash, or fewer
+/// addresses than the field: see [`address_list`].
 pub fn summary_from_fetch(attrs: &[AttributeValue<'_>]) -> Option<Summary> {
     let uid = attrs.iter().find_map(|attr| match attr {
         AttributeValue::Uid(uid) => Some(*uid),
@@ -90,6 +98,15 @@ pub fn summary_from_fetch(attrs: &[AttributeValue<'_>]) -> Option<Summary> {
         has_attachments: false,
         in_reply_to: None,
     };
+    let raw_header = attrs.iter().find_map(|attr| match attr {
+        AttributeValue::BodySection {
+            section: Some(SectionPath::Full(MessageSection::Header)),
+            data: Some(data),
+            ..
+        } => Some(data.as_ref()),
+        _ => None,
+    });
+    let field = |name: &str| raw_header.and_then(|block| first_field(block, name));
     for attr in attrs {
         match attr {
             AttributeValue::Flags(flags) => {
@@ -108,12 +125,20 @@ pub fn summary_from_fetch(attrs: &[AttributeValue<'_>]) -> Option<Summary> {
             AttributeValue::Envelope(envelope) => {
                 summary.message_id = envelope.message_id.as_deref().and_then(id_list);
                 summary.in_reply_to = envelope.in_reply_to.as_deref().and_then(id_list);
-                summary.subject = envelope.subject.as_deref().map(decode_header_text);
+                summary.subject = field("Subject")
+                    .or(envelope.subject.as_deref())
+                    .map(decode_header_text);
                 summary.date = envelope.date.as_deref().and_then(parse_rfc2822_date);
-                summary.from = decode_address_list(envelope.from.as_ref());
-                summary.to = decode_address_list(envelope.to.as_ref());
-                summary.cc = decode_address_list(envelope.cc.as_ref());
-                summary.reply_to = decode_address_list(envelope.reply_to.as_ref());
+                summary.from = address_list(envelope.from.as_ref(), field("From"));
+                summary.to = address_list(envelope.to.as_ref(), field("To"));
+                summary.cc = address_list(envelope.cc.as_ref(), field("Cc"));
+                summary.reply_to = match field("Reply-To") {
+                    Some(raw) => address_list(envelope.reply_to.as_ref(), Some(raw)),
+                    // Without a Reply-To the server repeats From (RFC 3501 §7.4.2), which may
+                    // have needed the repair.
+                    None if raw_header.is_some() => summary.from.clone(),
+                    None => decode_address_list(envelope.reply_to.as_ref()),
+                };
             }
             _ => {}
         }
@@ -129,16 +154,77 @@ fn id_list(raw: &[u8]) -> Option<String> {
     (!ids.is_empty()).then_some(ids)
 }
 
-/// Host names servers put in an ENVELOPE address when the header had no domain:
-/// Dovecot's and UW-IMAP's (c-client's).
-const MISSING_HOST_PLACEHOLDERS: [&str; 2] = ["MISSING_DOMAIN", ".MISSING-HOST-NAME."];
+/// Host names servers put in an ENVELOPE address when the header had no domain or could
+/// not be parsed: Dovecot's and UW-IMAP's (c-client's).
+const HOST_PLACEHOLDERS: [&str; 4] = [
+    "MISSING_DOMAIN",
+    ".MISSING-HOST-NAME.",
+    "SYNTAX_ERROR",
+    ".SYNTAX-ERROR.",
+];
+
+/// Mailbox names servers put in an ENVELOPE address they could not parse: Dovecot's and
+/// c-client's.
+const MAILBOX_PLACEHOLDERS: [&str; 5] = [
+    "MISSING_MAILBOX",
+    "SYNTAX_ERROR",
+    "MISSING_MAILBOX_TERMINATOR",
+    "UNEXPECTED_DATA_AFTER_ADDRESS",
+    "INVALID_ADDRESS",
+];
+
+fn is_placeholder(text: Option<&[u8]>, placeholders: &[&str]) -> bool {
+    text.is_some_and(|text| {
+        let text = text.trim_ascii();
+        placeholders
+            .iter()
+            .any(|placeholder| text == placeholder.as_bytes())
+    })
+}
+
+/// An address list from the ENVELOPE's `list` and, when fetched, the raw header field
+/// `raw` (the folded text after the colon).
+///
+/// The ENVELOPE is what the server understood, and is used unless it shows that the server
+/// did not understand the field: an address holds a placeholder (`To: , a@aol.com` gives
+/// `MISSING_MAILBOX`), a display name holds a backslash (an IMAP quoted string's escapes
+/// cannot be told from the text), or the field has more addresses than the list (Dovecot
+/// ends `To: a@x.com, Mikel@Lindsaar <r@x.com>, t@x.com` after the second). Then the field
+/// is read with [`parse_address_list`], as mail clients read it.
+pub fn address_list(
+    list: Option<&Vec<imap_proto::Address<'_>>>,
+    raw: Option<&[u8]>,
+) -> Vec<Address> {
+    let from_envelope = decode_address_list(list);
+    let Some(raw) = raw else {
+        return from_envelope;
+    };
+    let doubtful = list.is_some_and(|list| {
+        list.iter().any(|entry| {
+            is_placeholder(entry.mailbox.as_deref(), &MAILBOX_PLACEHOLDERS)
+                || is_placeholder(entry.host.as_deref(), &HOST_PLACEHOLDERS)
+                || entry
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| name.contains(&b'\\'))
+        })
+    });
+    let from_field = parse_address_list(raw);
+    if doubtful || from_field.len() > from_envelope.len() {
+        from_field
+    } else {
+        from_envelope
+    }
+}
 
 /// Converts an ENVELOPE address list to API addresses.
 ///
 /// RFC 3501 §7.4.2 marks groups in the list: a start marker holds the group name in the
 /// mailbox field with a NIL host, an end marker has NIL mailbox and host. The markers are
 /// dropped and the members kept. A NIL-host entry not followed by an end marker is no
-/// group, but an address without a domain (`From: root`), and is kept as such.
+/// group, but an address without a domain (`From: root`), and is kept as such. A server's
+/// placeholder is never shown as an address: a placeholder host is dropped (leaving the
+/// mailbox), an entry with a placeholder mailbox is dropped.
 pub fn decode_address_list(list: Option<&Vec<imap_proto::Address<'_>>>) -> Vec<Address> {
     let Some(list) = list else {
         return Vec::new();
@@ -160,13 +246,17 @@ pub fn decode_address_list(list: Option<&Vec<imap_proto::Address<'_>>>) -> Vec<A
             in_group = true;
             continue;
         }
+        if is_placeholder(Some(mailbox), &MAILBOX_PLACEHOLDERS) {
+            continue;
+        }
         let host = entry
             .host
             .as_deref()
-            .map(String::from_utf8_lossy)
+            .filter(|host| !is_placeholder(Some(host), &HOST_PLACEHOLDERS))
+            .map(utf8_or_windows_1252)
             .map(|host| host.trim().to_owned())
-            .filter(|host| !host.is_empty() && !MISSING_HOST_PLACEHOLDERS.contains(&host.as_str()));
-        let mailbox = String::from_utf8_lossy(mailbox);
+            .filter(|host| !host.is_empty());
+        let mailbox = utf8_or_windows_1252(mailbox);
         let mailbox = mailbox.trim();
         let address = match host {
             Some(host) => format!("{mailbox}@{host}"),
@@ -190,7 +280,9 @@ pub fn decode_address_list(list: Option<&Vec<imap_proto::Address<'_>>>) -> Vec<A
 /// space), and the result is trimmed.
 ///
 /// Tolerant: an encoded word that is not well formed stays as written, an unknown charset
-/// is read as UTF-8, and raw 8-bit text is taken as UTF-8, invalid bytes replaced.
+/// is read as UTF-8, and undeclared 8-bit text (RFC 6532 UTF-8, or a legacy charset nobody
+/// declared) is read as UTF-8 when it is valid UTF-8 and as windows-1252 otherwise, as mail
+/// clients and the body decoder do.
 /// Whitespace between adjacent encoded words is dropped (RFC 2047 §6.2), and adjacent
 /// words in the same (stateless) charset are decoded together, so a character split across
 /// two words by a careless encoder still comes out whole.
@@ -261,7 +353,7 @@ impl<'a> HeaderTextDecoder<'a> {
             return;
         }
         self.flush_word();
-        let text = String::from_utf8_lossy(text);
+        let text = utf8_or_windows_1252(text);
         let mut lines = text.split('\n');
         if let Some(first) = lines.next() {
             self.out.push_str(first.trim_end_matches('\r'));
@@ -793,7 +885,8 @@ pub(crate) mod tests {
             (b"=?x-unknown?Q?caf=C3=A9?=", "café"),
             (b"=?UTF-8?Q?bad=FFbyte?=", "bad\u{fffd}byte"),
             (b"=?UTF-8?Q?50=?=", "50="),
-            (b"J\xc3\xb6rg \xff", "Jörg \u{fffd}"),
+            // Not UTF-8 as a whole: the run is read as windows-1252, as mail clients do.
+            (b"J\xc3\xb6rg \xff", "JÃ¶rg ÿ"),
             (b"1 + 1 =? 2", "1 + 1 =? 2"),
         ];
         for (raw, expected) in cases {
@@ -855,7 +948,7 @@ pub(crate) mod tests {
                 address(Some("Patrik Fältström"), "paf@example.se"),
                 address(Some("Zoë"), "zoe@example.com"),
                 address(Some("Jörg Müller"), "joerg@example.de"),
-                address(Some("Bad \u{fffd} byte"), "bad@example.net"),
+                address(Some("Bad é byte"), "bad@example.net"),
                 address(None, "anon@example.net"),
             ]
         );
@@ -900,6 +993,133 @@ pub(crate) mod tests {
                 address(None, "nobody"),
             ]
         );
+    }
+
+    #[test]
+    fn undeclared_8bit_header_text() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"Gr\xfc\xdfe von Heinz M\xfcller", "Grüße von Heinz Müller"),
+            (b"\x93Quoted\x94 \x96 costs \x8010", "“Quoted” – costs €10"),
+            ("Grüße aus Köln ✓".as_bytes(), "Grüße aus Köln ✓"),
+            (
+                b"M\xfcller: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= zur\xfcck",
+                "Müller: Grüße zurück",
+            ),
+            (b"Fr\xe4sche.txt", "Fräsche.txt"),
+            (b"caf\xe9\r\n cr\xe8me", "café crème"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(decode_header_text(raw), expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn placeholders_are_never_addresses() {
+        let list = vec![
+            imap_address(None, Some("MISSING_MAILBOX"), Some("MISSING_DOMAIN")),
+            imap_address(
+                Some(b"Big Bug bb"),
+                Some("MISSING_MAILBOX"),
+                Some("MISSING_DOMAIN"),
+            ),
+            imap_address(Some(b"Joe"), Some("joe"), Some("SYNTAX_ERROR")),
+            imap_address(None, Some("a"), Some("aol.com")),
+        ];
+        assert_eq!(
+            decode_address_list(Some(&list)),
+            vec![address(Some("Joe"), "joe"), address(None, "a@aol.com")]
+        );
+    }
+
+    #[test]
+    fn address_lists_fall_back_to_the_raw_field() {
+        // Dovecot's ENVELOPE for each field, and the field.
+        let empty_element = vec![
+            imap_address(None, Some("MISSING_MAILBOX"), Some("MISSING_DOMAIN")),
+            imap_address(None, Some("a"), Some("aol.com")),
+        ];
+        assert_eq!(
+            address_list(Some(&empty_element), Some(b" , a@aol.com\r\n")),
+            vec![address(None, "a@aol.com")]
+        );
+        let no_brackets = vec![imap_address(
+            Some(b"Big Bug bb"),
+            Some("MISSING_MAILBOX"),
+            Some("MISSING_DOMAIN"),
+        )];
+        assert_eq!(
+            address_list(Some(&no_brackets), Some(b" Big Bug bb@bug.com\r\n")),
+            vec![address(Some("Big Bug"), "bb@bug.com")]
+        );
+        let cut_short = vec![
+            imap_address(None, Some("a"), Some("x.com")),
+            imap_address(None, Some("Mikel"), Some("Lindsaar")),
+        ];
+        assert_eq!(
+            address_list(
+                Some(&cut_short),
+                Some(b" a@x.com, Mikel@Lindsaar <r@x.com>, t@x.com\r\n")
+            ),
+            vec![
+                address(None, "a@x.com"),
+                address(Some("Mikel@Lindsaar"), "r@x.com"),
+                address(None, "t@x.com"),
+            ]
+        );
+        // An IMAP quoted string keeps its escapes in imap-proto: the field is unambiguous.
+        let escaped = vec![imap_address(
+            Some(br#"Say \"Hi\""#),
+            Some("hi"),
+            Some("x.com"),
+        )];
+        assert_eq!(
+            address_list(Some(&escaped), Some(br#" "Say \"Hi\"" <hi@x.com>"#)),
+            vec![address(Some("Say \"Hi\""), "hi@x.com")]
+        );
+        // A sound ENVELOPE is what the server understood: it wins over this parser's reading.
+        let sound = vec![imap_address(
+            Some(b"Comment (nested)"),
+            Some("a"),
+            Some("b.c"),
+        )];
+        assert_eq!(
+            address_list(Some(&sound), Some(b" a@b.c (Comment (nested))")),
+            vec![address(Some("Comment (nested)"), "a@b.c")]
+        );
+        assert_eq!(
+            address_list(Some(&sound), None),
+            vec![address(Some("Comment (nested)"), "a@b.c")]
+        );
+    }
+
+    #[test]
+    fn summary_reads_what_the_envelope_got_wrong_from_the_header_fields() {
+        let fields = "From: Big Bug bb@bug.com\r\nTo: , a@aol.com\r\nCc: a@x.com, Mikel@Lindsaar <r@x.com>, t@x.com\r\nSubject: Heinz M\u{fc}ller \\\"quoted\\\"\r\n\r\n";
+        let line = format!(
+            "* 3 FETCH (UID 7 ENVELOPE (NIL \"Heinz\" ((\"Big Bug bb\" NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")) ((\"Big Bug bb\" NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")) ((\"Big Bug bb\" NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")) ((NIL NIL \"MISSING_MAILBOX\" \"MISSING_DOMAIN\")(NIL NIL \"a\" \"aol.com\")) ((NIL NIL \"a\" \"x.com\")(NIL NIL \"Mikel\" \"Lindsaar\")) NIL NIL NIL) BODY[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)] {{{}}}\r\n{fields})\r\n",
+            fields.len()
+        );
+        let summary = summary_from_fetch(&fetch_attrs(&line)).expect("has a UID");
+        let big_bug = vec![address(Some("Big Bug"), "bb@bug.com")];
+        assert_eq!(summary.from, big_bug);
+        assert_eq!(summary.reply_to, big_bug);
+        assert_eq!(summary.to, vec![address(None, "a@aol.com")]);
+        assert_eq!(summary.cc.len(), 3);
+        assert_eq!(
+            summary.subject.as_deref(),
+            Some("Heinz Müller \\\"quoted\\\"")
+        );
+        // Without the fields, nothing of a placeholder shows.
+        let bare = line
+            .split(" BODY[HEADER.FIELDS")
+            .next()
+            .expect("prefix")
+            .to_owned()
+            + ")\r\n";
+        let summary = summary_from_fetch(&fetch_attrs(&bare)).expect("has a UID");
+        assert!(summary.from.is_empty());
+        assert_eq!(summary.to, vec![address(None, "a@aol.com")]);
+        assert_eq!(summary.subject.as_deref(), Some("Heinz"));
     }
 
     /// Deterministic pseudo-random inputs over an alphabet rich in the bytes the decoders
