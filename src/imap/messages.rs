@@ -1026,6 +1026,42 @@ impl Connection {
                 bodies.insert(part.part_id.clone(), data);
             }
         }
+        // Cyrus describes a message whose multipart lacks a boundary as one empty part and
+        // serves its TEXT section empty too, though the body is there: read it from the whole
+        // message, past the header (one more round trip, only then).
+        let hidden: Vec<String> = parts
+            .text_parts
+            .iter()
+            .chain(parts.html_parts.iter())
+            .filter(|p| p.whole_body && bodies.get(&p.part_id).is_none_or(Vec::is_empty))
+            .map(|p| p.part_id.clone())
+            .collect();
+        let header_len = u32::try_from(header.len()).unwrap_or(u32::MAX);
+        let unsplit_multipart = crate::mail::content::first_field(&header, "Content-Type")
+            .is_some_and(|value| {
+                let value = value.to_ascii_lowercase();
+                value.trim_ascii_start().starts_with(b"multipart/")
+                    && !value.windows(9).any(|w| w == b"boundary=")
+            });
+        if !hidden.is_empty() && unsplit_multipart && summary.size > header_len {
+            let fetch = Command::new("UID FETCH")
+                .uid_set(&set)
+                .atom("(UID")
+                .whole_body_section("BODY.PEEK", Some((header_len, MAX_TEXT_PART)))
+                .atom(")");
+            let mut whole = Sections::new();
+            self.run(&fetch, |r| {
+                whole.take(uid, r);
+                Ok(())
+            })
+            .await?
+            .into_result()?;
+            if let Some(data) = whole.remove("", header_len) {
+                for id in hidden {
+                    bodies.insert(id, data.clone());
+                }
+            }
+        }
         let mut unsettled = Vec::new();
         for part in &mut parts.attachments {
             match part.size_probe() {
@@ -1318,11 +1354,11 @@ impl Sections {
         }
         for attr in attrs {
             if let AttributeValue::BodySection {
-                section: Some(section),
+                section,
                 index,
                 data,
             } = attr
-                && let Some(key) = section_key(section)
+                && let Some(key) = section.as_ref().map_or(Some(String::new()), section_key)
             {
                 self.0.insert(
                     (key, index.unwrap_or(0)),

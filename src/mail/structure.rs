@@ -424,7 +424,17 @@ pub fn walk(
         | BodyStructure::Text { .. }
         | BodyStructure::Message { .. } => SectionId::root().child(1),
     };
-    let sorted = walker.node(structure, &root_id, Placement::Body)?;
+    let mut sorted = walker.node(structure, &root_id, Placement::Body)?;
+    if let BodyStructure::Text { other, .. } = structure
+        && other.octets == 0
+    {
+        // Cyrus describes a message whose multipart has no boundary as one empty text part,
+        // and serves that part empty too; the message's own body is the text mail clients
+        // show, and for an empty single part it is empty as well.
+        for part in &mut sorted.text {
+            part.whole_body = true;
+        }
+    }
     Ok(MessageParts {
         text_parts: sorted.text,
         html_parts: sorted.html,

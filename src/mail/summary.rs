@@ -155,12 +155,13 @@ fn id_list(raw: &[u8]) -> Option<String> {
 }
 
 /// Host names servers put in an ENVELOPE address when the header had no domain or could
-/// not be parsed: Dovecot's and UW-IMAP's (c-client's).
-const HOST_PLACEHOLDERS: [&str; 4] = [
+/// not be parsed: Dovecot's, UW-IMAP's (c-client's) and Cyrus's.
+const HOST_PLACEHOLDERS: [&str; 5] = [
     "MISSING_DOMAIN",
     ".MISSING-HOST-NAME.",
     "SYNTAX_ERROR",
     ".SYNTAX-ERROR.",
+    "unspecified-domain",
 ];
 
 /// Mailbox names servers put in an ENVELOPE address they could not parse: Dovecot's and
@@ -188,9 +189,11 @@ fn is_placeholder(text: Option<&[u8]>, placeholders: &[&str]) -> bool {
 /// The ENVELOPE is what the server understood, and is used unless it shows that the server
 /// did not understand the field: an address holds a placeholder (`To: , a@aol.com` gives
 /// `MISSING_MAILBOX`), a display name holds a backslash (an IMAP quoted string's escapes
-/// cannot be told from the text), or the field has more addresses than the list (Dovecot
-/// ends `To: a@x.com, Mikel@Lindsaar <r@x.com>, t@x.com` after the second). Then the field
-/// is read with [`parse_address_list`], as mail clients read it.
+/// cannot be told from the text), a mailbox holds white space or `@` (Cyrus takes
+/// `Big Bug bb@bug.com` for the mailbox `Big Bug bb`), or the field has another number of
+/// addresses than the list (Dovecot ends `To: a@x.com, Mikel@Lindsaar <r@x.com>, t@x.com`
+/// after the second, Cyrus makes four of it). Then the field is read with
+/// [`parse_address_list`], as mail clients read it.
 pub fn address_list(
     list: Option<&Vec<imap_proto::Address<'_>>>,
     raw: Option<&[u8]>,
@@ -207,10 +210,15 @@ pub fn address_list(
                     .name
                     .as_deref()
                     .is_some_and(|name| name.contains(&b'\\'))
+                || entry.host.is_some()
+                    && entry
+                        .mailbox
+                        .as_deref()
+                        .is_some_and(|m| m.iter().any(|b| b.is_ascii_whitespace() || *b == b'@'))
         })
     });
     let from_field = parse_address_list(raw);
-    if doubtful || from_field.len() > from_envelope.len() {
+    if doubtful || from_field.len() != from_envelope.len() {
         from_field
     } else {
         from_envelope
@@ -1028,6 +1036,39 @@ pub(crate) mod tests {
         assert_eq!(
             decode_address_list(Some(&list)),
             vec![address(Some("Joe"), "joe"), address(None, "a@aol.com")]
+        );
+    }
+
+    #[test]
+    fn cyrus_envelopes_fall_back_to_the_raw_field_too() {
+        // Cyrus's ENVELOPE for `Big Bug bb@bug.com`, `root` and `a@x.com, Mikel@Lindsaar
+        // <r@x.com>, t@x.com`.
+        let no_brackets = vec![imap_address(None, Some("Big Bug bb"), Some("bug.com"))];
+        assert_eq!(
+            address_list(Some(&no_brackets), Some(b" Big Bug bb@bug.com\r\n")),
+            vec![address(Some("Big Bug"), "bb@bug.com")]
+        );
+        let no_domain = vec![imap_address(None, Some("root"), Some("unspecified-domain"))];
+        assert_eq!(
+            decode_address_list(Some(&no_domain)),
+            vec![address(None, "root")]
+        );
+        let split = vec![
+            imap_address(None, Some("a"), Some("x.com")),
+            imap_address(None, Some("Mikel"), Some("Lindsaar")),
+            imap_address(None, Some("r"), Some("x.com")),
+            imap_address(None, Some("t"), Some("x.com")),
+        ];
+        assert_eq!(
+            address_list(
+                Some(&split),
+                Some(b" a@x.com, Mikel@Lindsaar <r@x.com>, t@x.com\r\n")
+            ),
+            vec![
+                address(None, "a@x.com"),
+                address(Some("Mikel@Lindsaar"), "r@x.com"),
+                address(None, "t@x.com")
+            ]
         );
     }
 
