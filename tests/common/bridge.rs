@@ -46,7 +46,7 @@ pub struct TestBridge {
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// The bridge's settings for `dovecot` over `link`, with test-friendly timeouts.
+/// The bridge's settings for `dovecot` over `link`, with a test-friendly pool wait.
 pub fn config_for(dovecot: &Dovecot, link: Link) -> Config {
     let (addr, security) = match link {
         Link::Tls => (dovecot.imaps_addr(), Security::Tls),
@@ -62,8 +62,9 @@ pub fn config_for(dovecot: &Dovecot, link: Link) -> Config {
     let mut config = Config::for_server(host, addr.port(), security);
     config.imap_ca_file = Some(dovecot.ca_cert_path());
     config.jwt_secret = Some("test-secret-that-is-at-least-32-bytes-long".to_owned());
-    config.imap_command_timeout = 10;
-    config.imap_connect_timeout = 5;
+    // The IMAP connect and command timeouts stay the bridge's own, so that Dovecot's auth
+    // penalty (up to 15 s before a login, see dovecot.rs) does to a test's logins what it does
+    // to users' logins, no more.
     config.pool_wait_timeout = 5;
     // No load balancer to wait for: stopping a test bridge closes its listener at once.
     config.shutdown_delay = 0;
