@@ -5,8 +5,11 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::bridge::{Link, PASSWORD, TestBridge, USER, json_of};
 use common::dovecot::DovecotOptions;
+use imap_bridge::config::{Config, Security};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -148,5 +151,54 @@ async fn the_client_address_reaches_the_server_with_imap_id() {
         log.lines()
             .any(|l| l.contains("x-originating-ip=192.0.2.44") && l.contains("imap-bridge")),
         "Dovecot logged the ID:\n{log}"
+    );
+}
+
+/// Like [`attempt`], also returning how long the bridge took to answer.
+async fn timed_attempt(
+    bridge: &TestBridge,
+    user: &str,
+    password: &str,
+    address: Option<&str>,
+) -> (StatusCode, Duration, serde_json::Value) {
+    let started = Instant::now();
+    let (status, _, body) = attempt(bridge, user, password, address).await;
+    (status, started.elapsed(), body)
+}
+
+#[tokio::test]
+async fn logins_held_back_by_dovecots_auth_penalty_are_answered_not_timed_out() {
+    // The bridge's own timeouts (which the test harness keeps): the point is what users get.
+    let defaults = Config::for_server("localhost", 993, Security::Tls);
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.imap_connect_timeout = defaults.imap_connect_timeout;
+        c.imap_command_timeout = defaults.imap_command_timeout;
+    })
+    .await;
+    bridge.dovecot.add_user("bob", "bobs-password");
+    // As three failed logins in a row through the bridge leave it (after 18 s of them): Dovecot
+    // holds every login from the bridge's address back by 15 s, its longest penalty.
+    bridge.dovecot.set_auth_penalty("127.0.0.1", 3);
+
+    let (wrong, right) = tokio::join!(
+        timed_attempt(&bridge, USER, "guess-4", None),
+        timed_attempt(&bridge, "bob", "bobs-password", None),
+    );
+    eprintln!(
+        "connect timeout {} s, command timeout {} s: a wrong password got {} after {:.1?}, \
+         another user's right one {} after {:.1?}",
+        defaults.imap_connect_timeout,
+        defaults.imap_command_timeout,
+        wrong.0,
+        wrong.1,
+        right.0,
+        right.1
+    );
+    assert_eq!(wrong.0, StatusCode::UNAUTHORIZED, "{}", wrong.2);
+    assert_eq!(right.0, StatusCode::OK, "{}", right.2);
+    assert!(
+        right.1 > Duration::from_secs(12),
+        "bob's login was not held back at the penalty's top level, so this test no longer shows \
+         what it is about: {right:?}"
     );
 }
