@@ -2,6 +2,11 @@
 //! address, and past the limit the bridge answers 429 with `Retry-After` without asking the
 //! IMAP server, which therefore sees only a few failed LOGINs. The client's address reaches
 //! the server with IMAP ID.
+//!
+//! Dovecot runs with its default auth penalty here: failed logins hold back every later login
+//! from the same address, and every login through the bridge comes from the bridge's address
+//! unless Dovecot trusts the bridge (`login_trusted_networks`) and so charges the client
+//! address the bridge forwards.
 
 mod common;
 
@@ -200,5 +205,69 @@ async fn logins_held_back_by_dovecots_auth_penalty_are_answered_not_timed_out() 
         right.1 > Duration::from_secs(12),
         "bob's login was not held back at the penalty's top level, so this test no longer shows \
          what it is about: {right:?}"
+    );
+}
+
+/// Dovecot with its default auth penalty and, when `trusted`, the bridge's address in
+/// `login_trusted_networks`; a bridge that believes X-Forwarded-For.
+async fn bridge_forwarding_client_addresses(trusted: bool) -> TestBridge {
+    let extra_config = if trusted {
+        "login_trusted_networks = 127.0.0.1/8\n".to_owned()
+    } else {
+        String::new()
+    };
+    let bridge = TestBridge::start_with(
+        DovecotOptions {
+            extra_config,
+            ..DovecotOptions::default()
+        },
+        Link::Tls,
+        |c| c.trust_forwarded_for = true,
+    )
+    .await;
+    bridge.dovecot.add_user("bob", "bobs-password");
+    bridge
+}
+
+#[tokio::test]
+async fn a_dovecot_that_trusts_the_bridge_charges_failed_logins_to_the_client_address() {
+    let bridge = bridge_forwarding_client_addresses(true).await;
+    let (status, failed, _) = timed_attempt(&bridge, USER, "guess", Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, other, body) =
+        timed_attempt(&bridge, "bob", "bobs-password", Some("203.0.113.8")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, same, body) = timed_attempt(&bridge, USER, PASSWORD, Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eprintln!(
+        "trusted bridge: failed login from 203.0.113.7 {failed:.2?}, then a login from \
+         203.0.113.8 {other:.2?}, and one from 203.0.113.7 {same:.2?}"
+    );
+    assert!(
+        other < Duration::from_secs(1),
+        "another client's login waited {other:?}"
+    );
+    assert!(
+        same > Duration::from_millis(1500),
+        "the failing client's own next login did not wait ({same:?}): Dovecot no longer \
+         charges the forwarded address"
+    );
+}
+
+#[tokio::test]
+async fn a_dovecot_that_does_not_trust_the_bridge_holds_back_every_client_after_a_failure() {
+    let bridge = bridge_forwarding_client_addresses(false).await;
+    let (status, failed, _) = timed_attempt(&bridge, USER, "guess", Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, other, body) =
+        timed_attempt(&bridge, "bob", "bobs-password", Some("203.0.113.8")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eprintln!(
+        "untrusted bridge: failed login from 203.0.113.7 {failed:.2?}, then a login from \
+         203.0.113.8 {other:.2?}"
+    );
+    assert!(
+        other > Duration::from_millis(1500),
+        "another client's login did not wait ({other:?})"
     );
 }
