@@ -208,6 +208,45 @@ async fn logins_held_back_by_dovecots_auth_penalty_are_answered_not_timed_out() 
     );
 }
 
+#[tokio::test]
+#[ignore = "bridge defect: IMAP_BRIDGE_POOL_WAIT_TIMEOUT (10 s) is shorter than a login under \
+            Dovecot's top auth penalty (15 s), so requests queued behind sessions still \
+            logging in get 503 after 10 s; the fix (a longer default wait, or not counting \
+            sessions being opened as busy) changes the pool's contract and is left to its owner"]
+async fn requests_queued_behind_logins_held_back_by_dovecots_auth_penalty_are_served() {
+    let defaults = Config::for_server("localhost", 993, Security::Tls);
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.pool_wait_timeout = defaults.pool_wait_timeout;
+    })
+    .await;
+    let token = bridge.login().await;
+    // The server drops the user's pooled session, and failed logins by others leave the
+    // bridge's address at the penalty's top level.
+    bridge.dovecot.kick(USER);
+    bridge
+        .dovecot
+        .wait_for_connections(USER, 0, Duration::from_secs(5));
+    bridge.dovecot.set_auth_penalty("127.0.0.1", 3);
+
+    // More requests at once than the user may have sessions (4): the rest wait for one.
+    let answers = futures::future::join_all((0..6).map(|_| async {
+        let started = Instant::now();
+        let (status, body) = bridge
+            .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=1")
+            .await;
+        (status, started.elapsed(), body["code"].clone())
+    }))
+    .await;
+    eprintln!("pool wait {} s: {answers:?}", defaults.pool_wait_timeout);
+    for (status, took, code) in &answers {
+        assert_eq!(
+            *status,
+            StatusCode::OK,
+            "{code} after {took:?}: {answers:?}"
+        );
+    }
+}
+
 /// Dovecot with its default auth penalty and, when `trusted`, the bridge's address in
 /// `login_trusted_networks`; a bridge that believes X-Forwarded-For.
 async fn bridge_forwarding_client_addresses(trusted: bool) -> TestBridge {
