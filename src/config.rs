@@ -139,8 +139,10 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_POOL_WAIT_TIMEOUT", default_value_t = 10)]
     pub pool_wait_timeout: u64,
 
-    /// Seconds allowed to connect to the IMAP server, including TLS and login.
-    #[arg(long, env = "IMAP_BRIDGE_IMAP_CONNECT_TIMEOUT", default_value_t = 10)]
+    /// Seconds allowed to connect to the IMAP server, including TLS and login. The default
+    /// outlasts Dovecot's auth penalty (at most 15 s before a login from an address that failed
+    /// recently, plus 2 s before a failure is answered), which every user of the bridge shares.
+    #[arg(long, env = "IMAP_BRIDGE_IMAP_CONNECT_TIMEOUT", default_value_t = 20)]
     pub imap_connect_timeout: u64,
 
     /// Seconds allowed for one IMAP command; a session that exceeds it is discarded.

@@ -2,11 +2,19 @@
 //! address, and past the limit the bridge answers 429 with `Retry-After` without asking the
 //! IMAP server, which therefore sees only a few failed LOGINs. The client's address reaches
 //! the server with IMAP ID.
+//!
+//! Dovecot runs with its default auth penalty here: failed logins hold back every later login
+//! from the same address, and every login through the bridge comes from the bridge's address
+//! unless Dovecot trusts the bridge (`login_trusted_networks`) and so charges the client
+//! address the bridge forwards.
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::bridge::{Link, PASSWORD, TestBridge, USER, json_of};
 use common::dovecot::DovecotOptions;
+use imap_bridge::config::{Config, Security};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -50,9 +58,17 @@ async fn a_guessed_user_is_locked_for_the_window_and_the_server_sees_few_failure
     })
     .await;
     bridge.dovecot.add_user("bob", "bobs-password");
+    // Bob has a pooled session before the guessing starts, so his login below is answered by
+    // the bridge's throttle and pool alone: a new LOGIN would first wait out the penalty
+    // Dovecot charges the bridge's address for the guesses, which is not what this is about.
+    bridge.login_as("bob", "bobs-password").await;
 
-    for i in 0..3 {
-        let (status, _, body) = attempt(&bridge, USER, &format!("guess-{i}"), None).await;
+    // The first guesses side by side, so they do not wait out each other's penalty.
+    let guesses = futures::future::join_all(
+        ["guess-0", "guess-1", "guess-2"].map(|guess| attempt(&bridge, USER, guess, None)),
+    )
+    .await;
+    for (i, (status, _, body)) in guesses.into_iter().enumerate() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "guess {i}: {body}");
     }
     for i in 3..20 {
@@ -87,9 +103,20 @@ async fn one_address_guessing_many_users_is_stopped_and_a_success_clears_only_th
         c.trust_forwarded_for = true;
     })
     .await;
-    for i in 0..4 {
-        let (status, _, body) =
-            attempt(&bridge, &format!("user{i}"), "x", Some("203.0.113.7")).await;
+    // The user's pooled session exists before the guessing, so the bridge answers the user's
+    // login from 203.0.113.8 below by its throttle and pool alone: a new LOGIN would first wait
+    // out the penalty Dovecot charges the bridge's address for the guesses.
+    let (status, _, body) = attempt(&bridge, USER, PASSWORD, Some("203.0.113.8")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Side by side, so they do not wait out each other's penalty.
+    let users: Vec<String> = (0..4).map(|i| format!("user{i}")).collect();
+    let guesses = futures::future::join_all(
+        users
+            .iter()
+            .map(|user| attempt(&bridge, user, "x", Some("203.0.113.7"))),
+    )
+    .await;
+    for (status, _, body) in guesses {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     }
     let (status, retry, _) = attempt(&bridge, "user9", "x", Some("203.0.113.7")).await;
@@ -129,5 +156,157 @@ async fn the_client_address_reaches_the_server_with_imap_id() {
         log.lines()
             .any(|l| l.contains("x-originating-ip=192.0.2.44") && l.contains("imap-bridge")),
         "Dovecot logged the ID:\n{log}"
+    );
+}
+
+/// Like [`attempt`], also returning how long the bridge took to answer.
+async fn timed_attempt(
+    bridge: &TestBridge,
+    user: &str,
+    password: &str,
+    address: Option<&str>,
+) -> (StatusCode, Duration, serde_json::Value) {
+    let started = Instant::now();
+    let (status, _, body) = attempt(bridge, user, password, address).await;
+    (status, started.elapsed(), body)
+}
+
+#[tokio::test]
+async fn logins_held_back_by_dovecots_auth_penalty_are_answered_not_timed_out() {
+    // The bridge's own timeouts (which the test harness keeps): the point is what users get.
+    let defaults = Config::for_server("localhost", 993, Security::Tls);
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.imap_connect_timeout = defaults.imap_connect_timeout;
+        c.imap_command_timeout = defaults.imap_command_timeout;
+    })
+    .await;
+    bridge.dovecot.add_user("bob", "bobs-password");
+    // As three failed logins in a row through the bridge leave it (after 18 s of them): Dovecot
+    // holds every login from the bridge's address back by 15 s, its longest penalty.
+    bridge.dovecot.set_auth_penalty("127.0.0.1", 3);
+
+    let (wrong, right) = tokio::join!(
+        timed_attempt(&bridge, USER, "guess-4", None),
+        timed_attempt(&bridge, "bob", "bobs-password", None),
+    );
+    eprintln!(
+        "connect timeout {} s, command timeout {} s: a wrong password got {} after {:.1?}, \
+         another user's right one {} after {:.1?}",
+        defaults.imap_connect_timeout,
+        defaults.imap_command_timeout,
+        wrong.0,
+        wrong.1,
+        right.0,
+        right.1
+    );
+    assert_eq!(wrong.0, StatusCode::UNAUTHORIZED, "{}", wrong.2);
+    assert_eq!(right.0, StatusCode::OK, "{}", right.2);
+    assert!(
+        right.1 > Duration::from_secs(12),
+        "bob's login was not held back at the penalty's top level, so this test no longer shows \
+         what it is about: {right:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "bridge defect: IMAP_BRIDGE_POOL_WAIT_TIMEOUT (10 s) is shorter than a login under \
+            Dovecot's top auth penalty (15 s), so requests queued behind sessions still \
+            logging in get 503 after 10 s; the fix (a longer default wait, or not counting \
+            sessions being opened as busy) changes the pool's contract and is left to its owner"]
+async fn requests_queued_behind_logins_held_back_by_dovecots_auth_penalty_are_served() {
+    let defaults = Config::for_server("localhost", 993, Security::Tls);
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.pool_wait_timeout = defaults.pool_wait_timeout;
+    })
+    .await;
+    let token = bridge.login().await;
+    // The server drops the user's pooled session, and failed logins by others leave the
+    // bridge's address at the penalty's top level.
+    bridge.dovecot.kick(USER);
+    bridge
+        .dovecot
+        .wait_for_connections(USER, 0, Duration::from_secs(5));
+    bridge.dovecot.set_auth_penalty("127.0.0.1", 3);
+
+    // More requests at once than the user may have sessions (4): the rest wait for one.
+    let answers = futures::future::join_all((0..6).map(|_| async {
+        let started = Instant::now();
+        let (status, body) = bridge
+            .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=1")
+            .await;
+        (status, started.elapsed(), body["code"].clone())
+    }))
+    .await;
+    eprintln!("pool wait {} s: {answers:?}", defaults.pool_wait_timeout);
+    for (status, took, code) in &answers {
+        assert_eq!(
+            *status,
+            StatusCode::OK,
+            "{code} after {took:?}: {answers:?}"
+        );
+    }
+}
+
+/// Dovecot with its default auth penalty and, when `trusted`, the bridge's address in
+/// `login_trusted_networks`; a bridge that believes X-Forwarded-For.
+async fn bridge_forwarding_client_addresses(trusted: bool) -> TestBridge {
+    let extra_config = if trusted {
+        "login_trusted_networks = 127.0.0.1/8\n".to_owned()
+    } else {
+        String::new()
+    };
+    let bridge = TestBridge::start_with(
+        DovecotOptions {
+            extra_config,
+            ..DovecotOptions::default()
+        },
+        Link::Tls,
+        |c| c.trust_forwarded_for = true,
+    )
+    .await;
+    bridge.dovecot.add_user("bob", "bobs-password");
+    bridge
+}
+
+#[tokio::test]
+async fn a_dovecot_that_trusts_the_bridge_charges_failed_logins_to_the_client_address() {
+    let bridge = bridge_forwarding_client_addresses(true).await;
+    let (status, failed, _) = timed_attempt(&bridge, USER, "guess", Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, other, body) =
+        timed_attempt(&bridge, "bob", "bobs-password", Some("203.0.113.8")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, same, body) = timed_attempt(&bridge, USER, PASSWORD, Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eprintln!(
+        "trusted bridge: failed login from 203.0.113.7 {failed:.2?}, then a login from \
+         203.0.113.8 {other:.2?}, and one from 203.0.113.7 {same:.2?}"
+    );
+    assert!(
+        other < Duration::from_secs(1),
+        "another client's login waited {other:?}"
+    );
+    assert!(
+        same > Duration::from_millis(1500),
+        "the failing client's own next login did not wait ({same:?}): Dovecot no longer \
+         charges the forwarded address"
+    );
+}
+
+#[tokio::test]
+async fn a_dovecot_that_does_not_trust_the_bridge_holds_back_every_client_after_a_failure() {
+    let bridge = bridge_forwarding_client_addresses(false).await;
+    let (status, failed, _) = timed_attempt(&bridge, USER, "guess", Some("203.0.113.7")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, other, body) =
+        timed_attempt(&bridge, "bob", "bobs-password", Some("203.0.113.8")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eprintln!(
+        "untrusted bridge: failed login from 203.0.113.7 {failed:.2?}, then a login from \
+         203.0.113.8 {other:.2?}"
+    );
+    assert!(
+        other > Duration::from_millis(1500),
+        "another client's login did not wait ({other:?})"
     );
 }

@@ -1,7 +1,8 @@
 //! Smoke tests of the test harness itself (`tests/common`): a private
 //! Dovecot starts and stops cleanly, accepts passwd-file logins, shows mail
 //! seeded straight into its Maildirs, speaks verifiable TLS on both ports,
-//! records rawlogs and counts and kicks sessions; the corpus is well formed.
+//! records rawlogs and counts and kicks sessions, and has Dovecot's own auth delays unless a
+//! test opts out; the corpus is well formed.
 //!
 //! They talk IMAP over plain `std::net::TcpStream` and use the `openssl`
 //! CLI for TLS, so they do not depend on the library under test.
@@ -229,20 +230,116 @@ fn login_checks_passwords_and_add_user_works_while_running() {
     }
     session.ok("LOGOUT");
 
-    let (_, status) = Session::connect(&dovecot).command(&format!("LOGIN {USER} wrong"));
-    assert!(status.starts_with("NO [AUTHENTICATIONFAILED]"), "{status}");
-    let (_, status) = Session::connect(&dovecot).command("LOGIN nobody secret");
-    assert!(status.starts_with("NO [AUTHENTICATIONFAILED]"), "{status}");
-
     // Replacing a password takes effect immediately.
     dovecot.add_user(USER, "new password");
-    let (_, status) =
-        Session::connect(&dovecot).command(&format!("LOGIN {USER} {}", quote(PASSWORD)));
-    assert!(
-        status.starts_with("NO"),
-        "old password still accepted: {status}"
-    );
     Session::login(&dovecot, USER, "new password").ok("LOGOUT");
+
+    // The failures come last and side by side: under Dovecot's auth penalty each one in turn
+    // would hold back everything after it by 4, 8, then 15 s.
+    let refusals = failed_logins_at_once(
+        &dovecot,
+        &[
+            format!("LOGIN {USER} wrong"),
+            "LOGIN nobody secret".to_owned(),
+            format!("LOGIN {USER} {}", quote(PASSWORD)),
+        ],
+    );
+    for (command, status) in refusals {
+        assert!(
+            status.starts_with("NO [AUTHENTICATIONFAILED]"),
+            "{command}: {status}"
+        );
+    }
+}
+
+/// Sends each LOGIN command on its own connection, all at the same moment, and returns each
+/// command's tagged status.
+fn failed_logins_at_once(dovecot: &Dovecot, commands: &[String]) -> Vec<(String, String)> {
+    let sessions: Vec<Session> = commands.iter().map(|_| Session::connect(dovecot)).collect();
+    let start = std::sync::Barrier::new(commands.len());
+    std::thread::scope(|scope| {
+        let running: Vec<_> = sessions
+            .into_iter()
+            .zip(commands)
+            .map(|(mut session, command)| {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    (command.clone(), session.command(command).1)
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| t.join().expect("login thread"))
+            .collect()
+    })
+}
+
+/// Time from sending `LOGIN user password` on a new connection to its tagged status, and the
+/// status.
+fn timed_login(dovecot: &Dovecot, user: &str, password: &str) -> (Duration, String) {
+    let mut session = Session::connect(dovecot);
+    let started = Instant::now();
+    let (_, status) = session.command(&format!("LOGIN {} {}", quote(user), quote(password)));
+    (started.elapsed(), status)
+}
+
+#[test]
+fn instances_have_dovecots_auth_delays_unless_a_test_opts_out() {
+    // Both instances side by side: the default one spends about 6 s waiting.
+    let opted_out = std::thread::spawn(|| {
+        let dovecot = Dovecot::start_with(DovecotOptions {
+            auth_penalty: false,
+            auth_failure_delay_secs: 0,
+            ..DovecotOptions::default()
+        });
+        dovecot.add_user(USER, PASSWORD);
+        dovecot.add_user("other", PASSWORD);
+        let failed = timed_login(&dovecot, USER, "wrong");
+        let next = timed_login(&dovecot, "other", PASSWORD);
+        (failed, next)
+    });
+    let dovecot = Dovecot::start();
+    dovecot.add_user(USER, PASSWORD);
+    dovecot.add_user("other", PASSWORD);
+    let failed = timed_login(&dovecot, USER, "wrong");
+    let next = timed_login(&dovecot, "other", PASSWORD);
+    let again = timed_login(&dovecot, "other", PASSWORD);
+    let (opted_out_failed, opted_out_next) = opted_out.join().expect("opted-out instance");
+    eprintln!(
+        "default: failed login {:?}, another user's correct login after it {:?}, the next one \
+         {:?}; opted out: {:?}, {:?}",
+        failed.0, next.0, again.0, opted_out_failed.0, opted_out_next.0
+    );
+
+    assert!(
+        failed.1.starts_with("NO [AUTHENTICATIONFAILED]"),
+        "{failed:?}"
+    );
+    assert!(next.1.starts_with("OK"), "{next:?}");
+    assert!(again.1.starts_with("OK"), "{again:?}");
+    // auth_failure_delay = 2 s, counted in whole seconds: at least 1 s. Without it, failures
+    // are answered on a 500 ms timer.
+    assert!(failed.0 > Duration::from_millis(900), "{failed:?}");
+    // The penalty's first level is 4 s, for every user of the address.
+    assert!(next.0 > Duration::from_secs(3), "{next:?}");
+    // A successful login resets it.
+    assert!(again.0 < Duration::from_secs(1), "{again:?}");
+
+    assert!(
+        opted_out_failed.1.starts_with("NO [AUTHENTICATIONFAILED]"),
+        "{opted_out_failed:?}"
+    );
+    assert!(opted_out_next.1.starts_with("OK"), "{opted_out_next:?}");
+    assert!(
+        opted_out_failed.0 < Duration::from_millis(900),
+        "{opted_out_failed:?}"
+    );
+    assert!(
+        opted_out_next.0 < Duration::from_secs(1),
+        "{opted_out_next:?}"
+    );
 }
 
 #[test]

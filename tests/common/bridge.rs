@@ -128,7 +128,7 @@ impl Drop for Serving {
     }
 }
 
-/// The bridge's settings for `dovecot` over `link`, with test-friendly timeouts.
+/// The bridge's settings for `dovecot` over `link`, with a test-friendly pool wait.
 pub fn config_for(dovecot: &Dovecot, link: Link) -> Config {
     config_for_server(
         dovecot.imap_addr(),
@@ -138,11 +138,12 @@ pub fn config_for(dovecot: &Dovecot, link: Link) -> Config {
     )
 }
 
-/// The secret and test-friendly timeouts every test bridge uses.
+/// The secret and test-friendly pool wait every test bridge uses.
 pub fn test_settings(config: &mut Config) {
     config.jwt_secret = Some("test-secret-that-is-at-least-32-bytes-long".to_owned());
-    config.imap_command_timeout = 10;
-    config.imap_connect_timeout = 5;
+    // The IMAP connect and command timeouts stay the bridge's own, so that Dovecot's auth
+    // penalty (up to 15 s before a login, see dovecot.rs) does to a test's logins what it does
+    // to users' logins, no more.
     config.pool_wait_timeout = 5;
     // No load balancer to wait for: stopping a test bridge closes its listener at once.
     config.shutdown_delay = 0;
@@ -150,7 +151,7 @@ pub fn test_settings(config: &mut Config) {
 
 /// The bridge's settings for another IMAP server (plain and STARTTLS on `imap`, implicit TLS
 /// on `imaps`, its certificate issued by `ca`, for `localhost`) over `link`, with the same
-/// test-friendly timeouts as [`config_for`].
+/// test settings as [`config_for`].
 pub fn config_for_server(
     imap: SocketAddr,
     imaps: SocketAddr,

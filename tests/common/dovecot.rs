@@ -36,12 +36,27 @@
 //! * `rawlog_dir` inside `protocol imap { }` records post-login traffic only
 //!   (not the LOGIN command), only if the directory already exists, and
 //!   prefixes every line with a `<unix secs>.<micros> ` timestamp.
-//! * `auth_failure_delay = 0 secs` is accepted; failed logins are still
-//!   answered on Dovecot's 500 ms failure-flush timer, so they take 0–0.5 s.
-//! * Dovecot's per-IP auth penalty (2, 4, 8, 15 s after successive failed
-//!   logins, delaying even the next correct one) is switched off by making
-//!   anvil's `anvil-auth-penalty` socket mode 0: the auth process then runs
-//!   without penalties and logs nothing about it.
+//! * Instances run with Dovecot's own authentication defaults unless a test
+//!   opts out ([`DovecotOptions::auth_penalty`],
+//!   [`DovecotOptions::auth_failure_delay_secs`]):
+//!   - `auth_failure_delay = 2 secs`: a failed login is answered 1–2.5 s
+//!     after it was sent (Dovecot counts the delay in whole seconds and
+//!     flushes failures on a 500 ms timer; measured 1.5–2.2 s). With
+//!     `0 secs` they take 0–0.5 s.
+//!   - The per-IP auth penalty: every failed login from an address raises the
+//!     address's level by one (repeating the same user and password does
+//!     not), and every later authentication from that address, for any user
+//!     and even with the right password, first waits 4, 8, then at most
+//!     15 s. A successful login from the address resets it; otherwise it
+//!     lapses 15 s after the last failure (`auth-penalty.c`). Logins that
+//!     were already waiting when a failure was counted do not see it, so
+//!     concurrent failures raise the level less than sequential ones.
+//!   - With the client in `login_trusted_networks`, an
+//!     `ID ("x-originating-ip" "<addr>")` before LOGIN makes Dovecot log and
+//!     penalise `<addr>` instead of the connecting address.
+//!   - The penalty is switched off by making anvil's `anvil-auth-penalty`
+//!     socket mode 0: the auth process then runs without penalties and logs
+//!     nothing about it.
 //! * A passwd-file is re-checked (mtime and size) at most once per second,
 //!   and a missing per-user file is never cached, hence one file per user.
 //! * Logged-in sessions only see mailbox folders created on disk after the
@@ -64,6 +79,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, ErrorKind, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -121,9 +137,21 @@ pub struct DovecotOptions {
     /// Dovecot's `mail_max_userip_connections` for IMAP (default 10, the same
     /// as Dovecot's own default).
     pub max_userip_connections: u32,
-    /// Dovecot's `auth_failure_delay` in seconds (default 0 so failed logins
-    /// are fast; Dovecot still answers them on a 500 ms timer).
+    /// Dovecot's `auth_failure_delay` in seconds (default 2, Dovecot's own
+    /// default: a failed login is answered 1–2.5 s after it was sent).
+    /// Opt out (0) only in a test whose purpose is not authentication and
+    /// whose volume of deliberate failed logins makes the default
+    /// impractical, with a comment there saying why.
     pub auth_failure_delay_secs: u32,
+    /// Dovecot's per-IP auth penalty (default on, as in Dovecot): after failed
+    /// logins from one address, every later authentication from it, for any
+    /// user and even with the right password, first waits 4, 8, then 15 s,
+    /// until a login from it succeeds or 15 s pass without a failure (see the
+    /// module documentation). Every bridge connects from 127.0.0.1, so the
+    /// failed logins sent through it delay every login it makes. Opt out
+    /// (false) on the same terms as
+    /// [`auth_failure_delay_secs`](Self::auth_failure_delay_secs).
+    pub auth_penalty: bool,
     /// Configuration text appended verbatim at the end of `dovecot.conf`;
     /// later top-level settings override earlier ones.
     pub extra_config: String,
@@ -138,7 +166,8 @@ impl Default for DovecotOptions {
         Self {
             rawlog: false,
             max_userip_connections: 10,
-            auth_failure_delay_secs: 0,
+            auth_failure_delay_secs: 2,
+            auth_penalty: true,
             extra_config: String::new(),
             very_dirty_syncs: false,
         }
@@ -518,6 +547,33 @@ impl Dovecot {
         files
     }
 
+    /// Puts logins from `ip` under the auth penalty's `level` (1 to 4; the next login from
+    /// there first waits 4, 8, 15 or 15 s), the state `level` failed logins in a row from it
+    /// leave, without spending the 2 to 18 s they take. Writes to anvil's
+    /// `anvil-auth-penalty` socket as Dovecot's auth process does (`PENALTY-INC`), then reads
+    /// the level back; panics if that fails, e.g. with [`DovecotOptions::auth_penalty`] off.
+    pub fn set_auth_penalty(&self, ip: &str, level: u32) {
+        let path = self.dir.join("run").join("anvil-auth-penalty");
+        let mut stream = UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", path.display()));
+        // Any non-zero checksum: it names the failed user and password, unknown to anvil.
+        write!(
+            stream,
+            "VERSION\tanvil\t1\t0\nPENALTY-INC\t{ip}\t1\t{level}\nPENALTY-GET\t{ip}\n"
+        )
+        .unwrap_or_else(|e| panic!("cannot write to {}: {e}", path.display()));
+        let mut reply = String::new();
+        BufReader::new(stream)
+            .read_line(&mut reply)
+            .unwrap_or_else(|e| panic!("cannot read from {}: {e}", path.display()));
+        assert_eq!(
+            reply.split_whitespace().next(),
+            Some(level.to_string().as_str()),
+            "anvil's penalty for {ip} after setting it to {level}: {reply:?}\n{}",
+            self.log_tail()
+        );
+    }
+
     /// Stops Dovecot now (idempotent): SIGTERM, then SIGKILL for the whole
     /// process group if it has not exited within 5 s. The directory stays
     /// until the value is dropped.
@@ -627,6 +683,13 @@ impl Dovecot {
         } else {
             String::new()
         };
+        // An auth process that cannot reach this socket runs without the
+        // per-IP penalty (and logs nothing about it).
+        let penalty = if opts.auth_penalty {
+            ""
+        } else {
+            "  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n"
+        };
         let mut mailboxes = String::new();
         for name in ["Drafts", "Sent", "Trash", "Junk", "Archive"] {
             write!(
@@ -682,13 +745,8 @@ service imap-login {{
     ssl = yes
   }}
 {chroot}}}
-# An auth process that cannot reach this socket runs without the per-IP
-# penalty (2-15 s delays after failed logins, even for the next good one).
 service anvil {{
-  unix_listener anvil-auth-penalty {{
-    mode = 0
-  }}
-{chroot}}}
+{penalty}{chroot}}}
 protocol imap {{
   mail_max_userip_connections = {max_conn}
 {rawlog}}}

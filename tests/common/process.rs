@@ -49,8 +49,6 @@ impl BridgeProcess {
             .env("IMAP_BRIDGE_LISTEN", format!("127.0.0.1:{port}"))
             .envs(dovecot.bridge_env())
             .env("IMAP_BRIDGE_JWT_SECRET", SHARED_SECRET)
-            .env("IMAP_BRIDGE_IMAP_CONNECT_TIMEOUT", "5")
-            .env("IMAP_BRIDGE_IMAP_COMMAND_TIMEOUT", "10")
             .env(
                 "IMAP_BRIDGE_LOG",
                 std::env::var("IMAP_BRIDGE_TEST_LOG").unwrap_or_else(|_| "info".into()),
