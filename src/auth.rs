@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use crate::imap::{Credentials, Upstream};
+use crate::imap::{Credentials, OAuthMechanism, Secret, Upstream};
 
 /// Why a token was refused. Deliberately coarse: callers learn only that it is not valid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,13 +64,21 @@ struct Claims {
     /// For a ticket, the access token it was issued under (revoking that revokes the ticket).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parent: Option<String>,
-    /// Sealed password: base64url(nonce ‖ ciphertext).
+    /// Sealed secret: base64url(nonce ‖ ciphertext).
     cred: String,
+    /// What the sealed secret is: absent for a password; `token` for an OAuth 2.0 access
+    /// token whose mechanism the server's offer decides, or the mechanism the caller chose
+    /// (`oauthbearer`, `xoauth2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth: Option<String>,
     /// The IMAP server the caller chose at login from the operator's allow-list; absent for
     /// the configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     srv: Option<Upstream>,
 }
+
+/// The `auth` claim of an access token whose mechanism the server's offer decides.
+const TOKEN_AUTH: &str = "token";
 
 const ACCESS: &str = "access";
 const TICKET: &str = "ticket";
@@ -263,11 +271,24 @@ impl TokenService {
         let current = &self.keys[0];
         let now = now();
         let jti = uuid::Uuid::new_v4().simple().to_string();
+        let (secret, auth) = match &credentials.secret {
+            Secret::Password(password) => (password, None),
+            Secret::AccessToken {
+                token, mechanism, ..
+            } => (
+                token,
+                Some(match mechanism {
+                    None => TOKEN_AUTH,
+                    Some(OAuthMechanism::Oauthbearer) => "oauthbearer",
+                    Some(OAuthMechanism::Xoauth2) => "xoauth2",
+                }),
+            ),
+        };
         let cred = seal(
             &current.seal_key,
             &jti,
             &credentials.username,
-            credentials.password.expose_secret().as_bytes(),
+            secret.expose_secret().as_bytes(),
         );
         let claims = Claims {
             sub: credentials.username.clone(),
@@ -277,6 +298,7 @@ impl TokenService {
             typ: typ.to_owned(),
             parent,
             cred,
+            auth: auth.map(str::to_owned),
             srv: server.cloned(),
         };
         let mut header = Header::new(Algorithm::HS256);
@@ -322,12 +344,27 @@ impl TokenService {
                 return Err(TokenError::Revoked);
             }
         }
-        let password = unseal(&keys.seal_key, &claims.jti, &claims.sub, &claims.cred)?;
-        let password = String::from_utf8(password.to_vec()).map_err(|_| TokenError::Invalid)?;
+        let secret = unseal(&keys.seal_key, &claims.jti, &claims.sub, &claims.cred)?;
+        let secret = SecretString::from(
+            String::from_utf8(secret.to_vec()).map_err(|_| TokenError::Invalid)?,
+        );
+        let secret = match claims.auth.as_deref() {
+            None => Secret::Password(secret),
+            Some(auth) => Secret::AccessToken {
+                token: secret,
+                mechanism: match auth {
+                    TOKEN_AUTH => None,
+                    "oauthbearer" => Some(OAuthMechanism::Oauthbearer),
+                    "xoauth2" => Some(OAuthMechanism::Xoauth2),
+                    _ => return Err(TokenError::Invalid),
+                },
+                issued_at: claims.iat,
+            },
+        };
         Ok(TokenClaims {
             credentials: Credentials {
                 username: claims.sub.clone(),
-                password: SecretString::from(password),
+                secret,
             },
             subject: claims.sub,
             token_id: claims.jti,
@@ -434,7 +471,7 @@ mod tests {
     fn creds() -> Credentials {
         Credentials {
             username: "alice@example.test".into(),
-            password: SecretString::from(PASSWORD.to_owned()),
+            secret: Secret::Password(SecretString::from(PASSWORD.to_owned())),
         }
     }
 
@@ -443,6 +480,56 @@ mod tests {
     }
 
     /// A token's header and claims as JSON.
+    fn secret_of(credentials: &Credentials) -> &str {
+        match &credentials.secret {
+            Secret::Password(p) => p.expose_secret(),
+            Secret::AccessToken { token, .. } => token.expose_secret(),
+        }
+    }
+
+    #[test]
+    fn access_tokens_come_back_as_access_tokens_with_their_mechanism() {
+        let service = service();
+        for mechanism in [
+            None,
+            Some(OAuthMechanism::Oauthbearer),
+            Some(OAuthMechanism::Xoauth2),
+        ] {
+            let credentials = Credentials {
+                username: "alice@example.com".into(),
+                secret: Secret::AccessToken {
+                    token: SecretString::from("ya29.a0AfH6SMB".to_owned()),
+                    mechanism,
+                    issued_at: 0,
+                },
+            };
+            let issued = service.issue(&credentials);
+            assert!(!issued.token.contains("ya29"), "the token is sealed");
+            let claims = service.verify(&issued.token).expect("valid");
+            match claims.credentials.secret {
+                Secret::AccessToken {
+                    token,
+                    mechanism: back,
+                    issued_at,
+                } => {
+                    assert_eq!(token.expose_secret(), "ya29.a0AfH6SMB");
+                    assert_eq!(back, mechanism);
+                    assert!(issued_at > 0, "issued_at is the token's iat");
+                }
+                Secret::Password(_) => panic!("an access token came back as a password"),
+            }
+        }
+        let password = service.issue(&creds());
+        assert!(matches!(
+            service
+                .verify(&password.token)
+                .expect("valid")
+                .credentials
+                .secret,
+            Secret::Password(_)
+        ));
+    }
+
     fn open(token: &str) -> (Value, Value) {
         let mut parts = token.split('.');
         let header = decode_part(parts.next().expect("header"));
@@ -499,7 +586,7 @@ mod tests {
         let issued = svc.issue(&creds());
         let claims = svc.verify(&issued.token).expect("valid token");
         assert_eq!(claims.subject, "alice@example.test");
-        assert_eq!(claims.credentials.password.expose_secret(), PASSWORD);
+        assert_eq!(secret_of(&claims.credentials), PASSWORD);
     }
 
     #[test]
@@ -703,7 +790,7 @@ mod tests {
             "a bearer token is no ticket"
         );
         let redeemed = svc.redeem_ticket(&ticket.token).expect("first use");
-        assert_eq!(redeemed.credentials.password.expose_secret(), PASSWORD);
+        assert_eq!(secret_of(&redeemed.credentials), PASSWORD);
         assert_eq!(
             svc.redeem_ticket(&ticket.token).unwrap_err(),
             TokenError::Revoked,
@@ -748,7 +835,7 @@ mod tests {
         let old = before.issue(&creds()).token;
         let after = keyed(&B, &[&A]);
         let claims = after.verify(&old).expect("a token of the previous secret");
-        assert_eq!(claims.credentials.password.expose_secret(), PASSWORD);
+        assert_eq!(secret_of(&claims.credentials), PASSWORD);
 
         let new = after.issue(&creds()).token;
         assert_eq!(open(&new).0["kid"], json!(key_id(&B)));

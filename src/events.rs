@@ -105,6 +105,17 @@ pub struct MailboxResetEvent {
     pub uid_validity: u32,
 }
 
+/// `auth.expired`: the IMAP server refused the OAuth access token; the stream ends. Refresh the
+/// token (`POST /v1/auth/refresh`) and reconnect with `Last-Event-ID`: nothing is missed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"code": "upstream_token_expired", "detail": "the IMAP server refused the access token (status invalid_token, scope mail)"}))]
+pub struct AuthExpiredEvent {
+    /// Always `upstream_token_expired`, as the problem a request would get.
+    pub code: &'static str,
+    /// What the server said.
+    pub detail: String,
+}
+
 /// One event, ready for the wire.
 #[derive(Debug, Clone)]
 pub struct OutgoingEvent {
@@ -247,6 +258,8 @@ enum Published {
     Batch(Batch),
     /// The mailbox cannot be followed change by change (UIDVALIDITY changed, or no CONDSTORE).
     Reset(MailboxState),
+    /// The server refused the access token the watcher reconnected with: the streams end.
+    AuthExpired(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -415,15 +428,26 @@ impl EventHub {
         let merged = futures::stream::select_all(streams);
         let shutdown = self.shutdown.clone();
         let stream = merged
-            .scan((positions, slot), |(positions, _slot), item: Tagged| {
-                positions.insert(item.mailbox, item.position);
-                let id = encode_event_id(positions);
-                futures::future::ready(Some(OutgoingEvent {
-                    kind: item.kind,
-                    data: item.data,
-                    id,
-                }))
-            })
+            .scan(
+                (positions, slot, false),
+                |(positions, _slot, ended), item: Tagged| {
+                    if *ended {
+                        return futures::future::ready(None);
+                    }
+                    // A refused access token ends the whole stream: the client must refresh it
+                    // before any mailbox can be followed again.
+                    *ended = item.kind == AUTH_EXPIRED;
+                    if let Some(position) = item.position {
+                        positions.insert(item.mailbox, position);
+                    }
+                    let id = encode_event_id(positions);
+                    futures::future::ready(Some(OutgoingEvent {
+                        kind: item.kind,
+                        data: item.data,
+                        id,
+                    }))
+                },
+            )
             .take_until(async move { shutdown.cancelled().await });
         Ok(Box::pin(stream))
     }
@@ -461,7 +485,11 @@ impl EventHub {
         let watcher = {
             let mut watchers = self.watchers.lock().expect("watchers poisoned");
             watchers.retain(|_, w| w.strong_count() > 0);
-            match watchers.get(&key).and_then(Weak::upgrade) {
+            let live = watchers
+                .get(&key)
+                .and_then(Weak::upgrade)
+                .filter(|w| !matches!(*w.ready.borrow(), Some(Err(_))));
+            match live {
                 Some(w) => w,
                 None => {
                     let w = self.start_watcher(key.clone(), credentials.clone());
@@ -582,8 +610,28 @@ struct Tagged {
     mailbox: String,
     kind: &'static str,
     data: String,
-    position: Position,
+    /// The mailbox's position after the event; `None` leaves it where it was.
+    position: Option<Position>,
 }
+
+/// The last event of a stream whose watcher's access token was refused; it keeps the
+/// mailbox's position (the previous event's), so that a resumed stream misses nothing.
+fn auth_expired_event(mailbox: &str, detail: &str) -> Tagged {
+    let data = serde_json::to_string(&AuthExpiredEvent {
+        code: "upstream_token_expired",
+        detail: detail.to_owned(),
+    })
+    .unwrap_or_default();
+    Tagged {
+        mailbox: mailbox.to_owned(),
+        kind: AUTH_EXPIRED,
+        data,
+        position: None,
+    }
+}
+
+/// The kind of [`auth_expired_event`].
+const AUTH_EXPIRED: &str = "auth.expired";
 
 fn reset_event(mailbox: &str, state: MailboxState) -> Tagged {
     let data = serde_json::to_string(&MailboxResetEvent {
@@ -595,7 +643,7 @@ fn reset_event(mailbox: &str, state: MailboxState) -> Tagged {
         mailbox: mailbox.to_owned(),
         kind: "mailbox.reset",
         data,
-        position: Position::At(state),
+        position: Some(Position::At(state)),
     }
 }
 
@@ -646,7 +694,7 @@ fn batch_events(mailbox: &str, batch: &Batch) -> Vec<Tagged> {
                 mailbox: mailbox.to_owned(),
                 kind,
                 data: data.unwrap_or_default(),
-                position,
+                position: Some(position),
             }
         })
         .collect()
@@ -686,6 +734,7 @@ fn mailbox_stream(
                             batch_events(&mailbox, &batch)
                         }
                         Published::Reset(state) => vec![reset_event(&mailbox, *state)],
+                        Published::AuthExpired(detail) => vec![auth_expired_event(&mailbox, detail)],
                     },
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
                         warn!(mailbox = %mailbox, skipped, "event subscriber fell behind; sending mailbox.reset");
@@ -735,6 +784,15 @@ impl WatcherTask {
                     *self.startup_error.lock().expect("watcher poisoned") = Some(e);
                     let _ = self.ready.send(Some(Err("start failed".into())));
                     return;
+                }
+                Err(ImapError::TokenRefused(why)) => {
+                    info!(mailbox = %self.key.mailbox, "IDLE watcher's access token refused; ending its streams");
+                    // Retired: the next subscriber starts a watcher with the newest token.
+                    *self.startup_error.lock().expect("watcher poisoned") =
+                        Some(ImapError::TokenRefused(why.clone()));
+                    let _ = self.ready.send(Some(Err("access token refused".into())));
+                    self.publish(Published::AuthExpired(why));
+                    break;
                 }
                 Err(e) => {
                     attempt = attempt.saturating_add(1);
@@ -847,6 +905,11 @@ impl WatcherTask {
                 b.to
             }
             Published::Reset(state) => *state,
+            Published::AuthExpired(_) => {
+                let shared = self.shared.lock().expect("watcher poisoned");
+                let _ = shared.tx.send(Arc::new(published));
+                return;
+            }
         };
         let mut shared = self.shared.lock().expect("watcher poisoned");
         shared.state = Some(now);
@@ -932,14 +995,14 @@ mod tests {
         assert_eq!(events[0].kind, "message.expunged");
         assert_eq!(
             events[0].position,
-            Position::Within {
+            Some(Position::Within {
                 from: state(10, 5),
                 to: state(20, 7),
                 phase: Phase::Expunged,
                 uid: 2
-            }
+            })
         );
-        assert_eq!(events[1].position, Position::At(state(20, 7)));
+        assert_eq!(events[1].position, Some(Position::At(state(20, 7))));
         assert!(events[1].data.contains("\"flags\":[\"\\\\Seen\"]"));
     }
 

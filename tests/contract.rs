@@ -11,6 +11,7 @@ use std::path::Path;
 use common::bridge::{Link, TestBridge, USER};
 use common::corpus;
 use common::dovecot::DovecotOptions;
+use common::oauth::Introspection;
 use common::tools;
 use serde_json::Value;
 
@@ -79,11 +80,15 @@ async fn every_operation_keeps_the_contract_of_the_openapi_document() {
     // Schemathesis sends hundreds of generated logins one at a time, and until the bridge's
     // throttle stops them (20 per address) each reaches Dovecot and fails. brute_force.rs tests
     // what Dovecot's auth delays do to logins; here they would only get in the way:
+    // The user logs in with an OAuth 2.0 access token, so that both login forms and the
+    // refresh of a token-based session have their positive cases.
+    let provider = Introspection::start();
     let opts = DovecotOptions {
         // every later login would wait up to 15 s, past Schemathesis's 5 s request timeout;
         auth_penalty: false,
         // 2 s per failure, one after another, on the suite's longest test.
         auth_failure_delay_secs: 0,
+        oauth2_introspection: Some(provider.url()),
         ..DovecotOptions::default()
     };
     let bridge = TestBridge::start_with(opts, Link::Tls, |_| {}).await;
@@ -99,7 +104,16 @@ async fn every_operation_keeps_the_contract_of_the_openapi_document() {
     bridge
         .dovecot
         .deliver_many(USER, "INBOX", corpus::bulk(200, 7));
-    let token = bridge.login().await;
+    let access = provider.issue(USER);
+    let login = bridge
+        .request(reqwest::Method::POST, "/v1/auth/login", None)
+        .json(&serde_json::json!({"username": USER, "access_token": access}))
+        .send()
+        .await
+        .expect("login");
+    let (status, body) = common::bridge::json_of(login).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("token").to_owned();
     let (status, list) = bridge
         .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=1")
         .await;

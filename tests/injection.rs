@@ -1681,7 +1681,8 @@ async fn hostile_credentials_tokens_and_tickets() {
             h.fail(e);
         }
     }
-    // Exactly one LOGIN per attempt that reached the server, each with the value as one string.
+    // Exactly one login per attempt that reached the server: LOGIN with each value as one
+    // string, or AUTHENTICATE PLAIN carrying exactly both.
     match prelogin_commands(&prelogin) {
         Err(e) => h.fail(format!("pre-login traffic is malformed IMAP: {e}")),
         Ok(commands) => {
@@ -1698,6 +1699,34 @@ async fn hostile_credentials_tokens_and_tickets() {
                         }
                         _ => h.fail(format!(
                             "LOGIN with other than two arguments: {}",
+                            cmd.show()
+                        )),
+                    },
+                    // Where the server offers AUTH=PLAIN and SASL-IR (Dovecot), the bridge
+                    // logs in with one AUTHENTICATE PLAIN: its base64 argument must decode
+                    // to exactly NUL, the user name, NUL, the password.
+                    "AUTHENTICATE" => match cmd.args.as_slice() {
+                        [mechanism, response]
+                            if mechanism.value() == Some(b"PLAIN".as_slice())
+                                && !response.is_string() =>
+                        {
+                            use base64::Engine as _;
+                            let decoded = base64::engine::general_purpose::STANDARD
+                                .decode(response.value().unwrap_or_default());
+                            let fields = match &decoded {
+                                Ok(d) => d.split(|b| *b == 0).collect::<Vec<_>>(),
+                                Err(_) => Vec::new(),
+                            };
+                            match fields.as_slice() {
+                                [[], u, p] => logins.push((u.to_vec(), p.to_vec())),
+                                _ => h.fail(format!(
+                                    "AUTHENTICATE PLAIN whose response is not NUL user NUL password: {}",
+                                    cmd.show()
+                                )),
+                            }
+                        }
+                        _ => h.fail(format!(
+                            "AUTHENTICATE other than PLAIN with its initial response: {}",
                             cmd.show()
                         )),
                     },
@@ -1724,7 +1753,7 @@ async fn hostile_credentials_tokens_and_tickets() {
                 ));
             }
             h.notes.push(format!(
-                "{} LOGIN commands checked in the pre-login rawlog",
+                "{} LOGIN and AUTHENTICATE PLAIN commands checked in the pre-login rawlog",
                 logins.len()
             ));
         }

@@ -351,7 +351,7 @@ async fn trace_logs_record_requests_but_no_password_token_ticket_or_sealed_crede
         logs.len()
     );
     for command in [
-        "LOGIN",
+        "AUTHENTICATE PLAIN",
         "SELECT",
         "UID FETCH",
         "UID STORE",

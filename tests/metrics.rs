@@ -309,8 +309,8 @@ async fn metrics_follow_what_users_do_with_labels_from_fixed_sets_only() {
     }
     // IMAP commands by verb and outcome; refusals are errors of kind `no`.
     for (command, outcome, at_least) in [
-        ("LOGIN", "ok", 1.0),
-        ("LOGIN", "no", 1.0),
+        ("AUTHENTICATE", "ok", 1.0),
+        ("AUTHENTICATE", "no", 1.0),
         ("SELECT", "ok", 2.0),
         ("SELECT", "no", 1.0),
         ("UID FETCH", "ok", 1.0),
@@ -604,10 +604,7 @@ async fn pool_waits_that_run_out_are_counted() {
         upstream: bridge.state.upstream.clone(),
         username: USER.to_owned(),
     };
-    let credentials = Credentials {
-        username: USER.to_owned(),
-        password: PASSWORD.into(),
-    };
+    let credentials = Credentials::password(USER, PASSWORD);
     let held = bridge
         .state
         .pools
@@ -759,7 +756,12 @@ async fn every_json_log_line_of_a_request_carries_its_request_id() {
             .collect()
     };
     for (id, path, status, imap_commands) in [
-        ("req-login-01", "/v1/auth/login", 200, &["LOGIN"][..]),
+        (
+            "req-login-01",
+            "/v1/auth/login",
+            200,
+            &["AUTHENTICATE PLAIN"][..],
+        ),
         (
             "req-list-02",
             "/v1/mailboxes/INBOX/messages",

@@ -64,7 +64,7 @@ pub struct ChangeSet {
     responses(
         (status = 200, description = "The changes and the new state.", body = ChangeSet),
         (status = 400, description = "Bad name or malformed state (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The mailbox was reset since the state (`uid_validity_changed`): list it again from scratch.", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),

@@ -235,6 +235,14 @@ impl From<ImapError> for ApiError {
             E::AuthenticationFailed => {
                 ApiError::unauthorized("The IMAP server refused these credentials.")
             }
+            E::TokenRefused(why) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "upstream_token_expired",
+                "Access token refused",
+                format!(
+                    "The IMAP server refused the OAuth access token this bridge token carries ({why}); get a new one and call POST /v1/auth/refresh."
+                ),
+            ),
             E::MailboxNotFound => ApiError::new(
                 StatusCode::NOT_FOUND,
                 "mailbox_not_found",

@@ -24,7 +24,8 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::AuthUser;
 use super::schema::MailboxNameSchema;
 use crate::events::{
-    MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent, MessageNewEvent, SubscribeError,
+    AuthExpiredEvent, MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent, MessageNewEvent,
+    SubscribeError,
 };
 use crate::imap::encode::MailboxName;
 use crate::imap::{ImapError, UserKey};
@@ -83,6 +84,7 @@ impl PartialSchema for StreamEvent {
             ("message.flags", MessageFlagsEvent::name()),
             ("message.expunged", MessageExpungedEvent::name()),
             ("mailbox.reset", MailboxResetEvent::name()),
+            ("auth.expired", AuthExpiredEvent::name()),
         ];
         let branches: Vec<_> = kinds
             .iter()
@@ -125,6 +127,7 @@ impl ToSchema for StreamEvent {
             (MessageFlagsEvent::name(), MessageFlagsEvent::schema()),
             (MessageExpungedEvent::name(), MessageExpungedEvent::schema()),
             (MailboxResetEvent::name(), MailboxResetEvent::schema()),
+            (AuthExpiredEvent::name(), AuthExpiredEvent::schema()),
         ] {
             schemas.push((name.into_owned(), schema));
         }
@@ -136,7 +139,9 @@ impl ToSchema for StreamEvent {
 /// summary), `message.flags`, `message.expunged`, `mailbox.reset` (list again). Every event has
 /// an `id`; reconnect with `Last-Event-ID` and the missed events are replayed from the IMAP
 /// server, exactly once and in order, or `mailbox.reset` is sent when that is impossible.
-/// Comments keep the connection alive. Authenticate with `Authorization: Bearer` or, from a
+/// When the IMAP server refuses the OAuth access token the bridge token carries, the stream
+/// ends with `auth.expired`: refresh it (`POST /v1/auth/refresh`) and reconnect with the new
+/// token and `Last-Event-ID`. Comments keep the connection alive. Authenticate with `Authorization: Bearer` or, from a
 /// browser's EventSource, `?ticket=` from `POST /v1/events/ticket`. When the bridge shuts
 /// down, the stream ends with a comment and a `retry:` field of one to five seconds:
 /// EventSource then reconnects by itself, through the load balancer to another replica, and
@@ -154,7 +159,7 @@ impl ToSchema for StreamEvent {
     responses(
         (status = 200, description = "`text/event-stream`; the schema is that of one event (see `StreamEvent`).", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "Bad mailbox name or too many mailboxes (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or reused token or ticket (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or reused token or ticket (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many event streams or watched mailboxes for this user or the bridge (`rate_limited`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),

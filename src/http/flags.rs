@@ -93,7 +93,7 @@ pub struct MessageFlags {
     responses(
         (status = 200, description = "The message's flags afterwards.", body = MessageFlags),
         (status = 400, description = "Bad name, UID, body or flag (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox or message (`mailbox_not_found`, `message_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),
@@ -165,7 +165,7 @@ pub fn uid_list(uids: &[u32]) -> ApiResult<UidSet> {
     responses(
         (status = 200, description = "The messages' flags afterwards.", body = BulkFlagsResult),
         (status = 400, description = "Bad name, UIDs, body or flag (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not JSON (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),

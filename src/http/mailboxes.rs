@@ -119,7 +119,7 @@ pub struct MailboxList {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The mailboxes.", body = MailboxList),
-        (status = 401, description = "Missing, invalid or expired token, or the IMAP server refused the stored credentials (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token, or the IMAP server refused the stored password (`unauthorized`) or OAuth access token (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
@@ -165,7 +165,7 @@ pub struct MailboxRef {
     responses(
         (status = 201, description = "Created.", body = MailboxRef),
         (status = 400, description = "Bad name: empty, control characters, `*` or `%`, or an empty hierarchy level (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The server cannot store a mailbox of that name: too long, or a character its storage forbids (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A mailbox with that name exists (`conflict`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
@@ -202,7 +202,7 @@ async fn create_mailbox(
     responses(
         (status = 200, description = "Renamed.", body = MailboxRef),
         (status = 400, description = "Bad name, as for creating (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "INBOX cannot be renamed, or the server cannot store the new name (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The new name exists, or is the current one (`conflict`).", body = Problem, content_type = "application/problem+json"),
@@ -241,7 +241,7 @@ async fn rename_mailbox(
     responses(
         (status = 204, description = "Deleted."),
         (status = 400, description = "Bad name (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "INBOX cannot be deleted (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The mailbox has children and the server does not delete such a mailbox (`mailbox_has_children`).", body = Problem, content_type = "application/problem+json"),

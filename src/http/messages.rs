@@ -222,7 +222,7 @@ pub struct MessageList {
     responses(
         (status = 200, description = "A page of summaries.", body = MessageList),
         (status = 400, description = "Bad name, cursor, limit, date or filter (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The cursor's UIDVALIDITY is gone (`uid_validity_changed`).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
@@ -321,7 +321,7 @@ pub struct MessageView {
     responses(
         (status = 200, description = "The message.", body = MessageView),
         (status = 400, description = "Bad mailbox name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The message's MIME structure exceeds the bridge's limits (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox or message (`mailbox_not_found`, `message_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
@@ -438,7 +438,7 @@ pub struct DeleteQuery {
     responses(
         (status = 204, description = "Deleted (moved to Trash, or expunged)."),
         (status = 400, description = "Bad name or UID (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox or message (`mailbox_not_found`, `message_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The account has no Trash mailbox; delete with `permanent=true` (`conflict`). Or the server has neither MOVE nor UIDPLUS and other messages of the mailbox are marked `\\Deleted`, so the expunge could not be limited to this one (`other_messages_deleted`); nothing was changed.", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
@@ -527,7 +527,7 @@ pub struct Appended {
     responses(
         (status = 201, description = "Stored.", body = Appended),
         (status = 400, description = "Bad name, flags or message (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The message is larger than the bridge accepts (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not `message/rfc822` (`unsupported_media_type`).", body = Problem, content_type = "application/problem+json"),

@@ -77,7 +77,7 @@ fn results(list: Vec<Transferred>) -> Json<TransferResults> {
     responses(
         (status = 200, description = "The messages' new UIDs.", body = TransferResults),
         (status = 400, description = "Bad names or UIDs (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The server refuses the destination's name (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The source or destination mailbox does not exist (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The destination is the source mailbox (`conflict`), or the server has neither MOVE nor UIDPLUS and other messages of the source are marked `\\Deleted`, so the expunge could not be limited to these (`other_messages_deleted`); nothing was changed.", body = Problem, content_type = "application/problem+json"),
@@ -117,7 +117,7 @@ async fn move_messages(
     responses(
         (status = 200, description = "The copies' UIDs.", body = TransferResults),
         (status = 400, description = "Bad names or UIDs (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The server refuses the destination's name (`forbidden`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The source or destination mailbox does not exist (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large (`payload_too_large`).", body = Problem, content_type = "application/problem+json"),

@@ -22,9 +22,11 @@ use super::encode::{Command, ImapString, Literals, MailboxName};
 use super::error::{ImapError, Result};
 use super::guard::{GuardLimits, GuardedStream, Violation};
 use super::meter::CommandMeter;
+use super::sasl;
 use super::state::server_modseq;
 use super::tracker::MessageTracker;
 use super::transport::{ImapStream, Transport, Upstream};
+use base64::Engine as _;
 
 /// What the server said it supports.
 #[derive(Debug, Clone, Default)]
@@ -65,15 +67,70 @@ impl Capabilities {
 pub struct Credentials {
     /// The IMAP login name.
     pub username: String,
-    /// The IMAP password.
-    pub password: SecretString,
+    /// What proves it.
+    pub secret: Secret,
+}
+
+/// A password, or an OAuth 2.0 access token (Gmail and Microsoft 365 take only those).
+#[derive(Clone)]
+pub enum Secret {
+    /// Sent with AUTHENTICATE PLAIN where the server offers it, else LOGIN.
+    Password(SecretString),
+    /// Sent with AUTHENTICATE OAUTHBEARER (RFC 7628) or XOAUTH2.
+    AccessToken {
+        /// The bearer token.
+        token: SecretString,
+        /// The mechanism the caller asked for; by default the server's offer decides.
+        mechanism: Option<OAuthMechanism>,
+        /// When the bridge learnt it (seconds since the epoch): of two tokens for one user,
+        /// the later one is used for new sessions.
+        issued_at: u64,
+    },
+}
+
+/// The SASL mechanisms for OAuth 2.0 access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuthMechanism {
+    /// RFC 7628.
+    Oauthbearer,
+    /// Google's and Microsoft's own.
+    Xoauth2,
+}
+
+impl OAuthMechanism {
+    fn name(self) -> &'static str {
+        match self {
+            OAuthMechanism::Oauthbearer => "OAUTHBEARER",
+            OAuthMechanism::Xoauth2 => "XOAUTH2",
+        }
+    }
+}
+
+impl Credentials {
+    /// A user name and password.
+    pub fn password(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            secret: Secret::Password(SecretString::from(password.into())),
+        }
+    }
+
+    /// Whether the secret is an access token.
+    pub fn is_access_token(&self) -> bool {
+        matches!(self.secret, Secret::AccessToken { .. })
+    }
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.secret {
+            Secret::Password(_) => "password",
+            Secret::AccessToken { .. } => "access token",
+        };
         f.debug_struct("Credentials")
             .field("username", &self.username)
-            .field("password", &"<redacted>")
+            .field("secret", &format_args!("<redacted {kind}>"))
             .finish()
     }
 }
@@ -251,7 +308,9 @@ impl Connection {
         limits: SessionLimits,
     ) -> Result<Connection> {
         let username = ImapString::new(&credentials.username)?;
-        let password = ImapString::new(credentials.password.expose_secret())?;
+        if let Secret::Password(password) = &credentials.secret {
+            ImapString::new(password.expose_secret())?;
+        }
         let connecting = async {
             let opened = transport.open(upstream, addr).await?;
             let mut conn = Connection {
@@ -275,7 +334,13 @@ impl Connection {
             if conn.capabilities.has("ID") {
                 conn.identify(origin).await?;
             }
-            conn.login(&username, &password).await?;
+            conn.authenticate(
+                &username,
+                &credentials.secret,
+                &upstream.host,
+                upstream.port,
+            )
+            .await?;
             if conn.capabilities.has("QRESYNC") {
                 conn.run(&Command::new("ENABLE").atom("QRESYNC"), |_| Ok(()))
                     .await?
@@ -355,22 +420,74 @@ impl Connection {
         Ok(())
     }
 
-    async fn login(&mut self, username: &ImapString, password: &ImapString) -> Result<()> {
-        if self.capabilities.has("LOGINDISABLED") {
-            return Err(ImapError::Unsupported(
-                "LOGIN (the server disabled it on this connection)",
-            ));
-        }
-        let cmd = Command::new("LOGIN").string(username).string(password);
-        let mut caps = None;
-        let done = self
-            .run(&cmd, |r| {
-                if let Response::Capabilities(c) = r {
-                    caps = Some(Capabilities::from_proto(c));
+    /// Logs in: a password with AUTHENTICATE PLAIN where the server offers it (SASL-IR saves a
+    /// round trip), else LOGIN; an access token with OAUTHBEARER or XOAUTH2.
+    async fn authenticate(
+        &mut self,
+        username: &ImapString,
+        secret: &Secret,
+        host: &str,
+        port: u16,
+    ) -> Result<()> {
+        let (caps, done, challenge) = match secret {
+            Secret::Password(password) => {
+                if self.capabilities.has("AUTH=PLAIN") {
+                    let response = sasl::plain(username.as_str(), password.expose_secret());
+                    self.sasl("PLAIN", &response, sasl::Abort::Empty).await?
+                } else if self.capabilities.has("LOGINDISABLED") {
+                    return Err(ImapError::Unsupported(
+                        "LOGIN or AUTHENTICATE PLAIN on this connection (it disabled both; \
+                         connect with TLS)",
+                    ));
+                } else {
+                    let password = ImapString::new(password.expose_secret())?;
+                    let cmd = Command::new("LOGIN").string(username).string(&password);
+                    let mut caps = None;
+                    let done = self
+                        .run(&cmd, |r| {
+                            if let Response::Capabilities(c) = r {
+                                caps = Some(Capabilities::from_proto(c));
+                            }
+                            Ok(())
+                        })
+                        .await?;
+                    (caps, done, None)
                 }
-                Ok(())
-            })
-            .await?;
+            }
+            Secret::AccessToken {
+                token, mechanism, ..
+            } => {
+                let offered =
+                    |m: OAuthMechanism| self.capabilities.has(&format!("AUTH={}", m.name()));
+                let mechanism = match mechanism {
+                    Some(m) if offered(*m) => *m,
+                    Some(OAuthMechanism::Oauthbearer) => {
+                        return Err(ImapError::Unsupported("AUTH=OAUTHBEARER"));
+                    }
+                    Some(OAuthMechanism::Xoauth2) => {
+                        return Err(ImapError::Unsupported("AUTH=XOAUTH2"));
+                    }
+                    None if offered(OAuthMechanism::Oauthbearer) => OAuthMechanism::Oauthbearer,
+                    None if offered(OAuthMechanism::Xoauth2) => OAuthMechanism::Xoauth2,
+                    None => {
+                        return Err(ImapError::Unsupported(
+                            "OAuth 2.0 logins (it offers neither AUTH=OAUTHBEARER nor AUTH=XOAUTH2)",
+                        ));
+                    }
+                };
+                let (response, abort) = match mechanism {
+                    OAuthMechanism::Oauthbearer => (
+                        sasl::oauthbearer(username.as_str(), host, port, token.expose_secret()),
+                        sasl::Abort::Kvsep,
+                    ),
+                    OAuthMechanism::Xoauth2 => (
+                        sasl::xoauth2(username.as_str(), token.expose_secret()),
+                        sasl::Abort::Empty,
+                    ),
+                };
+                self.sasl(mechanism.name(), &response, abort).await?
+            }
+        };
         match done.status {
             Status::Ok => {}
             Status::No => {
@@ -378,6 +495,12 @@ impl Connection {
                     Some("UNAVAILABLE" | "SERVERBUG" | "LIMIT" | "INUSE") => {
                         ImapError::Unavailable(done.text)
                     }
+                    _ if matches!(secret, Secret::AccessToken { .. }) => ImapError::TokenRefused(
+                        challenge
+                            .as_deref()
+                            .and_then(sasl::describe_error)
+                            .unwrap_or_else(|| sasl::printable(&done.text)),
+                    ),
                     _ => ImapError::AuthenticationFailed,
                 });
             }
@@ -388,6 +511,134 @@ impl Connection {
             Some(c) => self.capabilities = c,
             None => self.refresh_capabilities().await?,
         }
+        Ok(())
+    }
+
+    /// One SASL exchange (RFC 4959 for the initial response): the initial response goes with
+    /// the command under SASL-IR, or after the server's first `+`. A `+` after it is the
+    /// server's error challenge (OAuth mechanisms send a JSON status there), which is kept and
+    /// answered with the mechanism's `abort` response, as RFC 7628 requires; the tagged NO
+    /// follows. Returns the capabilities announced on the way, the completion and the error
+    /// challenge, if any.
+    async fn sasl(
+        &mut self,
+        mechanism: &'static str,
+        initial: &SecretString,
+        abort: sasl::Abort,
+    ) -> Result<(Option<Capabilities>, Completion, Option<Vec<u8>>)> {
+        let timeout = self.limits.command_timeout;
+        let oauth = mechanism != "PLAIN";
+        let exchange = async {
+            self.clean = false;
+            self.next_tag = self.next_tag.wrapping_add(1);
+            let tag = format!("b{}", self.next_tag);
+            let ir = self.capabilities.has("SASL-IR");
+            trace!(tag = %tag, command = %format_args!("AUTHENTICATE {mechanism} <redacted>"), "imap send");
+            let mut line = format!("{tag} AUTHENTICATE {mechanism}");
+            if ir {
+                line.push(' ');
+                // An empty initial response is "=" (RFC 4959).
+                line.push_str(if initial.expose_secret().is_empty() {
+                    "="
+                } else {
+                    initial.expose_secret()
+                });
+            }
+            line.push_str("\r\n");
+            let mut pending = if ir { None } else { Some(initial) };
+            self.write_secret(line).await?;
+            let mut caps = None;
+            let mut challenge = None;
+            loop {
+                let response = self.next_response().await?;
+                match response.parsed() {
+                    Response::Continue(c) => {
+                        if let Some(initial) = pending.take() {
+                            self.write_secret(format!("{}\r\n", initial.expose_secret()))
+                                .await?;
+                        } else if challenge.is_none() {
+                            challenge = Some(
+                                c.information
+                                    .as_deref()
+                                    .and_then(|text| {
+                                        base64::engine::general_purpose::STANDARD
+                                            .decode(text.trim())
+                                            .ok()
+                                    })
+                                    .unwrap_or_default(),
+                            );
+                            self.write_secret(abort.response().to_owned()).await?;
+                        } else {
+                            // A server that keeps asking gets "*": the exchange is cancelled.
+                            self.write_secret("*\r\n".to_owned()).await?;
+                        }
+                    }
+                    Response::Done {
+                        tag: t,
+                        status,
+                        outcome,
+                    } if t.0 == tag => {
+                        let status = match status {
+                            Status::Ok => Status::Ok,
+                            Status::No => Status::No,
+                            _ => Status::Bad,
+                        };
+                        if let Some(ResponseCode::Capabilities(c)) = &outcome.code {
+                            caps = Some(Capabilities::from_proto(c));
+                        }
+                        self.clean = true;
+                        return Ok((caps, Completion::from_outcome(status, outcome), challenge));
+                    }
+                    Response::Data {
+                        status: Status::Bye,
+                        outcome,
+                    } => {
+                        let text = outcome.information.as_deref().unwrap_or("BYE");
+                        // Dovecot ends the session when an access token is longer than it
+                        // takes ("Authentication response too large"): not an outage, but
+                        // a token this server refuses.
+                        return Err(if oauth {
+                            ImapError::TokenRefused(format!(
+                                "the server ended the login: {}",
+                                sasl::printable(text)
+                            ))
+                        } else {
+                            ImapError::Unavailable(format!("server ended the session: {text}"))
+                        });
+                    }
+                    Response::Capabilities(c) => caps = Some(Capabilities::from_proto(c)),
+                    other => self.observe(other),
+                }
+            }
+        };
+        let cmd = [Command::new("AUTHENTICATE")];
+        let meter = CommandMeter::start(&cmd);
+        let result = match tokio::time::timeout(timeout, exchange).await {
+            // Dovecot closes the connection, without BYE, on an access token longer than it
+            // takes ("Authentication response too large" in its log, at about 6 KB).
+            Ok(Err(ImapError::Unavailable(_) | ImapError::Io(_))) if oauth => {
+                Err(ImapError::TokenRefused(
+                    "the server closed the connection instead of answering; it may not take \
+                     access tokens this long"
+                        .into(),
+                ))
+            }
+            Ok(result) => result,
+            Err(_) => Err(ImapError::Timeout),
+        };
+        match &result {
+            Ok((_, done, _)) => meter.finish_status(&done.status),
+            Err(_) => meter.finish_one(&result),
+        }
+        result
+    }
+
+    /// Writes a line that holds a secret; it is never logged, and its buffer is wiped.
+    async fn write_secret(&mut self, line: String) -> Result<()> {
+        let line = zeroize::Zeroizing::new(line);
+        let stream = self.framed.get_mut();
+        stream.write_all(line.as_bytes()).await?;
+        stream.flush().await?;
         Ok(())
     }
 

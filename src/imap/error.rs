@@ -14,6 +14,10 @@ pub enum ImapError {
     /// LOGIN was refused: wrong user name or password.
     #[error("authentication failed")]
     AuthenticationFailed,
+    /// The server refused an OAuth 2.0 access token: wrong, revoked or expired. The text says
+    /// what the server's error challenge said, if anything.
+    #[error("access token refused: {0}")]
+    TokenRefused(String),
     /// The server cannot serve us now (`NO [UNAVAILABLE]`, too many connections, refused).
     #[error("IMAP server unavailable: {0}")]
     Unavailable(String),

@@ -60,6 +60,19 @@ impl<'a> CommandMeter<'a> {
         }
     }
 
+    /// Records a command that completed with `status`.
+    pub(crate) fn finish_status(mut self, status: &async_imap::imap_proto::Status) {
+        self.finished = true;
+        let outcome = match status {
+            async_imap::imap_proto::Status::Ok => "ok",
+            async_imap::imap_proto::Status::No => "no",
+            _ => "bad",
+        };
+        for cmd in self.cmds {
+            self.record(cmd, outcome);
+        }
+    }
+
     /// Records a command that stands alone (IDLE) by its result.
     pub(crate) fn finish_one<T>(mut self, result: &Result<T, ImapError>) {
         self.finished = true;
@@ -111,7 +124,8 @@ fn command_outcome(command: &str, e: &ImapError) -> &'static str {
         | ImapError::MailboxNotFound
         | ImapError::AlreadyExists
         | ImapError::NotAllowed(_)
-        | ImapError::AuthenticationFailed => "no",
+        | ImapError::AuthenticationFailed
+        | ImapError::TokenRefused(_) => "no",
         _ => "other",
     }
 }

@@ -12,12 +12,13 @@ pub mod messages;
 mod meter;
 pub mod mutations;
 pub mod pool;
+pub mod sasl;
 pub mod state;
 pub mod sync;
 pub mod tracker;
 pub mod transport;
 
-pub use connection::{Connection, Credentials, SessionLimits};
+pub use connection::{Connection, Credentials, OAuthMechanism, Secret, SessionLimits};
 pub use encode::MailboxName;
 pub use error::ImapError;
 pub use pool::{PoolSettings, Session, SessionPool, UserKey};

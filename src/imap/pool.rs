@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info};
 
 use super::cache::{CacheScope, SummaryCache};
-use super::connection::{Connection, Credentials, SessionLimits};
+use super::connection::{Connection, Credentials, Secret, SessionLimits};
 use super::error::{ImapError, Result};
 use super::meter;
 use super::transport::{Transport, Upstream};
@@ -101,12 +101,43 @@ struct UserBudget {
 pub struct SessionManager {
     shared: Arc<Shared>,
     upstream: Upstream,
-    credentials: Credentials,
+    /// What new sessions log in with: for an access token, the newest one offered.
+    credentials: std::sync::Mutex<Credentials>,
     names_epoch: Arc<AtomicU64>,
     budget: Arc<Semaphore>,
     cache: Option<CacheScope>,
     /// The address of the last client that asked for a session, passed on with IMAP ID.
     origin: std::sync::Mutex<Option<IpAddr>>,
+}
+
+impl SessionManager {
+    fn credentials(&self) -> Credentials {
+        self.credentials
+            .lock()
+            .expect("credentials poisoned")
+            .clone()
+    }
+
+    /// Takes `offered` for new sessions when it is an access token issued after the one in
+    /// use: a refreshed token replaces an expiring one, an older bridge token (another tab,
+    /// another device) does not bring back a token that has expired.
+    fn offer(&self, offered: &Credentials) {
+        let Secret::AccessToken {
+            issued_at: offered_at,
+            ..
+        } = &offered.secret
+        else {
+            return;
+        };
+        let mut current = self.credentials.lock().expect("credentials poisoned");
+        let newer = match &current.secret {
+            Secret::AccessToken { issued_at, .. } => offered_at > issued_at,
+            Secret::Password(_) => true,
+        };
+        if newer {
+            *current = offered.clone();
+        }
+    }
 }
 
 impl managed::Manager for SessionManager {
@@ -116,9 +147,10 @@ impl managed::Manager for SessionManager {
     async fn create(&self) -> Result<PooledConnection> {
         let permits = self.shared.permits(&self.budget, None)?;
         let origin = *self.origin.lock().expect("origin poisoned");
+        let credentials = self.credentials();
         let mut conn = self
             .shared
-            .connect(&self.upstream, &self.credentials, origin)
+            .connect(&self.upstream, &credentials, origin)
             .await?;
         conn.share_names_epoch(self.names_epoch.clone());
         if let Some(cache) = &self.cache {
@@ -218,12 +250,22 @@ impl Shared {
         .inspect_err(meter::connect_failed)
     }
 
+    /// What tells one user's credentials from another set: the password itself, so that a
+    /// changed password gets a new pool; for access tokens only that they are tokens, so that a
+    /// refreshed token keeps the user's sessions (it is offered to the pool instead, see
+    /// [`SessionManager::offer`]).
     fn fingerprint(&self, credentials: &Credentials) -> [u8; 32] {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint_key).expect("any key length");
         mac.update(credentials.username.as_bytes());
         mac.update(&[0]);
-        mac.update(credentials.password.expose_secret().as_bytes());
+        match &credentials.secret {
+            Secret::Password(password) => {
+                mac.update(b"password\0");
+                mac.update(password.expose_secret().as_bytes());
+            }
+            Secret::AccessToken { .. } => mac.update(b"access token"),
+        }
         mac.finalize().into_bytes().into()
     }
 
@@ -364,6 +406,7 @@ impl SessionPool {
             }
             None => self.insert_if_absent(key, credentials, fingerprint),
         };
+        user_pool.pool.manager().offer(credentials);
         user_pool
             .last_used
             .store(self.shared.now(), Ordering::Relaxed);
@@ -395,11 +438,73 @@ impl SessionPool {
                         ImapError::Protocol("session pool misconfigured".into())
                     }
                 };
-                if matches!(err, ImapError::AuthenticationFailed) {
+                if matches!(
+                    err,
+                    ImapError::AuthenticationFailed | ImapError::TokenRefused(_)
+                ) {
                     self.remove_if_same(key, &user_pool);
                 }
                 Err(err)
             }
+        }
+    }
+
+    /// Checks `credentials` with a fresh login, whatever sessions the user has: a warm pool
+    /// proves nothing about the credentials a caller logs in with now. The session it opens
+    /// becomes the user's first pooled one when the user has none; otherwise it logs out, and
+    /// the credentials are taken for the user's new sessions (a changed password replaces the
+    /// pool, a newer access token is used from now on).
+    pub async fn login(
+        &self,
+        key: &UserKey,
+        credentials: &Credentials,
+        origin: Option<IpAddr>,
+    ) -> Result<()> {
+        let existing = self
+            .users
+            .lock()
+            .expect("pool map poisoned")
+            .get(key)
+            .cloned();
+        let Some(existing) = existing else {
+            drop(self.session_from(key, credentials, origin).await?);
+            return Ok(());
+        };
+        let probe = self
+            .shared
+            .connect(&key.upstream, credentials, origin)
+            .await?;
+        tokio::spawn(probe.logout());
+        let fingerprint = self.shared.fingerprint(credentials);
+        if existing.fingerprint == fingerprint {
+            existing.pool.manager().offer(credentials);
+        } else {
+            info!(user = %key.username, "credentials changed; rebuilding the user's pool");
+            self.replace(key, credentials, fingerprint);
+        }
+        Ok(())
+    }
+
+    /// The credentials a new connection of `key` should log in with: `offered`, or a newer
+    /// access token the user's pool has been given since.
+    pub fn newest_credentials(&self, key: &UserKey, offered: &Credentials) -> Credentials {
+        let pool = self
+            .users
+            .lock()
+            .expect("pool map poisoned")
+            .get(key)
+            .cloned();
+        match pool {
+            Some(pool) => {
+                pool.pool.manager().offer(offered);
+                let current = pool.pool.manager().credentials();
+                if current.is_access_token() == offered.is_access_token() {
+                    current
+                } else {
+                    offered.clone()
+                }
+            }
+            None => offered.clone(),
         }
     }
 
@@ -451,9 +556,10 @@ impl SessionPool {
     ) -> Result<DedicatedConnection> {
         let budget = self.budget(key);
         let permits = self.shared.permits(&budget.all, Some(&budget.watchers))?;
+        let credentials = self.newest_credentials(key, credentials);
         let conn = self
             .shared
-            .connect(&key.upstream, credentials, None)
+            .connect(&key.upstream, &credentials, None)
             .await?;
         metrics::counter!(names::IMAP_SESSIONS_OPENED, "purpose" => "watcher").increment(1);
         Ok(DedicatedConnection {
@@ -498,7 +604,7 @@ impl SessionPool {
         let manager = SessionManager {
             shared: self.shared.clone(),
             upstream: key.upstream.clone(),
-            credentials: credentials.clone(),
+            credentials: std::sync::Mutex::new(credentials.clone()),
             names_epoch: Arc::new(AtomicU64::new(0)),
             budget: self.budget(key).all.clone(),
             cache: self.shared.cache.as_ref().map(|c| c.scope(key)),

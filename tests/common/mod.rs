@@ -6,6 +6,7 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod fidelity;
 pub mod hostile;
+pub mod oauth;
 pub mod process;
 pub mod servers;
 pub mod tools;

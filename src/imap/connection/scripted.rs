@@ -454,3 +454,158 @@ async fn a_server_that_never_continues_times_out_and_the_session_is_discarded() 
     assert!(!conn.is_clean());
     script_passed(server).await;
 }
+
+async fn authenticate(conn: &mut Connection, username: &str, secret: &Secret) -> Result<()> {
+    conn.authenticate(
+        &ImapString::new(username).expect("user name"),
+        secret,
+        "imap.example.com",
+        993,
+    )
+    .await
+}
+
+fn password(p: &str) -> Secret {
+    Secret::Password(secrecy::SecretString::from(p.to_owned()))
+}
+
+fn access_token(token: &str, mechanism: Option<OAuthMechanism>) -> Secret {
+    Secret::AccessToken {
+        token: secrecy::SecretString::from(token.to_owned()),
+        mechanism,
+        issued_at: 1,
+    }
+}
+
+#[tokio::test]
+async fn passwords_go_with_authenticate_plain_and_an_initial_response_where_offered() {
+    // base64("\0alice\0pw")
+    let (mut conn, server) = scripted(
+        &["IMAP4REV1", "SASL-IR", "AUTH=PLAIN", "LOGINDISABLED"],
+        vec![
+            Expect("b1 AUTHENTICATE PLAIN AGFsaWNlAHB3\r\n"),
+            Send("b1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n"),
+        ],
+    )
+    .await;
+    authenticate(&mut conn, "alice", &password("pw"))
+        .await
+        .expect("logged in");
+    assert!(conn.capabilities().has("IDLE"), "capabilities after login");
+    assert!(conn.is_clean());
+    script_passed(server).await;
+}
+
+#[tokio::test]
+async fn without_sasl_ir_the_response_waits_for_the_continuation() {
+    let (mut conn, server) = scripted(
+        &["IMAP4REV1", "AUTH=PLAIN"],
+        vec![
+            Expect("b1 AUTHENTICATE PLAIN\r\n"),
+            Quiet,
+            Send("+ \r\n"),
+            Expect("AGFsaWNlAHB3\r\n"),
+            Send("b1 OK [CAPABILITY IMAP4rev1] Logged in\r\n"),
+        ],
+    )
+    .await;
+    authenticate(&mut conn, "alice", &password("pw"))
+        .await
+        .expect("logged in");
+    script_passed(server).await;
+}
+
+#[tokio::test]
+async fn without_auth_plain_a_password_goes_with_login_unless_it_is_disabled() {
+    let (mut conn, server) = scripted(
+        &["IMAP4REV1"],
+        vec![
+            Expect("b1 LOGIN \"alice\" \"pw\"\r\n"),
+            Send("b1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"),
+        ],
+    )
+    .await;
+    let err = authenticate(&mut conn, "alice", &password("pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImapError::AuthenticationFailed), "{err:?}");
+    script_passed(server).await;
+
+    let (mut conn, server) = scripted(&["IMAP4REV1", "LOGINDISABLED"], vec![]).await;
+    let err = authenticate(&mut conn, "alice", &password("pw"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImapError::Unsupported(_)), "{err:?}");
+    script_passed(server).await;
+}
+
+#[tokio::test]
+async fn oauthbearer_is_preferred_and_a_refusal_is_answered_and_explained() {
+    // base64 of the OAUTHBEARER response for carol, imap.example.com:993, token "tok".
+    let (mut conn, server) = scripted(
+        &["IMAP4REV1", "SASL-IR", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER"],
+        vec![
+            Expect(
+                "b1 AUTHENTICATE OAUTHBEARER bixhPWNhcm9sLAFob3N0PWltYXAuZXhhbXBsZS5jb20BcG9ydD05OTMBYXV0aD1CZWFyZXIgdG9rAQE=\r\n",
+            ),
+            // {"status":"invalid_token","schemes":"bearer","scope":"mail"}
+            Send("+ eyJzdGF0dXMiOiJpbnZhbGlkX3Rva2VuIiwic2NoZW1lcyI6ImJlYXJlciIsInNjb3BlIjoibWFpbCJ9\r\n"),
+            // RFC 7628: the client answers the error challenge with a lone %x01.
+            Expect("AQ==\r\n"),
+            Send("b1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"),
+        ],
+    )
+    .await;
+    let err = authenticate(&mut conn, "carol", &access_token("tok", None))
+        .await
+        .unwrap_err();
+    match err {
+        ImapError::TokenRefused(why) => assert_eq!(why, "status invalid_token, scope mail"),
+        other => panic!("{other:?}"),
+    }
+    assert!(conn.is_clean(), "a refused login leaves a known state");
+    script_passed(server).await;
+}
+
+#[tokio::test]
+async fn xoauth2_is_used_when_asked_for_or_alone_offered_and_answered_with_an_empty_line() {
+    // base64("user=carol\x01auth=Bearer tok\x01\x01")
+    let (mut conn, server) = scripted(
+        &["IMAP4REV1", "AUTH=XOAUTH2"],
+        vec![
+            Expect("b1 AUTHENTICATE XOAUTH2\r\n"),
+            Send("+ \r\n"),
+            Expect("dXNlcj1jYXJvbAFhdXRoPUJlYXJlciB0b2sBAQ==\r\n"),
+            Send("+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"),
+            Expect("\r\n"),
+            Send("b1 NO [AUTHENTICATIONFAILED] Invalid credentials\r\n"),
+        ],
+    )
+    .await;
+    let err = authenticate(
+        &mut conn,
+        "carol",
+        &access_token("tok", Some(OAuthMechanism::Xoauth2)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ImapError::TokenRefused(why) if why.contains("status 401")),
+        "{err:?}"
+    );
+    script_passed(server).await;
+
+    let (mut conn, server) = scripted(&["IMAP4REV1", "AUTH=XOAUTH2"], vec![]).await;
+    let err = authenticate(
+        &mut conn,
+        "carol",
+        &access_token("tok", Some(OAuthMechanism::Oauthbearer)),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, ImapError::Unsupported("AUTH=OAUTHBEARER")),
+        "{err:?}"
+    );
+    script_passed(server).await;
+}
