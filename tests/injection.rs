@@ -1993,3 +1993,203 @@ async fn hostile_event_subscriptions() {
     drop(keeper);
     h.finish("events", corpus.len() + ids.len());
 }
+
+/// Whether `token` is what the bridge takes as an access token: RFC 6750 `b64token`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && token.len() <= 16384
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+#[tokio::test]
+async fn hostile_access_tokens_and_user_names_reach_the_server_only_inside_one_authenticate() {
+    let corpus = hostile::corpus();
+    let provider = common::oauth::Introspection::start();
+    // Opted out of Dovecot's auth penalty, as for passwords: about 250 logins fail on purpose.
+    let opts = DovecotOptions {
+        auth_penalty: false,
+        extra_config: PRELOGIN_RAWLOG.to_owned(),
+        oauth2_introspection: Some(provider.url()),
+        ..DovecotOptions::default()
+    };
+    let mut h = Harness::start_with(
+        opts,
+        Link::Plain,
+        |c| {
+            c.login_failures_per_user = 100_000;
+            c.login_failures_per_ip = 100_000;
+        },
+        |_| {},
+    )
+    .await;
+    let prelogin = prelogin_rawlog_dir(&h.bridge.dovecot);
+    let baseline = prelogin_commands(&prelogin).map(|c| c.len()).unwrap_or(0);
+
+    // Each hostile value as the access token of a user, and as the user name of a token.
+    const SHAPED: &str = "ya29.shaped-like-a-token";
+    let mut expected: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut attempts: Vec<(&'static str, &Payload, bool, Vec<u8>)> = Vec::new();
+    for p in &corpus {
+        let text = p.text.as_deref();
+        let token_ok = text.is_some_and(is_b64token);
+        let user_ok = text.is_some_and(|t| {
+            (1..=255).contains(&t.chars().count()) && !t.chars().any(char::is_control)
+        });
+        attempts.push((
+            "access_token",
+            p,
+            token_ok,
+            [
+                b"{\"username\":\"nobody\",\"access_token\":",
+                &p.json[..],
+                b"}",
+            ]
+            .concat(),
+        ));
+        attempts.push((
+            "username with a token",
+            p,
+            user_ok,
+            [
+                b"{\"username\":",
+                &p.json[..],
+                b",\"access_token\":\"",
+                SHAPED.as_bytes(),
+                b"\"}",
+            ]
+            .concat(),
+        ));
+        // Dovecot drops a connection whose SASL response is over about 8 KB before its rawlog
+        // records it (the bridge answers 401, checked below); a token of 6,000 bytes fits.
+        if token_ok && p.bytes.len() <= 6000 {
+            expected.push((b"nobody".to_vec(), p.bytes.clone()));
+        }
+        if user_ok {
+            expected.push((p.bytes.clone(), SHAPED.as_bytes().to_vec()));
+        }
+    }
+    let http = h.bridge.http.clone();
+    let url = h.bridge.url("/v1/auth/login");
+    for chunk in attempts.chunks(120) {
+        let replies = futures::future::join_all(chunk.iter().map(|(_, _, _, body)| {
+            let req = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            async move {
+                let res = tokio::time::timeout(REQUEST_TIMEOUT, req.send())
+                    .await
+                    .ok()?
+                    .ok()?;
+                let status = res.status().as_u16();
+                let body = res.bytes().await.ok()?.to_vec();
+                let code = serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_owned));
+                Some(Reply { status, code, body })
+            }
+        }))
+        .await;
+        for ((field, p, reaches, _), reply) in chunk.iter().zip(replies) {
+            h.tried.insert((p.label.clone(), field));
+            let what = format!("{field} <- {} [{}]", p.label, show_bytes(&p.bytes));
+            let Some(reply) = reply else {
+                h.fail(format!("{what}: no answer (hang or transport error)"));
+                continue;
+            };
+            let good = if *reaches {
+                reply.status == 401
+            } else {
+                reply.status == 400 || reply.status == 413
+            };
+            if !good {
+                h.fail(format!("{what}: {}", reply.show()));
+            }
+            let echoed = p
+                .text
+                .as_deref()
+                .is_some_and(|t| t.len() >= 8 && String::from_utf8_lossy(&reply.body).contains(t));
+            if *field == "access_token" && echoed {
+                h.fail(format!("{what}: the token is echoed: {}", reply.show()));
+            }
+        }
+    }
+
+    // Exactly one AUTHENTICATE per attempt that reached the server, whose one base64 argument
+    // decodes to exactly the user and token it was given; nothing else.
+    let port = h.bridge.dovecot.imap_addr().port();
+    match prelogin_commands(&prelogin) {
+        Err(e) => h.fail(format!("pre-login traffic is malformed IMAP: {e}")),
+        Ok(commands) => {
+            let mut seen: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for cmd in &commands[baseline.min(commands.len())..] {
+                match (cmd.verb.as_str(), cmd.args.as_slice()) {
+                    ("AUTHENTICATE", [mechanism, response])
+                        if mechanism.value() == Some(b"OAUTHBEARER".as_slice())
+                            && !response.is_string() =>
+                    {
+                        use base64::Engine as _;
+                        let decoded = base64::engine::general_purpose::STANDARD
+                            .decode(response.value().unwrap_or_default())
+                            .unwrap_or_default();
+                        match parse_oauthbearer(&decoded, port) {
+                            Some(pair) => seen.push(pair),
+                            None => h.fail(format!(
+                                "an OAUTHBEARER response of another shape: {}",
+                                String::from_utf8_lossy(&decoded).escape_debug()
+                            )),
+                        }
+                    }
+                    // The answer to the server's error challenge: a lone %x01.
+                    ("SASL", [answer]) if answer.value() == Some(b"AQ==".as_slice()) => {}
+                    ("AUTHENTICATE", [mechanism, _])
+                        if mechanism.value() == Some(b"PLAIN".as_slice()) => {}
+                    ("CAPABILITY" | "ID" | "LOGOUT", _) => {}
+                    _ => h.fail(format!("unexpected pre-login command: {}", cmd.show())),
+                }
+            }
+            let mut want = expected.clone();
+            want.sort();
+            seen.retain(|(_, token)| token.len() <= 6000);
+            seen.sort();
+            if want != seen {
+                let show = |pairs: Vec<&(Vec<u8>, Vec<u8>)>| -> Vec<String> {
+                    pairs
+                        .iter()
+                        .map(|(u, t)| format!("({}, {} bytes)", show_bytes(u), t.len()))
+                        .collect()
+                };
+                let missing = show(want.iter().filter(|w| !seen.contains(w)).collect());
+                let extra = show(seen.iter().filter(|s| !want.contains(s)).collect());
+                h.fail(format!(
+                    "AUTHENTICATE commands do not match the attempts: missing {missing:?}, unexpected {extra:?}"
+                ));
+            }
+            h.notes.push(format!(
+                "{} AUTHENTICATE OAUTHBEARER commands checked in the pre-login rawlog",
+                seen.len()
+            ));
+        }
+    }
+    h.finish("access tokens", corpus.len());
+}
+
+/// The user and token of an OAUTHBEARER response to the bridge's upstream at 127.0.0.1:`port`,
+/// if it has exactly that shape (RFC 7628, the GS2 header's user escaped as RFC 5801 says).
+fn parse_oauthbearer(decoded: &[u8], port: u16) -> Option<(Vec<u8>, Vec<u8>)> {
+    let rest = decoded.strip_prefix(b"n,a=")?;
+    let comma = rest.iter().position(|b| *b == b',')?;
+    let escaped = String::from_utf8(rest[..comma].to_vec()).ok()?;
+    let user = escaped.replace("=2C", ",").replace("=3D", "=");
+    let fields = rest[comma + 1..].strip_prefix(b"\x01")?;
+    let expected_host = format!("host=127.0.0.1\x01port={port}\x01auth=Bearer ");
+    let token_and_end = fields.strip_prefix(expected_host.as_bytes())?;
+    let token = token_and_end.strip_suffix(b"\x01\x01")?;
+    if token.contains(&1) {
+        return None;
+    }
+    Some((user.into_bytes(), token.to_vec()))
+}

@@ -16,6 +16,7 @@ use common::bridge::{Link, TestBridge};
 use common::capture::Capture;
 use common::corpus;
 use common::dovecot::DovecotOptions;
+use common::oauth::Introspection;
 use futures::StreamExt;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
@@ -28,6 +29,10 @@ const LITERAL_PASSWORD: &str = "Zq7!\"\\ {5}§Ünïcødé-🔑-Pw";
 const QUOTED_PASSWORD: &str = "Hx9_rT4-vW2pL8-qQ";
 /// A wrong password, tried once.
 const WRONG_PASSWORD: &str = "Wr0ng-§-Guess-Pw!";
+/// A user who logs in with OAuth 2.0 access tokens.
+const OAUTH_USER: &str = "oauthcheck";
+/// An access token the provider never issued.
+const REFUSED_ACCESS_TOKEN: &str = "ya29.Refused-LeakCheck-Token_0123456789";
 
 /// Installs (once per test binary) a global subscriber that records every event of every
 /// crate at trace level, as text and as JSON with span fields, the two formats the bridge
@@ -81,6 +86,23 @@ fn spellings(secret: &str) -> Vec<String> {
 }
 
 /// AUTHENTICATE PLAIN's initial response for `user`/`password`, in every base64 alphabet.
+/// OAUTHBEARER's and XOAUTH2's initial responses for `user`'s access `token`, in every base64
+/// alphabet (the host and port OAUTHBEARER names are left out: any spelling with them holds
+/// the token's own base64 somewhere else).
+fn sasl_oauth(user: &str, token: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for message in [
+        format!("user={user}\x01auth=Bearer {token}\x01\x01"),
+        format!("auth=Bearer {token}\x01\x01"),
+        format!("Bearer {token}"),
+    ] {
+        for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+            out.push(engine.encode(&message));
+        }
+    }
+    out
+}
+
 fn sasl_plain(user: &str, password: &str) -> Vec<String> {
     let mut out = Vec::new();
     for message in [
@@ -177,12 +199,18 @@ impl Run {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trace_logs_record_requests_but_no_password_token_ticket_or_sealed_credential() {
+async fn trace_logs_record_requests_but_no_password_access_token_ticket_or_sealed_credential() {
     let (text_log, json_log) = capture();
-    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |_| {}).await;
+    let provider = Introspection::start();
+    let opts = DovecotOptions {
+        oauth2_introspection: Some(provider.url()),
+        ..DovecotOptions::default()
+    };
+    let bridge = TestBridge::start_with(opts, Link::Tls, |_| {}).await;
     let dovecot = &bridge.dovecot;
     dovecot.add_user("logcheck", LITERAL_PASSWORD);
     dovecot.add_user("asciicheck", QUOTED_PASSWORD);
+    dovecot.add_token_user(OAUTH_USER);
     dovecot.deliver_many("logcheck", "INBOX", corpus::bulk(2, 7));
     dovecot.deliver(
         "logcheck",
@@ -334,9 +362,52 @@ async fn trace_logs_record_requests_but_no_password_token_ticket_or_sealed_crede
     assert_eq!(run.status(Method::POST, "/v1/auth/logout", t).await, 204);
     assert_eq!(run.status(Method::GET, "/v1/mailboxes", t).await, 401);
 
-    // A failed login, last: Dovecot's auth penalty would hold back every login after it.
+    // An OAuth 2.0 user logs in with an access token, reads, and refreshes it.
+    let first_access = provider.issue(OAUTH_USER);
+    let second_access = provider.issue(OAUTH_USER);
+    let (status, body) = run
+        .json(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            json!({"username": OAUTH_USER, "access_token": first_access}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let oauth_token = body["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        run.status(Method::GET, "/v1/mailboxes", Some(&oauth_token))
+            .await,
+        200
+    );
+    let (status, body) = run
+        .json(
+            Method::POST,
+            "/v1/auth/refresh",
+            Some(&oauth_token),
+            json!({"access_token": second_access}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let refreshed = body["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        run.status(Method::GET, "/v1/mailboxes", Some(&refreshed))
+            .await,
+        200
+    );
+
+    // Failed logins, last: Dovecot's auth penalty would hold back every login after them.
     let (status, _) = run.login("logcheck", WRONG_PASSWORD).await;
     assert_eq!(status, 401, "wrong password");
+    let (status, _) = run
+        .json(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            json!({"username": OAUTH_USER, "access_token": REFUSED_ACCESS_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, 401, "refused access token");
     run.bridge.stop().await;
 
     let text = text_log.text();
@@ -389,6 +460,20 @@ async fn trace_logs_record_requests_but_no_password_token_ticket_or_sealed_crede
             secrets.push((format!("AUTHENTICATE PLAIN of {user}"), s));
         }
     }
+    for (what, access) in [
+        ("first OAuth access token", first_access.as_str()),
+        ("second OAuth access token", second_access.as_str()),
+        ("refused OAuth access token", REFUSED_ACCESS_TOKEN),
+    ] {
+        for s in spellings(access) {
+            secrets.push((what.to_owned(), s));
+        }
+        for s in sasl_oauth(OAUTH_USER, access) {
+            secrets.push((format!("SASL response with the {what}"), s));
+        }
+    }
+    secrets.extend(jwt_parts("OAuth bridge token", &oauth_token));
+    secrets.extend(jwt_parts("refreshed bridge token", &refreshed));
     secrets.extend(jwt_parts("access token", &token));
     secrets.extend(jwt_parts("second access token", &ascii_token));
     secrets.extend(jwt_parts("ticket", &ticket));

@@ -395,3 +395,45 @@ async fn a_token_longer_than_the_server_takes_is_401_not_an_outage() {
         got.1
     );
 }
+
+#[tokio::test]
+async fn a_token_refreshed_before_it_expires_carries_sessions_and_streams_on() {
+    let (bridge, provider) = bridge_with_oauth().await;
+    let first = provider.issue(CAROL);
+    let token = token_login(&bridge, &first, None).await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let second = provider.issue(CAROL);
+    let (status, body) = bridge
+        .send_json(
+            Method::POST,
+            &token,
+            "/v1/auth/refresh",
+            &json!({"access_token": second}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refreshed = body["access_token"].as_str().expect("token").to_owned();
+
+    // The first token expires and the server drops every session: the IDLE watcher and the
+    // pool log in again, with the newer token.
+    provider.revoke(&first);
+    bridge.dovecot.kick(CAROL);
+    bridge
+        .dovecot
+        .wait_for_connections(CAROL, 0, Duration::from_secs(5));
+    bridge
+        .dovecot
+        .deliver(CAROL, "INBOX", &mail("after the switch"), "", None);
+    let next = events.next(WAIT).await.expect("the stream goes on");
+    assert_eq!(
+        (next.event.as_str(), &next.data["subject"]),
+        ("message.new", &json!("after the switch")),
+        "no auth.expired: {next:?}"
+    );
+    for (which, token) in [("refreshed", &refreshed), ("earlier", &token)] {
+        let (status, list) = bridge.get_json(token, "/v1/mailboxes/INBOX/messages").await;
+        assert_eq!(status, StatusCode::OK, "{which} bridge token: {list}");
+    }
+}

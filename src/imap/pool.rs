@@ -138,6 +138,11 @@ impl SessionManager {
             *current = offered.clone();
         }
     }
+
+    /// Takes `verified` for new sessions, as a login just proved it works.
+    fn adopt(&self, verified: &Credentials) {
+        *self.credentials.lock().expect("credentials poisoned") = verified.clone();
+    }
 }
 
 impl managed::Manager for SessionManager {
@@ -477,7 +482,7 @@ impl SessionPool {
         tokio::spawn(probe.logout());
         let fingerprint = self.shared.fingerprint(credentials);
         if existing.fingerprint == fingerprint {
-            existing.pool.manager().offer(credentials);
+            existing.pool.manager().adopt(credentials);
         } else {
             info!(user = %key.username, "credentials changed; rebuilding the user's pool");
             self.replace(key, credentials, fingerprint);

@@ -347,12 +347,42 @@ pub struct Malformed {
 
 /// Splits a client's byte stream into commands. Returns the commands, how many bytes they
 /// took (a trailing incomplete command is left for the next call), or what was malformed.
+///
+/// After `AUTHENTICATE`, a line that is empty or one base64 word is the client's SASL response
+/// to a continuation request (RFC 3501 §6.2.2): it comes out as a command of verb `SASL` with
+/// no tag and that word, if any, as its one argument.
 pub fn parse_commands(session: &str, input: &[u8]) -> Result<(Vec<WireCommand>, usize), Malformed> {
     let mut commands = Vec::new();
     let mut pos = 0;
+    let mut in_sasl = false;
     while pos < input.len() {
+        if in_sasl {
+            let Some(end) = input[pos..].windows(2).position(|w| w == b"\r\n") else {
+                break;
+            };
+            let line = &input[pos..pos + end];
+            if line
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+            {
+                commands.push(WireCommand {
+                    session: session.to_owned(),
+                    tag: String::new(),
+                    verb: "SASL".to_owned(),
+                    args: if line.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![Token::Atom(line.to_vec())]
+                    },
+                    raw: input[pos..pos + end + 2].to_vec(),
+                });
+                pos += end + 2;
+                continue;
+            }
+        }
         match parse_one(session, input, pos)? {
             Some((command, next)) => {
+                in_sasl = command.verb == "AUTHENTICATE";
                 commands.push(command);
                 pos = next;
             }

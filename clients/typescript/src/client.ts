@@ -39,6 +39,7 @@ export interface StreamEvents {
   "message.flags": Schemas["MessageFlagsEvent"];
   "message.expunged": Schemas["MessageExpungedEvent"];
   "mailbox.reset": Schemas["MailboxResetEvent"];
+  "auth.expired": Schemas["AuthExpiredEvent"];
 }
 
 /** Where the bridge is, and optionally a `fetch` to reach it with (tests, proxies, Node). */
@@ -96,6 +97,26 @@ export async function login(options: BridgeOptions, username: string, password: 
   return new Session(options, token);
 }
 
+/**
+ * Logs in with an OAuth 2.0 access token the front end obtained from the provider (Gmail,
+ * Microsoft 365). When the IMAP server later refuses it (401 `upstream_token_expired`, or the
+ * `auth.expired` event), get a new one and call `Session.refresh`.
+ */
+export async function loginWithAccessToken(
+  options: BridgeOptions,
+  username: string,
+  accessToken: string,
+  mechanism?: "oauthbearer" | "xoauth2",
+): Promise<Session> {
+  const anonymous = createClient<paths>(clientOptions(options));
+  const token = unwrap(
+    await anonymous.POST("/v1/auth/login", {
+      body: { username, access_token: accessToken, ...(mechanism ? { mechanism } : {}) },
+    }),
+  );
+  return new Session(options, token);
+}
+
 function clientOptions(options: BridgeOptions, token?: string) {
   return {
     baseUrl: trimSlash(options.baseUrl),
@@ -116,6 +137,15 @@ export class Session {
     this.#options = options;
     this.login = login;
     this.api = createClient<paths>(clientOptions(options, login.access_token));
+  }
+
+  /**
+   * A new session for a new OAuth 2.0 access token: the bridge checks it and returns a new
+   * bridge token for the same user and server. Resume event streams with their last event id.
+   */
+  async refresh(accessToken: string): Promise<Session> {
+    const token = unwrap(await this.api.POST("/v1/auth/refresh", { body: { access_token: accessToken } }));
+    return new Session(this.#options, token);
   }
 
   /** Revokes the token and ends the user's IMAP sessions. */

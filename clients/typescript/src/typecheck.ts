@@ -35,8 +35,14 @@ export async function rejectedCalls(): Promise<void> {
   // @ts-expect-error the login body names the field `username`, not `user`
   await api.POST("/v1/auth/login", { body: { user: "alice", password: "secret" } });
 
-  // @ts-expect-error the login body requires a password
+  // @ts-expect-error the login body requires a password or an access token
   await api.POST("/v1/auth/login", { body: { username: "alice" } });
+
+  // @ts-expect-error a mechanism is oauthbearer or xoauth2
+  await api.POST("/v1/auth/login", { body: { username: "alice", access_token: "t", mechanism: "plain" } });
+
+  // @ts-expect-error a refresh needs the new access token
+  await api.POST("/v1/auth/refresh", { body: {} });
 
   // @ts-expect-error a message needs its `uid` path parameter
   await api.GET("/v1/mailboxes/{mailbox}/messages/{uid}", { params: { path: { mailbox: "INBOX" } } });
