@@ -437,3 +437,16 @@ async fn a_token_refreshed_before_it_expires_carries_sessions_and_streams_on() {
         assert_eq!(status, StatusCode::OK, "{which} bridge token: {list}");
     }
 }
+
+#[tokio::test]
+async fn another_replica_or_a_restart_takes_the_bridge_token_of_an_access_token() {
+    let (mut bridge, provider) = bridge_with_oauth().await;
+    let token = token_login(&bridge, &provider.issue(CAROL), Some("xoauth2")).await;
+    bridge.restart().await;
+    let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        bridge.dovecot.log().contains("method=XOAUTH2"),
+        "the new bridge logged in with the mechanism sealed in the token"
+    );
+}
