@@ -125,9 +125,7 @@ mod tests {
         let google = br#"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#;
         assert_eq!(
             describe_error(google).as_deref(),
-            Some(
-                "the IMAP server refused the access token (status 401, scope https://mail.google.com/)"
-            )
+            Some("status 401, scope https://mail.google.com/")
         );
         let dovecot = br#"{"status":"invalid_token","schemes":"bearer","scope":"mail"}"#;
         assert_eq!(
