@@ -1458,3 +1458,62 @@ async fn changes_by_another_client_meanwhile_never_widen_a_move_or_flag_change()
     }
     assert_eq!(archive.len(), to_move.len(), "nothing else reached Archive");
 }
+
+#[tokio::test]
+async fn a_full_quota_is_507_and_changes_nothing() {
+    // Dovecot's quota plugin with room for about 20 KB: the bulk messages fit, a 40 KB upload
+    // or copy does not.
+    let opts = DovecotOptions {
+        extra_config: "mail_plugins = $mail_plugins quota\n\
+                       plugin {\n  quota = maildir:User quota\n  quota_rule = *:storage=24K\n}\n"
+            .to_owned(),
+        ..DovecotOptions::default()
+    };
+    let bridge = bridge_with_inbox(2, opts).await;
+    let token = bridge.login().await;
+    let big = corpus::with_attachment(30_000);
+    let res = bridge
+        .request(Method::POST, "/v1/mailboxes/INBOX/messages", Some(&token))
+        .header("content-type", "message/rfc822")
+        .body(big)
+        .send()
+        .await
+        .expect("upload");
+    assert!(
+        res.headers().get("retry-after").is_none(),
+        "retrying cannot help a full mailbox"
+    );
+    let got = json_of(res).await;
+    assert_problem(
+        &got,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        "an upload past the quota",
+    );
+    let mut imap = bridge.imap().await;
+    assert_eq!(imap.uids("INBOX").await, vec![1, 2], "nothing was stored");
+
+    // Copies fill the quota up to the refusal; what was refused is not there.
+    let mut refused = None;
+    for _ in 0..20 {
+        let got = bridge
+            .send_json(
+                Method::POST,
+                &token,
+                "/v1/mailboxes/INBOX/copy",
+                &json!({"uids": [1, 2], "to": "Archive"}),
+            )
+            .await;
+        if got.0 != StatusCode::OK {
+            refused = Some(got);
+            break;
+        }
+    }
+    let refused = refused.expect("the quota is reached");
+    assert_problem(
+        &refused,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "insufficient_storage",
+        "a copy past the quota",
+    );
+}

@@ -277,6 +277,15 @@ impl From<ImapError> for ApiError {
                 "IMAP server lacks a capability",
                 format!("The IMAP server does not support {what}."),
             ),
+            E::OverQuota(text) => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                "Mailbox over quota",
+                format!(
+                    "The IMAP server has no room for this in the user's quota: {}",
+                    sanitize(&text)
+                ),
+            ),
             E::HasChildren => ApiError::new(
                 StatusCode::CONFLICT,
                 "mailbox_has_children",

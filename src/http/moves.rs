@@ -86,6 +86,7 @@ fn results(list: Vec<Transferred>) -> Json<TransferResults> {
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The user's mailbox quota leaves no room for it (`insufficient_storage`); retrying does not help until mail is deleted.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn move_messages(
@@ -125,6 +126,7 @@ async fn move_messages(
         (status = 502, description = "The IMAP server refused (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "The user's mailbox quota leaves no room for it (`insufficient_storage`); retrying does not help until mail is deleted.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn copy_messages(

@@ -210,7 +210,9 @@ impl Completion {
             Status::No => Err(match self.code.as_deref().map(code_name) {
                 Some("NONEXISTENT" | "TRYCREATE") => ImapError::MailboxNotFound,
                 Some("ALREADYEXISTS") => ImapError::AlreadyExists,
-                Some("UNAVAILABLE" | "INUSE" | "LIMIT" | "OVERQUOTA" | "SERVERBUG") => {
+                // Retrying cannot help a full mailbox: it is no outage.
+                Some("OVERQUOTA") => ImapError::OverQuota(self.text),
+                Some("UNAVAILABLE" | "INUSE" | "LIMIT" | "SERVERBUG") => {
                     ImapError::Unavailable(self.text)
                 }
                 Some("AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED") => {

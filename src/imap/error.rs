@@ -14,6 +14,9 @@ pub enum ImapError {
     /// LOGIN was refused: wrong user name or password.
     #[error("authentication failed")]
     AuthenticationFailed,
+    /// The user's quota does not leave room for the operation (`NO [OVERQUOTA]`, RFC 5530).
+    #[error("over quota: {0}")]
+    OverQuota(String),
     /// The server refused an OAuth 2.0 access token: wrong, revoked or expired. The text says
     /// what the server's error challenge said, if anything.
     #[error("access token refused: {0}")]

@@ -125,7 +125,8 @@ fn command_outcome(command: &str, e: &ImapError) -> &'static str {
         | ImapError::AlreadyExists
         | ImapError::NotAllowed(_)
         | ImapError::AuthenticationFailed
-        | ImapError::TokenRefused(_) => "no",
+        | ImapError::TokenRefused(_)
+        | ImapError::OverQuota(_) => "no",
         _ => "other",
     }
 }
