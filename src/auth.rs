@@ -436,7 +436,8 @@ fn associated_data(jti: &str, sub: &str) -> Vec<u8> {
     aad
 }
 
-fn derive(secret: &[u8], label: &[u8]) -> Zeroizing<[u8; 32]> {
+/// A key for one purpose from a secret: HMAC-SHA256(secret, label).
+pub(crate) fn derive(secret: &[u8], label: &[u8]) -> Zeroizing<[u8; 32]> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
     mac.update(label);
     Zeroizing::new(mac.finalize().into_bytes().into())

@@ -207,6 +207,21 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_SSE_QUEUE", default_value_t = 64)]
     pub sse_queue: usize,
 
+    /// Most changes an event stream replays after `Last-Event-ID` (or one change batch
+    /// holds); a longer gap gets `mailbox.reset` without fetching it.
+    #[arg(long, env = "IMAP_BRIDGE_SSE_MAX_REPLAY", default_value_t = 1000)]
+    pub sse_max_replay: usize,
+
+    /// Seconds an IDLE watcher waits before checking (DONE, then IDLE again) that the IMAP
+    /// server still answers; with the command timeout, how soon a dead server is noticed.
+    #[arg(long, env = "IMAP_BRIDGE_IDLE_LIVENESS", default_value_t = 60)]
+    pub idle_liveness: u64,
+
+    /// Seconds an IDLE watcher keeps reconnecting to an unreachable IMAP server before it ends
+    /// its event streams with `stream.end` (`upstream_unavailable`, with `retry:`).
+    #[arg(long, env = "IMAP_BRIDGE_WATCHER_GIVE_UP", default_value_t = 300)]
+    pub watcher_give_up: u64,
+
     /// Seconds the bridge keeps serving after SIGTERM with `/readyz` failing, so load
     /// balancers stop sending it new requests before it stops accepting connections
     /// (Kubernetes takes a few seconds to take a terminating pod out of its endpoints).

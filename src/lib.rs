@@ -108,6 +108,13 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     if config.poll_interval == 0 || config.poll_interval > 3600 {
         anyhow::bail!("IMAP_BRIDGE_POLL_INTERVAL must be between 1 and 3600 seconds");
     }
+    if config.idle_liveness == 0 {
+        anyhow::bail!("IMAP_BRIDGE_IDLE_LIVENESS must be at least 1 second");
+    }
+    let event_ids = events::EventIdKeys::new(
+        &secret,
+        config.jwt_previous_secrets.iter().map(|s| s.as_bytes()),
+    );
     let events = events::EventHub::new(
         pools.clone(),
         events::EventSettings {
@@ -118,7 +125,11 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
             queue: config.sse_queue,
             max_backoff: Duration::from_secs(30),
             start_timeout: config.imap_connect_timeout() + config.imap_command_timeout(),
+            max_replay: config.sse_max_replay,
+            liveness: Duration::from_secs(config.idle_liveness),
+            give_up_after: Duration::from_secs(config.watcher_give_up),
         },
+        event_ids,
     );
     Ok(AppState::new(AppInner {
         tokens,

@@ -43,7 +43,7 @@ async fn new_mail_flags_and_expunges_arrive_as_events() {
     assert_eq!(e.data["subject"], "delivered to the maildir");
     assert_eq!(e.data["from"][0]["address"], "sender@example.test");
     assert!(e.data["uid"].as_u64().is_some() && e.data["received_at"].is_string());
-    assert!(e.id.starts_with("e1."));
+    assert!(e.id.starts_with("e2."));
 
     let mut imap = bridge.imap().await;
     imap.append("INBOX", &mail("appended by another client"))
@@ -342,7 +342,7 @@ async fn streams_are_bounded_and_bad_requests_refused() {
     // would not retry an error status) and starts with `mailbox.reset`.
     let res = bridge
         .request(Method::GET, "/v1/events", Some(&token))
-        .header("last-event-id", "e1.not-base64!")
+        .header("last-event-id", "e2.not-base64!.x")
         .send()
         .await
         .expect("send");
@@ -377,7 +377,13 @@ async fn a_subscriber_that_falls_behind_gets_mailbox_reset() {
     let mut slow = bridge
         .state
         .events
-        .subscribe(&key, &claims.credentials, vec![inbox], None)
+        .subscribe(
+            &key,
+            &claims.credentials,
+            vec![inbox],
+            None,
+            Box::pin(futures::future::pending()),
+        )
         .await
         .expect("subscribe");
     let mut fast = bridge.events(&token, &["INBOX"], None).await;
@@ -399,5 +405,256 @@ async fn a_subscriber_that_falls_behind_gets_mailbox_reset() {
     assert_eq!(
         first.kind, "mailbox.reset",
         "the slow subscriber is told to resync instead of buffering"
+    );
+    // After the reset the subscriber is at the mailbox's state now: what comes next is news
+    // only, never one of the batches it skipped, and its position never goes back.
+    for i in 0..2 {
+        bridge
+            .dovecot
+            .deliver(USER, "INBOX", &mail(&format!("after {i}")), "", None);
+        fast.next(WAIT).await.expect("fast subscriber");
+    }
+    let mut after = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(1500), slow.next()).await {
+        after.push(e);
+    }
+    let seen: Vec<(&str, String)> = after
+        .iter()
+        .map(|e| {
+            let data: serde_json::Value = serde_json::from_str(&e.data).expect("JSON");
+            (e.kind, data["subject"].as_str().unwrap_or("").to_owned())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("message.new", "after 0".to_owned()),
+            ("message.new", "after 1".to_owned())
+        ],
+        "every event after the reset"
+    );
+    // Resuming from the last id replays nothing: it stands at the newest state.
+    let last = &after.last().expect("events").id;
+    let mut resumed = bridge.events(&token, &["INBOX"], Some(last)).await;
+    assert!(
+        resumed.next(Duration::from_millis(1000)).await.is_none(),
+        "nothing older follows the last id"
+    );
+}
+
+fn summary_fetches(bridge: &TestBridge) -> usize {
+    bridge
+        .dovecot
+        .rawlog_in(USER)
+        .lines()
+        .filter(|l| l.contains("UID FETCH") && l.contains("ENVELOPE"))
+        .count()
+}
+
+/// A genuine id's shape with the INBOX position moved back to UIDNEXT 1 and mod-sequence 1:
+/// what an attacker would send to make the bridge fetch the whole mailbox.
+fn far_behind(genuine: &str) -> (String, String) {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (payload, tag) = genuine
+        .strip_prefix("e2.")
+        .and_then(|r| r.split_once('.'))
+        .expect("e2.payload.mac");
+    let json = URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    let mut positions: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&json).expect("positions");
+    let inbox = positions["INBOX"].as_str().expect("a state").to_owned();
+    let uid_validity = inbox.split('.').nth(1).expect("s1.uv.modseq.next");
+    positions.insert("INBOX".into(), format!("s1.{uid_validity}.1.1").into());
+    let forged = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&positions).expect("JSON"));
+    (format!("e2.{forged}.{tag}"), format!("e1.{forged}"))
+}
+
+#[tokio::test]
+async fn a_made_up_event_id_gets_mailbox_reset_without_a_fetch() {
+    let opts = DovecotOptions {
+        rawlog: true,
+        ..DovecotOptions::default()
+    };
+    let bridge = TestBridge::start_with(opts, Link::Tls, |_| {}).await;
+    bridge
+        .dovecot
+        .deliver_many(USER, "INBOX", (0..300).map(|i| mail(&format!("old {i}"))));
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    settle().await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("a genuine id"), "", None);
+    events.next(WAIT).await.expect("event");
+    let genuine = events.last_id.clone().expect("an id");
+    drop(events);
+    let (forged, unsigned) = far_behind(&genuine);
+    let before = summary_fetches(&bridge);
+    for id in [forged, unsigned] {
+        let mut events = bridge.events(&token, &["INBOX"], Some(&id)).await;
+        let first = events.next(WAIT).await.expect("an event");
+        assert_eq!(
+            (first.event.as_str(), first.data["mailbox"].as_str()),
+            ("mailbox.reset", Some("INBOX")),
+            "{first:?}"
+        );
+        assert!(
+            events.next(Duration::from_millis(500)).await.is_none(),
+            "nothing replayed for {id}"
+        );
+    }
+    assert_eq!(
+        summary_fetches(&bridge),
+        before,
+        "the IMAP server was not asked for one summary"
+    );
+    // The genuine id still resumes: nothing was missed.
+    let mut events = bridge.events(&token, &["INBOX"], Some(&genuine)).await;
+    assert!(events.next(Duration::from_millis(1000)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_gap_longer_than_the_replay_bound_gets_mailbox_reset_without_a_fetch() {
+    let opts = DovecotOptions {
+        rawlog: true,
+        ..DovecotOptions::default()
+    };
+    let bridge = TestBridge::start_with(opts, Link::Tls, |c| c.sse_max_replay = 5).await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    settle().await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("before the gap"), "", None);
+    events.next(WAIT).await.expect("event");
+    let id = events.last_id.clone().expect("an id");
+    drop(events);
+
+    // Five missed messages: within the bound, replayed.
+    for i in 0..5 {
+        bridge
+            .dovecot
+            .deliver(USER, "INBOX", &mail(&format!("missed {i}")), "", None);
+    }
+    let mut events = bridge.events(&token, &["INBOX"], Some(&id)).await;
+    let got = events.take(5, WAIT).await;
+    assert!(got.iter().all(|e| e.event == "message.new"), "{got:?}");
+    let id = events.last_id.clone().expect("an id");
+    drop(events);
+
+    // Six: past the bound, a reset, and the six summaries are not fetched.
+    for i in 0..6 {
+        bridge
+            .dovecot
+            .deliver(USER, "INBOX", &mail(&format!("too many {i}")), "", None);
+    }
+    let before = summary_fetches(&bridge);
+    let mut events = bridge.events(&token, &["INBOX"], Some(&id)).await;
+    let first = events.next(WAIT).await.expect("an event");
+    assert_eq!(first.event, "mailbox.reset", "{first:?}");
+    assert!(events.next(Duration::from_millis(500)).await.is_none());
+    assert_eq!(summary_fetches(&bridge), before);
+    let id = events.last_id.clone().expect("an id");
+    drop(events);
+
+    // Flag changes on more messages than the bound: a reset too.
+    let mut imap = bridge.imap().await;
+    imap.session.select("INBOX").await.expect("select");
+    let _: Vec<_> = imap
+        .session
+        .uid_store("1:*", "+FLAGS (\\Seen)")
+        .await
+        .expect("store")
+        .collect()
+        .await;
+    let mut events = bridge.events(&token, &["INBOX"], Some(&id)).await;
+    let first = events.next(WAIT).await.expect("an event");
+    assert_eq!(first.event, "mailbox.reset", "{first:?}");
+    assert!(events.next(Duration::from_millis(500)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_deleted_mailbox_ends_its_stream_with_a_problem_code() {
+    let bridge = TestBridge::start().await;
+    bridge.dovecot.create_mailbox(USER, "Projects");
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX", "Projects"], None).await;
+    settle().await;
+    bridge
+        .dovecot
+        .deliver(USER, "Projects", &mail("kept"), "", None);
+    events.next(WAIT).await.expect("an event");
+    let kept_id = events.last_id.clone().expect("an id");
+    let res = bridge
+        .request(Method::DELETE, "/v1/mailboxes/Projects", Some(&token))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let end = events
+        .next(Duration::from_secs(20))
+        .await
+        .expect("a last event");
+    assert_eq!(end.event, "stream.end", "{end:?}");
+    assert_eq!(end.data["code"], "mailbox_not_found");
+    assert_eq!(end.data["mailbox"], "Projects");
+    assert_eq!(end.retry, None, "reconnecting as it was cannot help");
+    assert_eq!(end.id, kept_id, "the last event keeps the position");
+    assert!(
+        events.next(Duration::from_millis(500)).await.is_none(),
+        "the stream ended"
+    );
+    // Reconnecting as it was is refused for what it is.
+    let res = bridge
+        .request(Method::GET, "/v1/events?mailbox=Projects", Some(&token))
+        .send()
+        .await
+        .expect("reconnect");
+    assert_eq!(json_of(res).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_password_changed_on_the_server_ends_the_stream() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    settle().await;
+    bridge.dovecot.add_user(USER, "a-new-password");
+    // The watcher's connection drops; logging in again is refused.
+    bridge.dovecot.kick(USER);
+    let end = events
+        .next(Duration::from_secs(30))
+        .await
+        .expect("a last event");
+    assert_eq!(end.event, "stream.end", "{end:?}");
+    assert_eq!(end.data["code"], "unauthorized");
+    assert!(events.next(Duration::from_millis(500)).await.is_none());
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_its_token_expires() {
+    let bridge =
+        TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| c.token_ttl = 3).await;
+    let token = bridge.login().await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    let end = events
+        .next(Duration::from_secs(10))
+        .await
+        .expect("a last event");
+    assert_eq!(end.event, "stream.end", "{end:?}");
+    assert_eq!(end.data["code"], "unauthorized");
+    assert!(
+        end.data["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired")
+    );
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("too late"), "", None);
+    assert!(
+        events.next(Duration::from_millis(1000)).await.is_none(),
+        "nothing after the end"
     );
 }

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -11,6 +13,7 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::openapi::RefOr;
@@ -24,8 +27,8 @@ use super::error::{ApiError, ApiResult, Problem};
 use super::extract::AuthUser;
 use super::schema::MailboxNameSchema;
 use crate::events::{
-    AuthExpiredEvent, MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent, MessageNewEvent,
-    SubscribeError,
+    AuthExpiredEvent, Ending, MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent,
+    MessageNewEvent, StreamEndEvent, SubscribeError,
 };
 use crate::imap::encode::MailboxName;
 use crate::imap::{ImapError, UserKey};
@@ -85,6 +88,7 @@ impl PartialSchema for StreamEvent {
             ("message.expunged", MessageExpungedEvent::name()),
             ("mailbox.reset", MailboxResetEvent::name()),
             ("auth.expired", AuthExpiredEvent::name()),
+            ("stream.end", StreamEndEvent::name()),
         ];
         let branches: Vec<_> = kinds
             .iter()
@@ -128,6 +132,7 @@ impl ToSchema for StreamEvent {
             (MessageExpungedEvent::name(), MessageExpungedEvent::schema()),
             (MailboxResetEvent::name(), MailboxResetEvent::schema()),
             (AuthExpiredEvent::name(), AuthExpiredEvent::schema()),
+            (StreamEndEvent::name(), StreamEndEvent::schema()),
         ] {
             schemas.push((name.into_owned(), schema));
         }
@@ -137,13 +142,19 @@ impl ToSchema for StreamEvent {
 
 /// A stream of changes to the given mailboxes, fed by IMAP IDLE: `message.new` (with the
 /// summary), `message.flags`, `message.expunged`, `mailbox.reset` (list again). Every event has
-/// an `id`; reconnect with `Last-Event-ID` and the missed events are replayed from the IMAP
-/// server, exactly once and in order, or `mailbox.reset` is sent when that is impossible.
-/// When the IMAP server refuses the OAuth access token the bridge token carries, the stream
-/// ends with `auth.expired`: refresh it (`POST /v1/auth/refresh`) and reconnect with the new
-/// token and `Last-Event-ID`. Comments keep the connection alive. Authenticate with `Authorization: Bearer` or, from a
-/// browser's EventSource, `?ticket=` from `POST /v1/events/ticket`. When the bridge shuts
-/// down, the stream ends with a comment and a `retry:` field of one to five seconds:
+/// an `id`, signed by the bridge; reconnect with `Last-Event-ID` and the missed events are
+/// replayed from the IMAP server, exactly once and in order, or `mailbox.reset` is sent when
+/// that is impossible, when the id was not issued by the bridge (to this user), or when more
+/// than `IMAP_BRIDGE_SSE_MAX_REPLAY` changes were missed. When the IMAP server refuses the
+/// OAuth access token the bridge token carries, the stream ends with `auth.expired`: refresh
+/// it (`POST /v1/auth/refresh`) and reconnect with the new token and `Last-Event-ID`. Other
+/// ends are `stream.end` with a problem code: the mailbox was deleted or renamed
+/// (`mailbox_not_found`), the IMAP server no longer accepts the credentials or the bridge
+/// token was revoked (logout) or expired (`unauthorized`), or the IMAP server stayed
+/// unreachable (`upstream_unavailable`, with a `retry:`). The last event keeps the previous
+/// event's id. Comments keep the connection alive. Authenticate with `Authorization: Bearer`
+/// or, from a browser's EventSource, `?ticket=` from `POST /v1/events/ticket`. When the bridge
+/// shuts down, the stream ends with a comment and a `retry:` field of one to five seconds:
 /// EventSource then reconnects by itself, through the load balancer to another replica, and
 /// resumes with `Last-Event-ID`; other clients should do the same.
 #[utoipa::path(
@@ -154,7 +165,7 @@ impl ToSchema for StreamEvent {
     params(
         ("mailbox" = Option<Vec<MailboxNameSchema>>, Query, description = "Mailbox to watch; repeat for several (at most 16). Default INBOX.", explode = true),
         ("ticket" = Option<String>, Query, description = "A ticket from `POST /v1/events/ticket`, instead of the Authorization header."),
-        ("Last-Event-ID" = Option<String>, Header, description = "The last event id received, to resume after it. An id the bridge did not issue starts the stream with `mailbox.reset` for every mailbox."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event id received, to resume after it. An id the bridge did not issue (to this user) starts the stream with `mailbox.reset` for every mailbox, without asking the IMAP server anything."),
     ),
     responses(
         (status = 200, description = "`text/event-stream`; the schema is that of one event (see `StreamEvent`).", content_type = "text/event-stream", body = StreamEvent),
@@ -196,9 +207,13 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
     if mailboxes.is_empty() {
         mailboxes.push(MailboxName::new("INBOX")?);
     }
-    let claims = match ticket {
-        Some(ticket) => state.tokens.redeem_ticket(&ticket)?,
-        None => AuthUser::from_headers(&parts.headers, &state)?.claims,
+    let (claims, expires_at) = match ticket {
+        Some(ticket) => (state.tokens.redeem_ticket(&ticket)?, None),
+        None => {
+            let claims = AuthUser::from_headers(&parts.headers, &state)?.claims;
+            let expires_at = claims.expires_at;
+            (claims, Some(expires_at))
+        }
     };
     let user = UserKey {
         upstream: super::extract::upstream_of(&claims, &state)?,
@@ -212,6 +227,7 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
             &claims.credentials,
             mailboxes,
             last_event_id.as_deref(),
+            token_end(expires_at),
         )
         .await
         .map_err(|e| match e {
@@ -227,20 +243,53 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
     let retry = futures::stream::once(async {
         Ok::<_, Infallible>(Event::default().retry(Duration::from_secs(2)))
     });
-    let events = stream.map(|e| {
-        metrics::counter!(names::SSE_EVENTS_DELIVERED, "type" => e.kind).increment(1);
-        Ok::<_, Infallible>(Event::default().event(e.kind).id(e.id).data(e.data))
+    let ended = Arc::new(AtomicBool::new(false));
+    let events = stream.map({
+        let ended = ended.clone();
+        move |e| {
+            metrics::counter!(names::SSE_EVENTS_DELIVERED, "type" => e.kind).increment(1);
+            if e.last {
+                ended.store(true, Ordering::Relaxed);
+            }
+            let mut event = Event::default().event(e.kind).id(e.id).data(&*e.data);
+            if let Some(retry) = e.retry {
+                event = event.retry(retry);
+            }
+            Ok::<_, Infallible>(event)
+        }
     });
-    // The event stream ends only when the bridge shuts down.
-    let farewell = futures::stream::once(async {
-        Ok::<_, Infallible>(
-            Event::default()
-                .comment(SHUTDOWN_COMMENT)
-                .retry(reconnect_after_shutdown()),
-        )
-    });
+    // Otherwise the event stream ends only when the bridge shuts down.
+    let farewell = futures::stream::once(async move {
+        (!ended.load(Ordering::Relaxed)).then(|| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .comment(SHUTDOWN_COMMENT)
+                    .retry(reconnect_after_shutdown()),
+            )
+        })
+    })
+    .filter_map(futures::future::ready);
     Ok(Sse::new(retry.chain(events).chain(farewell))
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive())))
+}
+
+/// Completes when a token that expires at `expires_at` (Unix seconds) has expired: the
+/// stream it opened ends then.
+fn token_end(expires_at: Option<u64>) -> BoxFuture<'static, Ending> {
+    let Some(expires_at) = expires_at else {
+        return Box::pin(futures::future::pending());
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let left = Duration::from_secs(expires_at.saturating_sub(now));
+    Box::pin(async move {
+        tokio::time::sleep(left).await;
+        Ending {
+            code: "unauthorized",
+            detail: "The token this stream was opened with expired; log in again (or refresh) and reconnect with Last-Event-ID.".into(),
+        }
+    })
 }
 
 /// The comment that ends every stream when the bridge shuts down, with a `retry:` field.

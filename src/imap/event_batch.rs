@@ -76,16 +76,26 @@ impl Connection {
     /// The batch of changes from `from` to `to` in the selected mailbox `mailbox`; `to` must
     /// be a state the server reported for it (its HIGHESTMODSEQ and UIDNEXT at some moment).
     /// Needs CONDSTORE and QRESYNC. One round trip.
+    ///
+    /// `None` when the batch would hold more than `limit` changes: more arrivals than that are
+    /// known from the two states before anything is fetched, and expunges and flag changes stop
+    /// being collected once past the limit, so a batch costs at most `limit` entries of memory
+    /// whatever the two states say.
     pub async fn batch_between(
         &mut self,
         mailbox: &MailboxName,
         from: &MailboxState,
         to: &MailboxState,
-    ) -> Result<Batch> {
+        limit: usize,
+    ) -> Result<Option<Batch>> {
+        if to.uid_next.saturating_sub(from.uid_next) as usize > limit {
+            return Ok(None);
+        }
         self.select(mailbox).await?;
         if !(self.capabilities().has("CONDSTORE") && self.capabilities().has("QRESYNC")) {
             return Err(ImapError::Unsupported("CONDSTORE and QRESYNC"));
         }
+        let mut overflow = false;
         // What vanished after `to` belongs to the next batch. Asked on its own: VANISHED
         // responses carry no tag, so pipelining two such queries would blur whose they are.
         let mut vanished_since_to = BTreeSet::new();
@@ -100,7 +110,7 @@ impl Connection {
                 uids,
             } = r
             {
-                collect_vanished(&mut vanished_since_to, uids, from.uid_next);
+                overflow |= !collect_vanished(&mut vanished_since_to, uids, from.uid_next, limit);
             }
             Ok(())
         })
@@ -132,7 +142,8 @@ impl Connection {
                         earlier: true,
                         uids,
                     } => {
-                        collect_vanished(&mut vanished_since_from, uids, from.uid_next);
+                        overflow |=
+                            !collect_vanished(&mut vanished_since_from, uids, from.uid_next, limit);
                     }
                     Response::Fetch(_, attrs)
                         if attrs
@@ -143,7 +154,15 @@ impl Connection {
                     }
                     Response::Fetch(_, attrs) => {
                         if let Some((uid, modseq, flags)) = modseq_and_flags(attrs) {
-                            modified.insert(uid, (modseq, flags));
+                            // Only changes inside the batch count against the limit.
+                            let inside = uid < from.uid_next
+                                && modseq > from.highest_modseq
+                                && modseq <= to.highest_modseq;
+                            if inside && (modified.len() < limit || modified.contains_key(&uid)) {
+                                modified.insert(uid, (modseq, flags));
+                            } else if inside {
+                                overflow = true;
+                            }
                         }
                     }
                     _ => {}
@@ -154,6 +173,9 @@ impl Connection {
         };
         for completion in done {
             completion.into_result()?;
+        }
+        if overflow {
+            return Ok(None);
         }
 
         let mut changes = Vec::new();
@@ -172,11 +194,14 @@ impl Connection {
                 changes.push(Change::Flags { uid, flags });
             }
         }
-        Ok(Batch {
+        if changes.len() > limit {
+            return Ok(None);
+        }
+        Ok(Some(Batch {
             from: *from,
             to: *to,
             changes,
-        })
+        }))
     }
 }
 
@@ -241,16 +266,26 @@ impl Connection {
     }
 }
 
-/// Adds vanished UIDs the client can know of (below `uid_next`).
+/// Adds vanished UIDs the client can know of (below `uid_next`); false, leaving the rest out,
+/// once the set would hold more than `limit`.
 fn collect_vanished(
     into: &mut BTreeSet<u32>,
     ranges: &[std::ops::RangeInclusive<u32>],
     uid_next: u32,
-) {
+    limit: usize,
+) -> bool {
     for range in ranges {
         let hi = (*range.end()).min(uid_next.saturating_sub(1));
+        if *range.start() > hi {
+            continue;
+        }
+        let len = (hi - *range.start()) as usize + 1;
+        if into.len().saturating_add(len) > limit {
+            return false;
+        }
         into.extend(*range.start()..=hi);
     }
+    true
 }
 
 fn modseq_and_flags(attrs: &[AttributeValue<'_>]) -> Option<(u32, u64, Vec<String>)> {

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use async_imap::imap_proto::{Response, Status};
 use rustls::RootCertStore;
@@ -137,6 +138,28 @@ fn quick_ack(tcp: &TcpStream) {
     let _ = tcp;
 }
 
+/// Probing starts after this long without traffic.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(45);
+/// Time between probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes before the kernel gives the connection up.
+pub const KEEPALIVE_PROBES: u32 = 4;
+
+/// Lets the kernel notice a server (or a NAT or firewall between) that vanished without a
+/// word: after [`KEEPALIVE_IDLE`] of silence it probes, and after [`KEEPALIVE_PROBES`]
+/// unanswered probes [`KEEPALIVE_INTERVAL`] apart the next read fails — 85 s in all, where an
+/// idle IDLE connection would otherwise wait for its next re-issue. The probes also keep
+/// middleboxes from dropping a quiet connection. Failing to set the option costs only that.
+fn keep_alive(tcp: &TcpStream) {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(e) = socket2::SockRef::from(tcp).set_tcp_keepalive(&params) {
+        tracing::debug!(error = %e, "TCP keep-alive not set");
+    }
+}
+
 impl AsyncWrite for ImapStream {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -198,6 +221,7 @@ impl Transport {
         })?;
         tcp.set_nodelay(true)?;
         quick_ack(&tcp);
+        keep_alive(&tcp);
         match upstream.security {
             Security::Plain => Ok(Opened {
                 stream: ImapStream::Plain(tcp),
@@ -355,3 +379,39 @@ async fn read_plain_line(
 }
 
 use tokio::io::AsyncReadExt as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn upstream_sockets_probe_a_silent_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listener");
+        let addr = listener.local_addr().expect("address");
+        let upstream = Upstream {
+            host: "127.0.0.1".into(),
+            port: addr.port(),
+            security: Security::Plain,
+        };
+        let tls = tls_config(None).expect("TLS configuration");
+        let opened = Transport::new(tls)
+            .open(&upstream, addr)
+            .await
+            .expect("connected");
+        let socket = socket2::SockRef::from(opened.stream.tcp());
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(socket.tcp_keepalive_time().expect("idle"), KEEPALIVE_IDLE);
+        assert_eq!(
+            socket.tcp_keepalive_interval().expect("interval"),
+            KEEPALIVE_INTERVAL
+        );
+        assert_eq!(
+            socket.tcp_keepalive_retries().expect("probes"),
+            KEEPALIVE_PROBES
+        );
+        let detected = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES;
+        assert!(detected < Duration::from_secs(120), "{detected:?}");
+    }
+}

@@ -698,6 +698,8 @@ pub struct SseEvent {
     pub data: Value,
     /// `id:` field.
     pub id: String,
+    /// `retry:` field, if the event had one.
+    pub retry: Option<Duration>,
 }
 
 /// A client reading an event stream.
@@ -731,6 +733,7 @@ impl EventClient {
                 event: event.event,
                 data,
                 id: event.id,
+                retry: event.retry,
             });
         }
     }

@@ -40,6 +40,7 @@ export interface StreamEvents {
   "message.expunged": Schemas["MessageExpungedEvent"];
   "mailbox.reset": Schemas["MailboxResetEvent"];
   "auth.expired": Schemas["AuthExpiredEvent"];
+  "stream.end": Schemas["StreamEndEvent"];
 }
 
 /** Where the bridge is, and optionally a `fetch` to reach it with (tests, proxies, Node). */
