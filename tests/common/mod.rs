@@ -4,6 +4,7 @@ pub mod capture;
 pub mod corpus;
 pub mod cyrus;
 pub mod dovecot;
+pub mod faulty_proxy;
 pub mod fidelity;
 pub mod hostile;
 pub mod oauth;
