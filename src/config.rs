@@ -145,6 +145,11 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_IMAP_CONNECT_TIMEOUT", default_value_t = 20)]
     pub imap_connect_timeout: u64,
 
+    /// Seconds a download may wait for the client to take its next chunk; a client that reads
+    /// nothing for longer gets its response cut off and the IMAP session goes back to the pool.
+    #[arg(long, env = "IMAP_BRIDGE_DOWNLOAD_STALL_TIMEOUT", default_value_t = 30)]
+    pub download_stall_timeout: u64,
+
     /// Seconds allowed for one IMAP command; a session that exceeds it is discarded.
     #[arg(long, env = "IMAP_BRIDGE_IMAP_COMMAND_TIMEOUT", default_value_t = 30)]
     pub imap_command_timeout: u64,
@@ -314,6 +319,11 @@ impl Config {
     /// Longest time between SIGTERM and exit.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout)
+    }
+
+    /// Time a download waits for its client to take the next chunk.
+    pub fn download_stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.download_stall_timeout)
     }
 
     /// Time allowed for one command.

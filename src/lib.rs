@@ -108,6 +108,9 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
     if config.poll_interval == 0 || config.poll_interval > 3600 {
         anyhow::bail!("IMAP_BRIDGE_POLL_INTERVAL must be between 1 and 3600 seconds");
     }
+    if config.download_stall_timeout == 0 {
+        anyhow::bail!("IMAP_BRIDGE_DOWNLOAD_STALL_TIMEOUT must be at least 1 second");
+    }
     if config.idle_liveness == 0 {
         anyhow::bail!("IMAP_BRIDGE_IDLE_LIVENESS must be at least 1 second");
     }

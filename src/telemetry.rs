@@ -89,6 +89,8 @@ pub mod names {
     pub const SSE_EVENTS_DELIVERED: &str = "imap_bridge_sse_events_delivered_total";
     /// Counter: streams that fell behind and were sent `mailbox.reset`.
     pub const SSE_RESETS: &str = "imap_bridge_sse_resets_total";
+    /// Downloads cut off because the client stopped reading.
+    pub const DOWNLOADS_STALLED: &str = "imap_bridge_downloads_stalled_total";
     /// Gauge: IDLE watchers running (one per user and watched mailbox).
     pub const IDLE_WATCHERS: &str = "imap_bridge_idle_watchers";
     /// Counter: IDLE watchers started.
@@ -218,7 +220,11 @@ fn describe() {
     );
     describe_counter!(
         SSE_RESETS,
-        "Event streams that fell behind and were sent mailbox.reset."
+        "Event streams sent mailbox.reset because they fell behind or missed more than a replay may hold."
+    );
+    describe_counter!(
+        DOWNLOADS_STALLED,
+        "Downloads cut off because the client stopped reading; their IMAP sessions were released."
     );
     describe_gauge!(IDLE_WATCHERS, "IDLE watchers running.");
     describe_counter!(IDLE_WATCHERS_STARTED, "IDLE watchers started.");

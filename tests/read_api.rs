@@ -386,6 +386,62 @@ async fn message_views_expose_bodies_and_attachments() {
 }
 
 #[tokio::test]
+async fn clients_that_stop_reading_downloads_do_not_hold_the_users_sessions() {
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.pool_max_per_user = 2;
+        c.download_stall_timeout = 1;
+    })
+    .await;
+    // Far more than socket buffers and the bridge hold between them.
+    let raw = corpus::with_attachment(40 * 1024 * 1024);
+    bridge.dovecot.deliver(USER, "INBOX", &raw, "S", None);
+    let token = bridge.login().await;
+    let (_, list) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages")
+        .await;
+    let uid = uids(&list)[0];
+    let raw_path = format!("/v1/mailboxes/INBOX/messages/{uid}/raw");
+    // As many clients as the user has sessions start a download and stop reading.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let res = bridge
+            .request(Method::GET, &raw_path, Some(&token))
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(res.status(), StatusCode::OK);
+        stalled.push(res);
+    }
+    // The user's other requests still get a session (the pool wait is 5 s in tests).
+    let (status, body) = bridge.get_json(&token, "/v1/mailboxes").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The stalled responses were cut off: reading them now ends short of their length.
+    for res in stalled {
+        let length = res.content_length().expect("Content-Length") as usize;
+        let mut chunks = res.bytes_stream();
+        let mut received = 0;
+        let mut cut = false;
+        while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+            match chunk {
+                Ok(bytes) => received += bytes.len(),
+                Err(_) => {
+                    cut = true;
+                    break;
+                }
+            }
+        }
+        assert!(cut && received < length, "{received} of {length} bytes");
+    }
+    // A client that reads gets everything.
+    let res = bridge
+        .request(Method::GET, &raw_path, Some(&token))
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(res.bytes().await.expect("bytes").len(), raw.len());
+}
+
+#[tokio::test]
 async fn downloads_are_exact_resumable_and_cacheable() {
     let bridge = TestBridge::start().await;
     let size = 3 * 1024 * 1024 + 17;

@@ -7,14 +7,19 @@
 //! downloaded can run as a page of the bridge's origin.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::SendTimeoutError;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -26,6 +31,7 @@ use crate::imap::Session;
 use crate::imap::encode::{MailboxName, PartId};
 use crate::mail::structure::{BodyPart, TransferEncoding};
 use crate::mail::transfer::TransferDecoder;
+use crate::telemetry::names;
 
 /// Bytes read from the IMAP server per partial fetch.
 pub const CHUNK: u32 = 256 * 1024;
@@ -92,7 +98,10 @@ async fn raw_message(
     let size = u64::from(size);
     let range = requested_range(&headers, &etag, size)?;
     let (start, end) = range.unwrap_or((0, size));
-    let body = Body::from_stream(section_stream(session, uid, None, start, end));
+    let body = stall_guarded(
+        section_stream(session, uid, None, start, end),
+        state.config.download_stall_timeout(),
+    );
     let mut response = download_response(body, range.map(|r| (r, size)), Some(end - start));
     let h = response.headers_mut();
     h.insert(
@@ -187,7 +196,10 @@ async fn attachment(
     let (body, range, length) = if identity {
         let range = requested_range(&headers, &etag, encoded_size)?;
         let (start, end) = range.unwrap_or((0, encoded_size));
-        let body = Body::from_stream(section_stream(session, uid, Some(part_ref), start, end));
+        let body = stall_guarded(
+            section_stream(session, uid, Some(part_ref), start, end),
+            state.config.download_stall_timeout(),
+        );
         (body, range.map(|r| (r, encoded_size)), Some(end - start))
     } else if wants_range {
         // The decoded length is only known after decoding: one counting pass (constant
@@ -196,24 +208,30 @@ async fn attachment(
             decoded_length(&mut session, uid, &part_ref, &part.encoding, encoded_size).await?;
         let range = requested_range(&headers, &etag, total)?;
         let (start, end) = range.unwrap_or((0, total));
-        let body = Body::from_stream(decoded_stream(
-            session,
-            uid,
-            part_ref,
-            part.encoding.clone(),
-            encoded_size,
-            (start, end),
-        ));
+        let body = stall_guarded(
+            decoded_stream(
+                session,
+                uid,
+                part_ref,
+                part.encoding.clone(),
+                encoded_size,
+                (start, end),
+            ),
+            state.config.download_stall_timeout(),
+        );
         (body, range.map(|r| (r, total)), Some(end - start))
     } else {
-        let body = Body::from_stream(decoded_stream(
-            session,
-            uid,
-            part_ref,
-            part.encoding.clone(),
-            encoded_size,
-            (0, u64::MAX),
-        ));
+        let body = stall_guarded(
+            decoded_stream(
+                session,
+                uid,
+                part_ref,
+                part.encoding.clone(),
+                encoded_size,
+                (0, u64::MAX),
+            ),
+            state.config.download_stall_timeout(),
+        );
         (body, None, None)
     };
     let mut response = download_response(body, range, length);
@@ -446,6 +464,57 @@ fn content_type(part: &BodyPart) -> HeaderValue {
         }
         _ => header_value(&part.content_type),
     }
+}
+
+/// Sends `content` to the client from a task of its own, one chunk ahead, so that a client
+/// that stops reading cannot hold the IMAP session it comes from: when a chunk has waited
+/// `stall` for the client to take the one before, the task stops, the session goes back to
+/// the pool, and the response is cut off with an error (a client sees a body shorter than its
+/// `Content-Length`). A client that goes away releases the session the same way, at once.
+fn stall_guarded<S>(content: S, stall: Duration) -> Body
+where
+    S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(1);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let flag = stalled.clone();
+    tokio::spawn(async move {
+        let mut content = std::pin::pin!(content);
+        while let Some(item) = content.next().await {
+            let failed = item.is_err();
+            match tx.send_timeout(item, stall).await {
+                Ok(()) if !failed => {}
+                Ok(()) | Err(SendTimeoutError::Closed(_)) => return,
+                Err(SendTimeoutError::Timeout(_)) => {
+                    tracing::warn!(
+                        stall_ms = stall.as_millis() as u64,
+                        "download stalled: the client took nothing for too long; its IMAP session is released"
+                    );
+                    metrics::counter!(names::DOWNLOADS_STALLED).increment(1);
+                    flag.store(true, Ordering::Release);
+                    return;
+                }
+            }
+        }
+    });
+    let chunks = futures::stream::unfold(Some(rx), move |rx| {
+        let stalled = stalled.clone();
+        async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(item) => Some((item, Some(rx))),
+                None if stalled.load(Ordering::Acquire) => Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client stopped reading the download",
+                    )),
+                    None,
+                )),
+                None => None,
+            }
+        }
+    });
+    Body::from_stream(chunks)
 }
 
 fn to_io(e: crate::imap::ImapError) -> io::Error {
