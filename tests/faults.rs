@@ -1475,3 +1475,56 @@ async fn an_event_watcher_reconnects_promptly_after_earlier_drops() {
         );
     }
 }
+
+/// An IMAP server that goes silent in the middle of IDLE, without closing the connection
+/// (a dead host, a NAT that forgot the connection), is noticed by the watcher's liveness check:
+/// IDLE ends every `IMAP_BRIDGE_IDLE_LIVENESS` seconds, and a DONE left unanswered for the
+/// command timeout drops the connection. What arrived meanwhile then reaches the stream.
+#[tokio::test]
+async fn a_server_gone_silent_mid_idle_is_noticed_and_nothing_is_lost() {
+    let dovecot = tokio::task::spawn_blocking(|| {
+        let dovecot = Dovecot::start();
+        dovecot.add_user(&user_name(0), PASSWORD);
+        dovecot
+    })
+    .await
+    .expect("dovecot");
+    let proxy = FaultyProxy::start(dovecot.imaps_addr(), Duration::from_secs(60)).await;
+    let mut config = config_for_server(
+        dovecot.imap_addr(),
+        proxy.addr(),
+        dovecot.ca_cert_path(),
+        Link::Tls,
+    );
+    config.idle_liveness = 2;
+    config.imap_command_timeout = 3;
+    let (_serving, bridge, _state) = Serving::start(config).await;
+    let token = bridge.login_as(&user_name(0), PASSWORD).await;
+    let mut events = bridge.events(&token, &["INBOX"], None).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The watcher's connection goes silent both ways for far longer than the test, just as
+    // Dovecot starts to tell it about the delivery.
+    let silence = proxy.arm(Fault {
+        kind: Kind::Stall {
+            which: Stalled::Both,
+            duration: Duration::from_secs(600),
+        },
+        place: Place::Idle,
+    });
+    let (subject, raw) = probe(0, 1);
+    dovecot.deliver(&user_name(0), "INBOX", &raw, "", None);
+    let event = events
+        .next(Duration::from_secs(20))
+        .await
+        .expect("the delivery, once the silent connection was given up");
+    assert!(proxy.fired(silence), "the stall hit no notification");
+    assert_eq!(
+        (event.event.as_str(), event.data["subject"].as_str()),
+        ("message.new", Some(subject.as_str()))
+    );
+    // And the stream goes on live on the new connection.
+    let (subject, raw) = probe(0, 2);
+    dovecot.deliver(&user_name(0), "INBOX", &raw, "", None);
+    let event = events.next(Duration::from_secs(10)).await.expect("live");
+    assert_eq!(event.data["subject"].as_str(), Some(subject.as_str()));
+}
