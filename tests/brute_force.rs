@@ -209,10 +209,6 @@ async fn logins_held_back_by_dovecots_auth_penalty_are_answered_not_timed_out() 
 }
 
 #[tokio::test]
-#[ignore = "bridge defect: IMAP_BRIDGE_POOL_WAIT_TIMEOUT (10 s) is shorter than a login under \
-            Dovecot's top auth penalty (15 s), so requests queued behind sessions still \
-            logging in get 503 after 10 s; the fix (a longer default wait, or not counting \
-            sessions being opened as busy) changes the pool's contract and is left to its owner"]
 async fn requests_queued_behind_logins_held_back_by_dovecots_auth_penalty_are_served() {
     let defaults = Config::for_server("localhost", 993, Security::Tls);
     let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
@@ -308,5 +304,84 @@ async fn a_dovecot_that_does_not_trust_the_bridge_holds_back_every_client_after_
     assert!(
         other > Duration::from_millis(1500),
         "another client's login did not wait ({other:?})"
+    );
+}
+
+#[tokio::test]
+async fn a_token_whose_password_the_server_now_refuses_is_401_at_once_and_costs_one_failed_login() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    assert_eq!(
+        bridge.get_json(&token, "/v1/mailboxes").await.0,
+        StatusCode::OK
+    );
+    // The password changes on the server, and the server ends the user's sessions (without
+    // that, a session opened before the change would go on working, as it does for any client).
+    bridge.dovecot.add_user(USER, "a-new-password");
+    bridge.dovecot.kick(USER);
+    bridge.wait_for_connections(0, Duration::from_secs(5)).await;
+    // Time for the server's BYE to reach the pooled session, which is then found ended.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Ten requests with the old token at once, then ten one after another.
+    let burst =
+        futures::future::join_all((0..10).map(|_| bridge.get_json(&token, "/v1/mailboxes"))).await;
+    for answer in &burst {
+        common::bridge::assert_problem(
+            answer,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a request carrying the old password",
+        );
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let answer = bridge
+            .get_json(&token, "/v1/mailboxes/INBOX/messages")
+            .await;
+        slowest = slowest.max(started.elapsed());
+        common::bridge::assert_problem(
+            &answer,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a later request carrying the old password",
+        );
+    }
+    eprintln!("later requests with the old password: slowest answer {slowest:.1?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "answered from the server, not from memory: {slowest:?}"
+    );
+    // Dovecot logs a failed login when the connection closes, just after the answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        failed_logins(&bridge, USER),
+        1,
+        "twenty requests cost the server one failed login:\n{}",
+        bridge.dovecot.log()
+    );
+
+    // A login always asks the server: the old password is refused again, the new one works,
+    // and the old token stays refused without asking.
+    let (status, _, body) = attempt(&bridge, USER, PASSWORD, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let fresh = bridge.login_as(USER, "a-new-password").await;
+    assert_eq!(
+        bridge.get_json(&fresh, "/v1/mailboxes").await.0,
+        StatusCode::OK
+    );
+    common::bridge::assert_problem(
+        &bridge.get_json(&token, "/v1/mailboxes").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the old token after a login with the new password",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        failed_logins(&bridge, USER),
+        2,
+        "the login with the old password, and nothing else:\n{}",
+        bridge.dovecot.log()
     );
 }
