@@ -556,3 +556,26 @@ async fn a_token_whose_password_the_server_now_refuses_is_401_at_once_and_costs_
         bridge.dovecot.log()
     );
 }
+
+#[tokio::test]
+async fn logins_during_an_outage_get_503_and_are_not_counted() {
+    // A server that accepts no connection at all: the port of a listener that is gone.
+    let gone = common::bridge::free_local_addr();
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.imap_port = Some(gone.port());
+    })
+    .await;
+    for i in 0..8 {
+        let (status, retry, body) = attempt(&bridge, USER, PASSWORD, Some("203.0.113.9")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("upstream_unavailable")
+            ),
+            "attempt {}: {body}",
+            i + 1
+        );
+        assert!(retry.is_some(), "503 says when to come back");
+    }
+}
