@@ -9,10 +9,13 @@
 //! its header's `kid` (a one-way fingerprint, never the secret), new tokens always use the
 //! current secret, and tokens of the previous secrets keep working until they expire. The `kid`
 //! only selects which keys to try; the algorithm stays pinned to HS256 whatever the header says.
+//!
+//! Logged-out tokens and used tickets are remembered until the token would have expired anyway,
+//! each in a bounded cache that forgets expired entries by itself (see [`SpentIds`]).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,9 +23,11 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::imap::{Credentials, OAuthMechanism, Secret, Upstream};
@@ -143,7 +148,98 @@ pub struct TokenService {
     keys: Vec<KeySet>,
     validation: Validation,
     ttl: Duration,
-    revoked: Mutex<HashMap<String, u64>>,
+    /// Logged-out access tokens.
+    revoked: SpentIds,
+    /// Tickets that opened their event stream.
+    used_tickets: SpentIds,
+}
+
+/// Most logged-out tokens remembered at once, per replica: 28 logouts a second for an hour
+/// (the default token lifetime), in about 34 MiB when full (`tests/bounded_state.rs`).
+pub const MAX_REVOKED: u64 = 100_000;
+
+/// Most used tickets remembered at once, per replica: 1,600 event streams opened a second for
+/// a minute (a ticket's lifetime), in about 34 MiB when full.
+pub const MAX_USED_TICKETS: u64 = 100_000;
+
+/// Token ids that must not be accepted again — logged-out tokens, used tickets — each until its
+/// token expires, when it is forgotten by itself.
+///
+/// At most `capacity` ids are held. The cache evicts the least recently used id when full, and
+/// forgetting an id early would make its token valid again, so instead the set fails closed:
+/// it keeps the latest expiry of the ids it evicted, and refuses every token that expires no
+/// later (every token issued no later than the evicted one). Only a flood of `capacity` logouts
+/// (or used tickets) within one token lifetime on one replica gets there, and then the tokens
+/// issued before the flood must log in again; nothing unbounded and nothing silently valid.
+pub struct SpentIds {
+    ids: Cache<u128, u64>,
+    evicted_until: Arc<AtomicU64>,
+}
+
+/// Keeps each id until its token's expiry (seconds since the epoch) plus the leeway.
+struct UntilTokenExpiry;
+
+impl moka::Expiry<u128, u64> for UntilTokenExpiry {
+    fn expire_after_create(&self, _: &u128, expires_at: &u64, _: Instant) -> Option<Duration> {
+        Some(Duration::from_secs(
+            (expires_at + LEEWAY + 1).saturating_sub(now()),
+        ))
+    }
+}
+
+impl SpentIds {
+    /// An empty set holding at most `capacity` ids.
+    pub fn new(capacity: u64) -> Self {
+        let evicted_until = Arc::new(AtomicU64::new(0));
+        let evicted = evicted_until.clone();
+        SpentIds {
+            ids: Cache::builder()
+                .max_capacity(capacity)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .expire_after(UntilTokenExpiry)
+                .eviction_listener(move |_, expires_at, cause| {
+                    if cause == RemovalCause::Size {
+                        evicted.fetch_max(expires_at, Ordering::SeqCst);
+                    }
+                })
+                .build(),
+            evicted_until,
+        }
+    }
+
+    /// Adds the id `jti` of a token that expires at `expires_at`.
+    pub fn insert(&self, jti: &str, expires_at: u64) {
+        self.ids.insert(id_key(jti), expires_at);
+    }
+
+    /// Adds `jti` if it is not there yet: `false` when it was (a second use).
+    pub fn spend(&self, jti: &str, expires_at: u64) -> bool {
+        !self.holds(jti, expires_at) && self.ids.entry(id_key(jti)).or_insert(expires_at).is_fresh()
+    }
+
+    /// Whether the token `jti`, expiring at `expires_at`, must be refused: its id is held, or
+    /// it expires no later than an id that was evicted to make room.
+    pub fn holds(&self, jti: &str, expires_at: u64) -> bool {
+        expires_at <= self.evicted_until.load(Ordering::SeqCst)
+            || self.ids.contains_key(&id_key(jti))
+    }
+
+    /// Ids held now (runs the cache's pending upkeep first).
+    pub fn len(&self) -> u64 {
+        self.ids.run_pending_tasks();
+        self.ids.entry_count()
+    }
+
+    /// Whether no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A token id as kept: 128 bits of its SHA-256, the same size whatever the id.
+fn id_key(jti: &str) -> u128 {
+    let digest = Sha256::digest(jti.as_bytes());
+    u128::from_le_bytes(digest[..16].try_into().expect("16 bytes"))
 }
 
 /// Smallest accepted secret.
@@ -204,7 +300,8 @@ impl TokenService {
             keys,
             validation,
             ttl,
-            revoked: Mutex::new(HashMap::new()),
+            revoked: SpentIds::new(MAX_REVOKED),
+            used_tickets: SpentIds::new(MAX_USED_TICKETS),
         })
     }
 
@@ -249,12 +346,7 @@ impl TokenService {
         if claims.expires_at < now() {
             return Err(TokenError::Expired);
         }
-        // Used tickets join the revocation list until they expire anyway.
-        let mut revoked = self.revoked.lock().expect("revocation list poisoned");
-        if revoked
-            .insert(claims.token_id.clone(), claims.expires_at)
-            .is_some()
-        {
+        if !self.used_tickets.spend(&claims.token_id, claims.expires_at) {
             return Err(TokenError::Revoked);
         }
         Ok(claims)
@@ -333,16 +425,14 @@ impl TokenService {
         if claims.typ != typ || claims.iat > now() + LEEWAY {
             return Err(TokenError::Invalid);
         }
+        // A ticket dies with the access token it was issued under.
+        if self.revoked.holds(&claims.jti, claims.exp)
+            || claims
+                .parent
+                .as_ref()
+                .is_some_and(|p| self.revoked.holds(p, claims.exp))
         {
-            let revoked = self.revoked.lock().expect("revocation list poisoned");
-            if revoked.contains_key(&claims.jti)
-                || claims
-                    .parent
-                    .as_ref()
-                    .is_some_and(|p| revoked.contains_key(p))
-            {
-                return Err(TokenError::Revoked);
-            }
+            return Err(TokenError::Revoked);
         }
         let secret = unseal(&keys.seal_key, &claims.jti, &claims.sub, &claims.cred)?;
         let secret = SecretString::from(
@@ -375,10 +465,12 @@ impl TokenService {
 
     /// Revokes a token until it would have expired anyway.
     pub fn revoke(&self, claims: &TokenClaims) {
-        let mut revoked = self.revoked.lock().expect("revocation list poisoned");
-        let now = now();
-        revoked.retain(|_, exp| *exp + LEEWAY >= now);
-        revoked.insert(claims.token_id.clone(), claims.expires_at);
+        self.revoked.insert(&claims.token_id, claims.expires_at);
+    }
+
+    /// Logged-out tokens remembered now.
+    pub fn revoked_count(&self) -> u64 {
+        self.revoked.len()
     }
 }
 
@@ -771,6 +863,43 @@ mod tests {
         header.kid = Some(key_id(&A));
         let resigned = jsonwebtoken::encode(&header, &claims, &svc.encoding).expect("sign");
         assert_eq!(svc.verify(&resigned).unwrap_err(), TokenError::Expired);
+    }
+
+    #[test]
+    fn a_full_spent_set_refuses_what_it_had_to_forget_rather_than_accept_it_again() {
+        let set = SpentIds::new(10);
+        let soon = now() + 600;
+        for i in 0..100u64 {
+            set.insert(&format!("jti-{i}"), soon + i);
+        }
+        assert!(set.len() <= 10, "bounded: {}", set.len());
+        for i in 0..100u64 {
+            assert!(set.holds(&format!("jti-{i}"), soon + i), "jti-{i}");
+        }
+        assert!(
+            set.holds("never-spent", soon),
+            "a token issued before an evicted one is refused"
+        );
+        assert!(
+            !set.holds("never-spent", soon + 1000),
+            "a token issued after every evicted one is not"
+        );
+        assert!(set.spend("fresh", soon + 1000), "first use");
+        assert!(!set.spend("fresh", soon + 1000), "second use");
+    }
+
+    #[test]
+    fn spent_ids_are_forgotten_when_their_token_expires() {
+        let set = SpentIds::new(10);
+        // Past its leeway one to two seconds from now.
+        let expiring = now() - LEEWAY;
+        set.insert("expiring", expiring);
+        set.insert("live", now() + 600);
+        assert_eq!(set.len(), 2);
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(set.len(), 1, "the expired token's id is gone by itself");
+        assert!(!set.holds("expiring", expiring));
+        assert!(set.holds("live", now() + 600));
     }
 
     #[test]

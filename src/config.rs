@@ -90,17 +90,19 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_ALLOWED_SERVERS", value_delimiter = ',')]
     pub allowed_servers: Vec<String>,
 
-    /// Failed logins per user name in `IMAP_BRIDGE_LOGIN_WINDOW` before further attempts get
-    /// 429 without reaching the IMAP server.
+    /// Login attempts that did not succeed (refused, timed out, failed upstream; those still
+    /// running count too) per user name in `IMAP_BRIDGE_LOGIN_WINDOW` before further attempts
+    /// get 429 without reaching the IMAP server.
     #[arg(long, env = "IMAP_BRIDGE_LOGIN_FAILURES_PER_USER", default_value_t = 5)]
     pub login_failures_per_user: u32,
 
-    /// Failed logins per client IP address in `IMAP_BRIDGE_LOGIN_WINDOW` before further
-    /// attempts get 429.
+    /// The same per client IP address (IPv6: per /64) in `IMAP_BRIDGE_LOGIN_WINDOW` before
+    /// further attempts get 429.
     #[arg(long, env = "IMAP_BRIDGE_LOGIN_FAILURES_PER_IP", default_value_t = 20)]
     pub login_failures_per_ip: u32,
 
-    /// The window, in seconds, over which failed logins are counted.
+    /// The window, in seconds, over which login attempts are counted; also how long
+    /// credentials the IMAP server refused are answered 401 without asking it again.
     #[arg(long, env = "IMAP_BRIDGE_LOGIN_WINDOW", default_value_t = 300)]
     pub login_window: u64,
 
@@ -127,7 +129,8 @@ pub struct Config {
     )]
     pub max_connections_per_user: usize,
 
-    /// Most IMAP sessions the bridge keeps open in total, all users together.
+    /// Most IMAP sessions the bridge keeps open in total, all users together; at the cap a new
+    /// session waits and logs out the least recently used idle session of another user.
     #[arg(long, env = "IMAP_BRIDGE_POOL_MAX_TOTAL", default_value_t = 2000)]
     pub pool_max_total: usize,
 
@@ -135,7 +138,9 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_POOL_IDLE_TIMEOUT", default_value_t = 300)]
     pub pool_idle_timeout: u64,
 
-    /// Seconds a request waits for a free pooled session before giving up with 503.
+    /// Seconds a request waits for a free pooled session, or for room under the total, before
+    /// giving up with 503; while the user's sessions are still logging in, up to the connect
+    /// timeout longer.
     #[arg(long, env = "IMAP_BRIDGE_POOL_WAIT_TIMEOUT", default_value_t = 10)]
     pub pool_wait_timeout: u64,
 

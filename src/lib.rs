@@ -85,6 +85,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
             max_total: config.pool_max_total,
             idle_timeout: config.pool_idle_timeout(),
             wait_timeout: config.pool_wait_timeout(),
+            refusal_ttl: Duration::from_secs(config.login_window),
             recheck_after: Duration::from_secs(30).min(config.pool_idle_timeout()),
             limits,
         },

@@ -76,10 +76,12 @@ pub mod names {
     /// Histogram: seconds a request waited for a pooled session (a new session's login
     /// included).
     pub const POOL_WAIT: &str = "imap_bridge_pool_wait_seconds";
-    /// Counter: requests that gave up waiting for a pooled session (503).
+    /// Counter: requests that gave up waiting for a pooled session, or for room under the
+    /// bridge's total (503).
     pub const POOL_WAIT_TIMEOUTS: &str = "imap_bridge_pool_wait_timeouts_total";
     /// Counter `{reason}`: pooled sessions closed: `idle` (unused past the idle timeout),
-    /// or discarded as `unclean` (a command did not complete), `ended` (the server ended the
+    /// `evicted` (logged out to make room under the bridge's total for another user's), or
+    /// discarded as `unclean` (a command did not complete), `ended` (the server ended the
     /// session) or `check_failed` (the check before reuse failed).
     pub const POOL_SESSIONS_CLOSED: &str = "imap_bridge_pool_sessions_closed_total";
     /// Gauge: open event streams.

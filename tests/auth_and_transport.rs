@@ -428,3 +428,101 @@ async fn sessions_are_pooled_capped_and_replaced_when_the_server_drops_them() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn at_the_bridges_session_cap_a_request_waits_and_takes_the_room_of_another_users_idle_session()
+ {
+    use imap_bridge::imap::{Credentials, UserKey};
+    use std::time::Instant;
+
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.pool_max_total = 2;
+    })
+    .await;
+    let users = [
+        (USER, PASSWORD),
+        ("bob", "bobs-password"),
+        ("carol", "carols-password"),
+        ("dave", "daves-password"),
+    ];
+    for (user, password) in &users[1..] {
+        bridge.dovecot.add_user(user, password);
+    }
+    let all_connections = || -> usize {
+        users
+            .iter()
+            .map(|(user, _)| bridge.dovecot.connections(user))
+            .sum()
+    };
+
+    // Four users, two sessions: each takes the room of the one unused longest, and every
+    // request is served.
+    let mut tokens = Vec::new();
+    for (user, password) in &users {
+        tokens.push(bridge.login_as(user, password).await);
+        assert!(bridge.state.pools.stats().sessions <= 2);
+    }
+    for round in 0..3 {
+        for ((user, _), token) in users.iter().zip(&tokens) {
+            let (status, body) = bridge.get_json(token, "/v1/mailboxes").await;
+            assert_eq!(status, StatusCode::OK, "{user}, round {round}: {body}");
+            assert!(bridge.state.pools.stats().sessions <= 2);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        all_connections() <= 2,
+        "Dovecot counts {}",
+        all_connections()
+    );
+
+    // Both sessions busy: carol's request waits until bob's comes back, then takes its room.
+    let session_of = |user: &str, password: &str| {
+        let key = UserKey {
+            upstream: bridge.state.upstream.clone(),
+            username: user.to_owned(),
+        };
+        let pools = bridge.state.pools.clone();
+        let credentials = Credentials::password(user, password);
+        async move { pools.session(&key, &credentials).await.expect("a session") }
+    };
+    let alices = session_of(USER, PASSWORD).await;
+    let bobs = session_of("bob", "bobs-password").await;
+    let started = Instant::now();
+    let carols = bridge.get_json(&tokens[2], "/v1/mailboxes");
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(bobs);
+    };
+    let ((status, body), ()) = tokio::join!(carols, release);
+    let waited = started.elapsed();
+    eprintln!("at the cap, carol's request waited {waited:.2?} for bob's session to come back");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+
+    // Nothing comes back: dave gets 503 once the pool wait (5 s in tests) is over.
+    let carols = session_of("carol", "carols-password").await;
+    let started = Instant::now();
+    let res = bridge
+        .request(Method::GET, "/v1/mailboxes", Some(&tokens[3]))
+        .send()
+        .await
+        .expect("request");
+    let waited = started.elapsed();
+    assert_eq!(res.headers()["retry-after"], "1");
+    let refused = json_of(res).await;
+    common::bridge::assert_problem(
+        &refused,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream_unavailable",
+        "no room within the wait",
+    );
+    assert!(
+        waited >= Duration::from_millis(4900) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
+    drop((alices, carols));
+}

@@ -209,10 +209,6 @@ async fn logins_held_back_by_dovecots_auth_penalty_are_answered_not_timed_out() 
 }
 
 #[tokio::test]
-#[ignore = "bridge defect: IMAP_BRIDGE_POOL_WAIT_TIMEOUT (10 s) is shorter than a login under \
-            Dovecot's top auth penalty (15 s), so requests queued behind sessions still \
-            logging in get 503 after 10 s; the fix (a longer default wait, or not counting \
-            sessions being opened as busy) changes the pool's contract and is left to its owner"]
 async fn requests_queued_behind_logins_held_back_by_dovecots_auth_penalty_are_served() {
     let defaults = Config::for_server("localhost", 993, Security::Tls);
     let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
@@ -309,4 +305,277 @@ async fn a_dovecot_that_does_not_trust_the_bridge_holds_back_every_client_after_
         other > Duration::from_millis(1500),
         "another client's login did not wait ({other:?})"
     );
+}
+
+/// Four users who keep logging in and working, each from an address of its own behind the
+/// trusted proxy, while one client guesses alice's password.
+const OTHERS: [(&str, &str, &str); 4] = [
+    ("bob", "bobs-password", "198.51.100.11"),
+    ("carol", "carols-password", "198.51.100.12"),
+    ("dave", "daves-password", "198.51.100.13"),
+    ("erin", "erins-password", "198.51.100.14"),
+];
+
+/// The guesser's address.
+const GUESSER: &str = "203.0.113.7";
+
+/// What a guesser and the others got.
+struct Siege {
+    bridge: TestBridge,
+    /// Each guess's status, `Retry-After` and time to answer.
+    guesses: Vec<(StatusCode, Option<String>, Duration)>,
+    /// How long each of the others' logins took, all users together.
+    logins: Vec<Duration>,
+    /// Logins followed by a listing of mailboxes, all 200.
+    worked: usize,
+}
+
+/// One client sends eight wrong passwords for alice, one after another, while the others log
+/// in and list their mailboxes over and over; with the bridge's default throttle (5 per user
+/// name, 20 per address) and timeouts, and Dovecot's default auth settings, trusting the
+/// bridge's address when `trusted`.
+async fn guess_while_others_work(trusted: bool) -> Siege {
+    let bridge = bridge_forwarding_client_addresses(trusted).await;
+    for (user, password, _) in &OTHERS[1..] {
+        bridge.dovecot.add_user(user, password);
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let guesser = async {
+        let mut guesses = Vec::new();
+        for i in 0..8 {
+            let started = Instant::now();
+            let (status, retry, _) =
+                attempt(&bridge, USER, &format!("guess-{i}"), Some(GUESSER)).await;
+            guesses.push((status, retry, started.elapsed()));
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        guesses
+    };
+    let workers = OTHERS.iter().map(|(user, password, address)| {
+        let (bridge, done) = (&bridge, &done);
+        async move {
+            let mut logins = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let started = Instant::now();
+                let (status, _, body) = attempt(bridge, user, password, Some(address)).await;
+                logins.push(started.elapsed());
+                assert_eq!(status, StatusCode::OK, "{user}'s login: {body}");
+                let token = body["access_token"].as_str().expect("a token");
+                let (status, list) = bridge.get_json(token, "/v1/mailboxes").await;
+                assert_eq!(status, StatusCode::OK, "{user}'s mailboxes: {list}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            logins
+        }
+    });
+    let (guesses, logins) = tokio::join!(guesser, futures::future::join_all(workers));
+    let worked = logins.iter().map(Vec::len).sum();
+    Siege {
+        bridge,
+        guesses,
+        logins: logins.into_iter().flatten().collect(),
+        worked,
+    }
+}
+
+impl Siege {
+    /// Checks what the guesser got: 401 for its first five guesses, then 429 with
+    /// `Retry-After`, never a 5xx; and that the server saw at most five failed logins.
+    fn guesser_was_stopped(&self) {
+        for (i, (status, retry, took)) in self.guesses.iter().enumerate() {
+            if i < 5 {
+                assert_eq!(
+                    *status,
+                    StatusCode::UNAUTHORIZED,
+                    "guess {} after {took:?}: {:?}",
+                    i + 1,
+                    self.guesses
+                );
+            } else {
+                assert_eq!(
+                    *status,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "guess {}: {:?}",
+                    i + 1,
+                    self.guesses
+                );
+                let retry: u64 = retry
+                    .as_deref()
+                    .expect("Retry-After")
+                    .parse()
+                    .expect("seconds");
+                assert!((1..=300).contains(&retry), "{retry}");
+            }
+        }
+        // Dovecot logs a failed login when the connection closes, just after the answer.
+        std::thread::sleep(Duration::from_millis(500));
+        let failures = failed_logins(&self.bridge, USER);
+        assert!(
+            failures <= 5,
+            "the server saw {failures} failed logins:\n{}",
+            self.bridge.dovecot.log()
+        );
+    }
+
+    fn describe(&self) -> String {
+        let mut logins = self.logins.clone();
+        logins.sort();
+        let median = logins[logins.len() / 2];
+        let slowest = logins[logins.len() - 1];
+        let over_a_second = logins
+            .iter()
+            .filter(|d| **d > Duration::from_secs(1))
+            .count();
+        let guesses: Vec<String> = self
+            .guesses
+            .iter()
+            .map(|(status, _, took)| format!("{} in {took:.1?}", status.as_u16()))
+            .collect();
+        format!(
+            "guesses: {}; the others' {} logins: median {median:.2?}, slowest {slowest:.2?}, \
+             {over_a_second} over 1 s; {} logins followed by a listing",
+            guesses.join(", "),
+            logins.len(),
+            self.worked
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_guesser_is_stopped_and_others_log_in_at_once_on_a_dovecot_that_trusts_the_bridge() {
+    let siege = guess_while_others_work(true).await;
+    eprintln!("login_trusted_networks = 127.0.0.1/8: {}", siege.describe());
+    siege.guesser_was_stopped();
+    let slowest = siege.logins.iter().max().expect("logins");
+    assert!(
+        *slowest < Duration::from_secs(1),
+        "another user's login waited {slowest:?}: {}",
+        siege.describe()
+    );
+    assert!(
+        siege.guesses[1].2 > Duration::from_millis(3500),
+        "the guesser's own second guess was not held back by its penalty: {}",
+        siege.describe()
+    );
+}
+
+#[tokio::test]
+async fn a_guesser_is_stopped_and_holds_back_others_on_a_dovecot_that_does_not_trust_the_bridge() {
+    let siege = guess_while_others_work(false).await;
+    eprintln!("no login_trusted_networks: {}", siege.describe());
+    siege.guesser_was_stopped();
+    // Each failed guess raises the penalty on the bridge's own address, and every login
+    // through the bridge waits it out (4, 8, then 15 s), whoever it is for.
+    let held_back = siege
+        .logins
+        .iter()
+        .filter(|d| **d > Duration::from_millis(3500))
+        .count();
+    assert!(
+        held_back >= 4,
+        "the others' logins were not held back by the guesses: {}",
+        siege.describe()
+    );
+}
+
+#[tokio::test]
+async fn a_token_whose_password_the_server_now_refuses_is_401_at_once_and_costs_one_failed_login() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    assert_eq!(
+        bridge.get_json(&token, "/v1/mailboxes").await.0,
+        StatusCode::OK
+    );
+    // The password changes on the server, and the server ends the user's sessions (without
+    // that, a session opened before the change would go on working, as it does for any client).
+    bridge.dovecot.add_user(USER, "a-new-password");
+    bridge.dovecot.kick(USER);
+    bridge.wait_for_connections(0, Duration::from_secs(5)).await;
+    // Time for the server's BYE to reach the pooled session, which is then found ended.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Ten requests with the old token at once, then ten one after another.
+    let burst =
+        futures::future::join_all((0..10).map(|_| bridge.get_json(&token, "/v1/mailboxes"))).await;
+    for answer in &burst {
+        common::bridge::assert_problem(
+            answer,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a request carrying the old password",
+        );
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let answer = bridge
+            .get_json(&token, "/v1/mailboxes/INBOX/messages")
+            .await;
+        slowest = slowest.max(started.elapsed());
+        common::bridge::assert_problem(
+            &answer,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a later request carrying the old password",
+        );
+    }
+    eprintln!("later requests with the old password: slowest answer {slowest:.1?}");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "answered from the server, not from memory: {slowest:?}"
+    );
+    // Dovecot logs a failed login when the connection closes, just after the answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        failed_logins(&bridge, USER),
+        1,
+        "twenty requests cost the server one failed login:\n{}",
+        bridge.dovecot.log()
+    );
+
+    // A login always asks the server: the old password is refused again, the new one works,
+    // and the old token stays refused without asking.
+    let (status, _, body) = attempt(&bridge, USER, PASSWORD, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let fresh = bridge.login_as(USER, "a-new-password").await;
+    assert_eq!(
+        bridge.get_json(&fresh, "/v1/mailboxes").await.0,
+        StatusCode::OK
+    );
+    common::bridge::assert_problem(
+        &bridge.get_json(&token, "/v1/mailboxes").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the old token after a login with the new password",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        failed_logins(&bridge, USER),
+        2,
+        "the login with the old password, and nothing else:\n{}",
+        bridge.dovecot.log()
+    );
+}
+
+#[tokio::test]
+async fn logins_during_an_outage_get_503_and_are_not_counted() {
+    // A server that accepts no connection at all: the port of a listener that is gone.
+    let gone = common::bridge::free_local_addr();
+    let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
+        c.imap_port = Some(gone.port());
+    })
+    .await;
+    for i in 0..8 {
+        let (status, retry, body) = attempt(&bridge, USER, PASSWORD, Some("203.0.113.9")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("upstream_unavailable")
+            ),
+            "attempt {}: {body}",
+            i + 1
+        );
+        assert!(retry.is_some(), "503 says when to come back");
+    }
 }

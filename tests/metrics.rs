@@ -481,7 +481,10 @@ fn assert_bounded_labels(scrape: &Scrape, routes: &BTreeSet<&str>) {
                         "tls",
                     ],
                 ),
-                "reason" => one_of(value, &["idle", "unclean", "ended", "check_failed"]),
+                "reason" => one_of(
+                    value,
+                    &["idle", "unclean", "ended", "check_failed", "evicted"],
+                ),
                 "purpose" => one_of(value, &["pool", "watcher"]),
                 "type" => one_of(
                     value,

@@ -270,25 +270,36 @@ async fn login(
     }))
 }
 
-/// A fresh IMAP login with `credentials`, within the login throttle: a refusal counts as a
-/// failed login and is a 401 `unauthorized` (with the server's reason for a refused token).
+/// A fresh IMAP login with `credentials`, within the login throttle: a refusal is a 401
+/// `unauthorized` (with the server's reason for a refused token).
+///
+/// Every attempt that does not succeed counts against the throttle — a refusal, a timeout,
+/// an upstream error — because a guess the server held back past the connect timeout is still
+/// a guess. Two kinds do not count, because the server never saw the credentials: the bridge
+/// had no room for another connection, or the server cannot be reached at all (it does not
+/// accept a TCP connection right after the failure). So an outage answers 503 for as long as
+/// it lasts and locks nobody out after it; a server that accepts connections but answers
+/// nothing still counts, as it cannot be told from one that is slow to refuse.
 async fn check_credentials(
     state: &AppState,
     key: &UserKey,
     credentials: &Credentials,
     address: Option<std::net::IpAddr>,
 ) -> ApiResult<()> {
-    if let Err(wait) = state.throttle.check(&credentials.username, address) {
-        metrics::counter!(names::LOGINS, "outcome" => "throttled").increment(1);
-        return Err(ApiError::rate_limited(
-            "Too many failed logins; try again later.",
-            wait.as_secs().max(1),
-        ));
-    }
+    let attempt = match state.throttle.begin(&credentials.username, address) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            metrics::counter!(names::LOGINS, "outcome" => "throttled").increment(1);
+            return Err(ApiError::rate_limited(
+                "Too many failed logins; try again later.",
+                wait.as_secs().max(1),
+            ));
+        }
+    };
     match state.pools.login(key, credentials, address).await {
         Ok(()) => {
             metrics::counter!(names::LOGINS, "outcome" => "success").increment(1);
-            state.throttle.succeeded(&credentials.username);
+            attempt.succeeded();
             Ok(())
         }
         Err(e) => {
@@ -298,8 +309,21 @@ async fn check_credentials(
             );
             let outcome = if refused { "failure" } else { "error" };
             metrics::counter!(names::LOGINS, "outcome" => outcome).increment(1);
-            if refused {
-                state.throttle.failed(&credentials.username, address);
+            let never_sent = match e {
+                ImapError::PoolExhausted | ImapError::BridgeFull => true,
+                ImapError::Unavailable(_)
+                | ImapError::Io(_)
+                | ImapError::Timeout
+                | ImapError::Tls(_) => {
+                    let probe = state.config.imap_connect_timeout().min(UNREACHABLE_AFTER);
+                    !state.pools.reachable(&key.upstream, probe).await
+                }
+                _ => false,
+            };
+            if never_sent {
+                attempt.not_counted();
+            } else {
+                drop(attempt);
             }
             Err(match e {
                 ImapError::TokenRefused(why) => ApiError::unauthorized(format!(
@@ -310,6 +334,10 @@ async fn check_credentials(
         }
     }
 }
+
+/// How long a server has to accept a TCP connection before a failed login is put down to an
+/// outage rather than counted.
+const UNREACHABLE_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A new access token for the session this bridge token stands for: the bridge checks it with
 /// a fresh login and returns a new bridge token for the same user and server. The user's pooled

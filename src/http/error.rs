@@ -337,6 +337,10 @@ impl From<ImapError> for ApiError {
                 ApiError::unavailable("All IMAP sessions for this user are busy; retry shortly.")
                     .with_retry_after(1)
             }
+            E::BridgeFull => ApiError::unavailable(
+                "The bridge holds as many IMAP sessions as it may and none became free in time; retry shortly.",
+            )
+            .with_retry_after(1),
             E::Unavailable(why) => {
                 warn!(error = %why, "IMAP server unavailable");
                 ApiError::unavailable("The IMAP server is unavailable.").with_retry_after(5)

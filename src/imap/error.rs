@@ -84,6 +84,10 @@ pub enum ImapError {
     /// No session could be had within the wait limit.
     #[error("all IMAP sessions are busy")]
     PoolExhausted,
+    /// The bridge holds as many IMAP connections as it may in total
+    /// (`IMAP_BRIDGE_POOL_MAX_TOTAL`), and none became free within the wait limit.
+    #[error("the bridge's connection limit is reached")]
+    BridgeFull,
     /// The connection broke.
     #[error("IMAP connection failed: {0}")]
     Io(#[from] io::Error),
