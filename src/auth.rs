@@ -28,6 +28,7 @@ use moka::sync::Cache;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use crate::imap::{Credentials, OAuthMechanism, Secret, Upstream};
@@ -69,6 +70,9 @@ struct Claims {
     /// For a ticket, the access token it was issued under (revoking that revokes the ticket).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     parent: Option<String>,
+    /// For a ticket, when that access token expires: a stream the ticket opens ends then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pexp: Option<u64>,
     /// Sealed secret: base64url(nonce ‖ ciphertext).
     cred: String,
     /// What the sealed secret is: absent for a password; `token` for an OAuth 2.0 access
@@ -107,6 +111,11 @@ pub struct TokenClaims {
     pub token_id: String,
     /// Expiry, seconds since the epoch.
     pub expires_at: u64,
+    /// For a ticket, the id of the access token it was issued under.
+    pub parent: Option<String>,
+    /// When the access token behind this one expires (seconds since the epoch): its own
+    /// expiry, or for a ticket that of its access token. An event stream ends then.
+    pub session_expires_at: u64,
     /// The IMAP credentials, unsealed.
     pub credentials: Credentials,
     /// The allow-listed IMAP server chosen at login, if not the configured one.
@@ -152,6 +161,8 @@ pub struct TokenService {
     revoked: SpentIds,
     /// Tickets that opened their event stream.
     used_tickets: SpentIds,
+    /// Counts revocations, so open event streams learn of them.
+    revocations: watch::Sender<u64>,
 }
 
 /// Most logged-out tokens remembered at once, per replica: 28 logouts a second for an hour
@@ -302,6 +313,7 @@ impl TokenService {
             ttl,
             revoked: SpentIds::new(MAX_REVOKED),
             used_tickets: SpentIds::new(MAX_USED_TICKETS),
+            revocations: watch::Sender::new(0),
         })
     }
 
@@ -334,7 +346,7 @@ impl TokenService {
                 &claims.credentials,
                 claims.server.as_ref(),
                 ttl,
-                Some(claims.token_id.clone()),
+                Some((claims.token_id.clone(), claims.session_expires_at)),
             ),
             expires_in: ttl.as_secs(),
         }
@@ -358,7 +370,7 @@ impl TokenService {
         credentials: &Credentials,
         server: Option<&Upstream>,
         ttl: Duration,
-        parent: Option<String>,
+        parent: Option<(String, u64)>,
     ) -> String {
         let current = &self.keys[0];
         let now = now();
@@ -388,7 +400,8 @@ impl TokenService {
             exp: now + ttl.as_secs(),
             jti,
             typ: typ.to_owned(),
-            parent,
+            pexp: parent.as_ref().map(|(_, exp)| *exp),
+            parent: parent.map(|(jti, _)| jti),
             cred,
             auth: auth.map(str::to_owned),
             srv: server.cloned(),
@@ -425,12 +438,16 @@ impl TokenService {
         if claims.typ != typ || claims.iat > now() + LEEWAY {
             return Err(TokenError::Invalid);
         }
+        let session_expires_at = match &claims.parent {
+            Some(_) => claims.pexp.unwrap_or(claims.exp),
+            None => claims.exp,
+        };
         // A ticket dies with the access token it was issued under.
         if self.revoked.holds(&claims.jti, claims.exp)
             || claims
                 .parent
                 .as_ref()
-                .is_some_and(|p| self.revoked.holds(p, claims.exp))
+                .is_some_and(|p| self.revoked.holds(p, session_expires_at))
         {
             return Err(TokenError::Revoked);
         }
@@ -459,13 +476,33 @@ impl TokenService {
             subject: claims.sub,
             token_id: claims.jti,
             expires_at: claims.exp,
+            parent: claims.parent,
+            session_expires_at,
             server: claims.srv,
         })
     }
 
-    /// Revokes a token until it would have expired anyway.
+    /// Revokes a token until it would have expired anyway, and tells whoever follows
+    /// [`TokenService::revocations`].
     pub fn revoke(&self, claims: &TokenClaims) {
         self.revoked.insert(&claims.token_id, claims.expires_at);
+        self.revocations.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes with every revocation on this replica; holders check
+    /// [`TokenService::is_revoked`] for the token they care about.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revocations.subscribe()
+    }
+
+    /// Whether the token `claims` came from, or (for a ticket) its access token, has been
+    /// revoked since it was verified.
+    pub fn is_revoked(&self, claims: &TokenClaims) -> bool {
+        self.revoked.holds(&claims.token_id, claims.expires_at)
+            || claims
+                .parent
+                .as_ref()
+                .is_some_and(|p| self.revoked.holds(p, claims.session_expires_at))
     }
 
     /// Logged-out tokens remembered now.
@@ -933,6 +970,29 @@ mod tests {
             TokenError::Revoked,
             "logout kills tickets"
         );
+    }
+
+    #[test]
+    fn a_redeemed_ticket_knows_its_access_token_and_learns_of_its_revocation() {
+        let svc = service();
+        let claims = svc.verify(&svc.issue(&creds()).token).expect("valid");
+        assert_eq!(claims.session_expires_at, claims.expires_at);
+        let redeemed = svc
+            .redeem_ticket(&svc.issue_ticket(&claims).token)
+            .expect("ticket");
+        assert_eq!(redeemed.parent.as_deref(), Some(claims.token_id.as_str()));
+        assert_eq!(redeemed.session_expires_at, claims.expires_at);
+        assert!(redeemed.expires_at <= claims.expires_at);
+        let mut revocations = svc.revocations();
+        assert!(!svc.is_revoked(&redeemed) && !svc.is_revoked(&claims));
+        svc.revoke(&claims);
+        assert!(revocations.has_changed().expect("open"));
+        revocations.mark_unchanged();
+        assert!(
+            svc.is_revoked(&redeemed),
+            "the stream's ticket dies with its token"
+        );
+        assert!(svc.is_revoked(&claims));
     }
 
     #[test]

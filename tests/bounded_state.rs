@@ -57,6 +57,8 @@ fn a_million_distinct_keys_stay_within_bounded_memory() {
             subject: "flood".into(),
             token_id: format!("{i:032x}"),
             expires_at,
+            parent: None,
+            session_expires_at: expires_at,
             credentials: Credentials::password("flood", "x"),
             server: None,
         });

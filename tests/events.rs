@@ -658,3 +658,106 @@ async fn a_stream_ends_when_its_token_expires() {
         "nothing after the end"
     );
 }
+
+#[tokio::test]
+async fn logging_out_ends_the_streams_opened_with_the_token_and_its_tickets() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    let mut bearer = bridge.events(&token, &["INBOX"], None).await;
+    let res = bridge
+        .request(Method::POST, "/v1/events/ticket", Some(&token))
+        .send()
+        .await
+        .expect("ticket");
+    let ticket = json_of(res).await.1["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let res = bridge
+        .request(Method::GET, &format!("/v1/events?ticket={ticket}"), None)
+        .send()
+        .await
+        .expect("events");
+    let mut browser = EventClient::from_response(res, None);
+    // Another login of the same user keeps its stream.
+    let other = bridge.login().await;
+    let mut kept = bridge.events(&other, &["INBOX"], None).await;
+    settle().await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("before the logout"), "", None);
+    for stream in [&mut bearer, &mut browser, &mut kept] {
+        let e = stream.next(WAIT).await.expect("an event");
+        assert_eq!(e.data["subject"], "before the logout");
+    }
+    let res = bridge
+        .request(Method::POST, "/v1/auth/logout", Some(&token))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    for stream in [&mut bearer, &mut browser] {
+        let end = stream.next(WAIT).await.expect("a last event");
+        assert_eq!(end.event, "stream.end", "{end:?}");
+        assert_eq!(end.data["code"], "unauthorized");
+        assert!(
+            end.data["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("revoked"),
+            "{end:?}"
+        );
+    }
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("after the logout"), "", None);
+    let e = kept
+        .next(WAIT)
+        .await
+        .expect("the other login's stream goes on");
+    assert_eq!(e.data["subject"], "after the logout");
+    for stream in [&mut bearer, &mut browser] {
+        assert!(
+            stream.next(Duration::from_millis(1000)).await.is_none(),
+            "no mail reaches a stream after its logout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_ticket_stream_ends_when_its_access_token_expires() {
+    let bridge =
+        TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| c.token_ttl = 4).await;
+    let token = bridge.login().await;
+    let res = bridge
+        .request(Method::POST, "/v1/events/ticket", Some(&token))
+        .send()
+        .await
+        .expect("ticket");
+    let ticket = json_of(res).await.1["ticket"]
+        .as_str()
+        .expect("ticket")
+        .to_owned();
+    let res = bridge
+        .request(Method::GET, &format!("/v1/events?ticket={ticket}"), None)
+        .send()
+        .await
+        .expect("events");
+    let mut browser = EventClient::from_response(res, None);
+    settle().await;
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("while valid"), "", None);
+    assert_eq!(
+        browser.next(WAIT).await.expect("event").data["subject"],
+        "while valid"
+    );
+    let end = browser.next(WAIT).await.expect("a last event");
+    assert_eq!(end.event, "stream.end", "{end:?}");
+    assert!(
+        end.data["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired")
+    );
+}

@@ -26,6 +26,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::AuthUser;
 use super::schema::MailboxNameSchema;
+use crate::auth::TokenClaims;
 use crate::events::{
     AuthExpiredEvent, Ending, MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent,
     MessageNewEvent, StreamEndEvent, SubscribeError,
@@ -207,13 +208,9 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
     if mailboxes.is_empty() {
         mailboxes.push(MailboxName::new("INBOX")?);
     }
-    let (claims, expires_at) = match ticket {
-        Some(ticket) => (state.tokens.redeem_ticket(&ticket)?, None),
-        None => {
-            let claims = AuthUser::from_headers(&parts.headers, &state)?.claims;
-            let expires_at = claims.expires_at;
-            (claims, Some(expires_at))
-        }
+    let claims = match ticket {
+        Some(ticket) => state.tokens.redeem_ticket(&ticket)?,
+        None => AuthUser::from_headers(&parts.headers, &state)?.claims,
     };
     let user = UserKey {
         upstream: super::extract::upstream_of(&claims, &state)?,
@@ -227,7 +224,7 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
             &claims.credentials,
             mailboxes,
             last_event_id.as_deref(),
-            token_end(expires_at),
+            token_end(&state, &claims),
         )
         .await
         .map_err(|e| match e {
@@ -273,21 +270,42 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive())))
 }
 
-/// Completes when a token that expires at `expires_at` (Unix seconds) has expired: the
-/// stream it opened ends then.
-fn token_end(expires_at: Option<u64>) -> BoxFuture<'static, Ending> {
-    let Some(expires_at) = expires_at else {
-        return Box::pin(futures::future::pending());
-    };
+/// Completes when the token the stream was opened with is revoked on this replica (logout;
+/// for a ticket, its access token's) or expires (for a ticket, when its access token does).
+fn token_end(state: &AppState, claims: &TokenClaims) -> BoxFuture<'static, Ending> {
+    let state = state.clone();
+    let claims = claims.clone();
+    let mut revocations = state.tokens.revocations();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let left = Duration::from_secs(expires_at.saturating_sub(now));
+    let expired = tokio::time::sleep(Duration::from_secs(
+        claims.session_expires_at.saturating_sub(now),
+    ));
     Box::pin(async move {
-        tokio::time::sleep(left).await;
-        Ending {
-            code: "unauthorized",
-            detail: "The token this stream was opened with expired; log in again (or refresh) and reconnect with Last-Event-ID.".into(),
+        tokio::pin!(expired);
+        loop {
+            if state.tokens.is_revoked(&claims) {
+                return Ending {
+                    code: "unauthorized",
+                    detail:
+                        "The token this stream was opened with was revoked (logout); log in again."
+                            .into(),
+                };
+            }
+            tokio::select! {
+                () = &mut expired => {
+                    return Ending {
+                        code: "unauthorized",
+                        detail: "The token this stream was opened with expired; log in again (or refresh) and reconnect with Last-Event-ID.".into(),
+                    };
+                }
+                changed = revocations.changed() => {
+                    if changed.is_err() {
+                        expired.as_mut().await;
+                    }
+                }
+            }
         }
     })
 }

@@ -47,8 +47,10 @@
 //!     address's level by one (repeating the same user and password does
 //!     not), and every later authentication from that address, for any user
 //!     and even with the right password, first waits 4, 8, then at most
-//!     15 s. A successful login from the address resets it; otherwise it
-//!     lapses 15 s after the last failure (`auth-penalty.c`). Logins that
+//!     15 s. A successful login from the address lowers it to zero, but the
+//!     next failure sets it one above the level that attempt itself waited
+//!     at, so a guesser who keeps trying still climbs to 15 s; it lapses 15 s
+//!     after the last failure (`auth-penalty.c`). Logins that
 //!     were already waiting when a failure was counted do not see it, so
 //!     concurrent failures raise the level less than sequential ones.
 //!   - With the client in `login_trusted_networks`, an
