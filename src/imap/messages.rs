@@ -19,6 +19,7 @@ use super::cache::CacheScope;
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
+use super::paging::{self, Boundary, Locate};
 use super::state::{MailboxState, PageCursor, server_modseq};
 use crate::mail::structure::{
     self, BodyPart, MAX_WHOLE_PROBE, MessageParts, PROBE_LEN, SizeProbe, WalkLimits,
@@ -131,6 +132,11 @@ pub(crate) struct Fetched {
     pub(crate) seq: u32,
     pub(crate) uid: u32,
     pub(crate) summary: Summary,
+}
+
+/// The `(sequence number, UID)` pairs of fetched messages, as the paging planner takes them.
+fn seq_uids(fetched: &[Fetched]) -> Vec<(u32, u32)> {
+    fetched.iter().map(|f| (f.seq, f.uid)).collect()
 }
 
 pub(crate) fn collect_summaries(
@@ -476,19 +482,13 @@ impl Connection {
         Ok(found)
     }
 
-    /// The number of messages whose UID is below `bound` (i.e. the sequence number of the last
-    /// such message), searched between `lo` (known below) and `hi` (known at or above), with
-    /// 16 probes per round trip.
-    async fn locate(&mut self, bound: u32, mut lo: u32, mut hi: u32) -> Result<u32> {
-        while hi - lo > 1 {
-            let span = hi - lo - 1;
-            let step = span.div_ceil(16).max(1);
-            let seqs: Vec<u32> = (1..=16)
-                .map(|i| lo + i * step)
-                .filter(|&s| s < hi)
-                .collect();
+    /// Runs a [`Locate`] search to its end: the number of messages whose UID is below its
+    /// bound.
+    async fn locate(&mut self, mut search: Locate) -> Result<u32> {
+        loop {
+            let seqs = search.probes();
             if seqs.is_empty() {
-                break;
+                return Ok(search.count());
             }
             let probes = self.probe(&seqs).await?;
             if probes.len() != seqs.len() {
@@ -496,15 +496,8 @@ impl Connection {
                     "sequence probe came back incomplete".into(),
                 ));
             }
-            for (seq, uid) in probes {
-                if uid < bound {
-                    lo = lo.max(seq);
-                } else {
-                    hi = hi.min(seq);
-                }
-            }
+            search.learn(&probes);
         }
-        Ok(lo)
     }
 
     async fn arrival_page(
@@ -514,14 +507,9 @@ impl Connection {
     ) -> Result<HeaderPage> {
         let limit = req.limit.max(1);
         let before = self.current()?.exists;
-        let window = match (req.cursor, req.order) {
-            (None, Order::Desc) if before > 0 => {
-                Some((before.saturating_sub(limit - 1).max(1), None))
-            }
-            (None, Order::Asc) if before > 0 => {
-                Some((1, if before > limit { Some(limit) } else { None }))
-            }
-            _ => None,
+        let window = match req.cursor {
+            None => paging::first_window(req.order, before, limit),
+            Some(_) => None,
         };
         let (state, mut first) = self.refresh_and_fetch(mailbox, window).await?;
         let exists = self.current()?.exists;
@@ -529,11 +517,8 @@ impl Connection {
             (_, _) if exists == 0 => Vec::new(),
             (Order::Desc, None) => {
                 let top = first.iter().map(|f| f.seq).max().unwrap_or(0);
-                if top < exists {
-                    // Dovecot answers commands pipelined behind a NOOP from the mailbox as it
-                    // was before the NOOP caught up, so mail the NOOP announced is fetched now.
-                    let from = (top + 1).max(exists.saturating_sub(limit - 1)).max(1);
-                    first.extend(self.fetch_seq(from, exists).await?);
+                if let Some((lo, hi)) = paging::announced_since(top, exists, limit) {
+                    first.extend(self.fetch_seq(lo, hi).await?);
                 }
                 self.fill_down(first, u32::MAX, limit).await?
             }
@@ -551,17 +536,15 @@ impl Connection {
             Order::Asc => page.sort_unstable_by_key(|f| f.uid),
         }
         page.truncate(limit as usize);
-        let next_cursor = match (req.order, page.last()) {
-            (Order::Desc, Some(last)) if last.seq > 1 => Some(last),
-            (Order::Asc, Some(last)) if last.seq < exists => Some(last),
-            _ => None,
-        }
-        .map(|last| PageCursor {
-            uid_validity: state.uid_validity,
-            anchor_uid: last.uid,
-            position: last.seq,
-            query: req.query,
-        });
+        let next_cursor = page
+            .last()
+            .filter(|last| paging::continues(req.order, last.seq, exists))
+            .map(|last| PageCursor {
+                uid_validity: state.uid_validity,
+                anchor_uid: last.uid,
+                position: last.seq,
+                query: req.query,
+            });
         Ok(HeaderPage {
             uid_validity: state.uid_validity,
             total: exists,
@@ -580,21 +563,15 @@ impl Connection {
         limit: u32,
     ) -> Result<Vec<Fetched>> {
         have.retain(|f| f.uid < bound);
-        loop {
-            let lowest = have.iter().map(|f| f.seq).min();
-            let need = limit.saturating_sub(u32::try_from(have.len()).unwrap_or(u32::MAX));
-            match lowest {
-                Some(lowest) if need > 0 && lowest > 1 => {
-                    let lo = lowest.saturating_sub(need).max(1);
-                    let more = self.fetch_seq(lo, lowest - 1).await?;
-                    if more.is_empty() {
-                        return Ok(have);
-                    }
-                    have.extend(more);
-                }
-                _ => return Ok(have),
+        let lowest = |have: &[Fetched]| have.iter().map(|f| f.seq).min();
+        while let Some((lo, hi)) = paging::fill_down(lowest(&have), have.len(), limit) {
+            let more = self.fetch_seq(lo, hi).await?;
+            if more.is_empty() {
+                break;
             }
+            have.extend(more);
         }
+        Ok(have)
     }
 
     /// Completes an oldest-first page: keeps messages above `bound`, then fetches further up.
@@ -606,21 +583,15 @@ impl Connection {
         exists: u32,
     ) -> Result<Vec<Fetched>> {
         have.retain(|f| f.uid > bound);
-        loop {
-            let highest = have.iter().map(|f| f.seq).max();
-            let need = limit.saturating_sub(u32::try_from(have.len()).unwrap_or(u32::MAX));
-            match highest {
-                Some(highest) if need > 0 && highest < exists => {
-                    let hi = highest.saturating_add(need).min(exists);
-                    let more = self.fetch_seq(highest + 1, hi).await?;
-                    if more.is_empty() {
-                        return Ok(have);
-                    }
-                    have.extend(more);
-                }
-                _ => return Ok(have),
+        let highest = |have: &[Fetched]| have.iter().map(|f| f.seq).max();
+        while let Some((lo, hi)) = paging::fill_up(highest(&have), have.len(), limit, exists) {
+            let more = self.fetch_seq(lo, hi).await?;
+            if more.is_empty() {
+                break;
             }
+            have.extend(more);
         }
+        Ok(have)
     }
 
     /// The `limit` messages just below the cursor's anchor.
@@ -631,35 +602,17 @@ impl Connection {
         exists: u32,
     ) -> Result<Vec<Fetched>> {
         let anchor = cursor.anchor_uid;
-        // Expunges only move the anchor down, so the remembered position is an upper bound
-        // for honest cursors; one extra message above it proves where the boundary is.
-        let hint = cursor.position.clamp(1, exists);
-        let hi = hint.saturating_add(1).min(exists);
-        let lo = hint.saturating_sub(limit).max(1);
+        let (lo, hi) = paging::below_window(cursor.position, limit, exists);
         let window = self.fetch_seq(lo, hi).await?;
-        let below = window.iter().filter(|f| f.uid < anchor).count();
-        let top_is_below = window
-            .iter()
-            .max_by_key(|f| f.seq)
-            .is_some_and(|f| f.uid < anchor);
-        let boundary = if below > 0 && !top_is_below {
-            None
-        } else if below == 0 {
-            if lo == 1 {
-                return Ok(Vec::new());
-            }
-            Some(self.locate(anchor, 0, lo).await?)
-        } else if hi < exists {
-            Some(self.locate(anchor, hi, exists + 1).await?)
-        } else {
-            None
-        };
-        let have = match boundary {
-            None => window,
-            Some(0) => return Ok(Vec::new()),
-            Some(b) => {
-                self.fetch_seq(b.saturating_sub(limit - 1).max(1), b)
-                    .await?
+        let have = match paging::below_boundary(&seq_uids(&window), anchor, (lo, hi), exists) {
+            Boundary::InWindow => window,
+            Boundary::Empty => return Ok(Vec::new()),
+            Boundary::Search(search) => {
+                let count = self.locate(search).await?;
+                match paging::below_range(count, limit) {
+                    Some((lo, hi)) => self.fetch_seq(lo, hi).await?,
+                    None => return Ok(Vec::new()),
+                }
             }
         };
         self.fill_down(have, anchor, limit).await
@@ -673,30 +626,17 @@ impl Connection {
         exists: u32,
     ) -> Result<Vec<Fetched>> {
         let anchor = cursor.anchor_uid;
-        let hint = cursor.position.clamp(1, exists);
-        let lo = hint;
-        let hi = hint.saturating_add(limit).min(exists);
+        let (lo, hi) = paging::above_window(cursor.position, limit, exists);
         let window = self.fetch_seq(lo, hi).await?;
-        let bottom_is_at_or_below = window
-            .iter()
-            .min_by_key(|f| f.seq)
-            .is_some_and(|f| f.uid <= anchor);
-        let all_at_or_below = window.iter().all(|f| f.uid <= anchor);
-        // `locate(anchor + 1, ..)` counts messages with UID <= anchor.
-        let bound = anchor.saturating_add(1);
-        let boundary = if !bottom_is_at_or_below && lo > 1 {
-            Some(self.locate(bound, 0, lo).await?)
-        } else if all_at_or_below && hi < exists {
-            Some(self.locate(bound, hi, exists + 1).await?)
-        } else {
-            None
-        };
-        let have = match boundary {
-            None => window,
-            Some(b) if b >= exists => return Ok(Vec::new()),
-            Some(b) => {
-                self.fetch_seq(b + 1, b.saturating_add(limit).min(exists))
-                    .await?
+        let have = match paging::above_boundary(&seq_uids(&window), anchor, (lo, hi), exists) {
+            Boundary::InWindow => window,
+            Boundary::Empty => return Ok(Vec::new()),
+            Boundary::Search(search) => {
+                let count = self.locate(search).await?;
+                match paging::above_range(count, limit, exists) {
+                    Some((lo, hi)) => self.fetch_seq(lo, hi).await?,
+                    None => return Ok(Vec::new()),
+                }
             }
         };
         self.fill_up(have, anchor, limit, exists).await

@@ -11,6 +11,7 @@ pub mod mailboxes;
 pub mod messages;
 mod meter;
 pub mod mutations;
+mod paging;
 pub mod pool;
 pub mod sasl;
 pub mod state;
