@@ -283,6 +283,18 @@ pub fn decode_address_list(list: Option<&Vec<imap_proto::Address<'_>>>) -> Vec<A
     addresses
 }
 
+// The encoded-word and date decoders below are written here, not taken from mail-parser
+// (which the bridge uses for charsets, `decode_charset`, and for whole messages): run over the
+// unit vectors and every unstructured field and Date of `tests/corpus/realworld`, mail-parser
+// 0.11 agrees on 217 of 241 texts and 217 of 229 dates, and where it differs it is wrong for a
+// reader. It splits characters cut across adjacent encoded words into U+FFFD, decodes a `B`
+// word that is not base64 into noise, drops a `Q` word's trailing `=`, reads undeclared 8-bit
+// bytes as U+FFFD instead of windows-1252, puts spaces inside `(…)` around encoded words
+// (RFC 2047 §8), keeps trailing white space; and for dates it refuses three-digit years,
+// asctime, full month names, RFC 3339, a leap second and a missing zone, and takes
+// 31 February for 2 March. `mail_parser_is_kept_out_where_it_is_wrong` below shows each, and
+// fails once a mail-parser release gets them right.
+
 /// Decodes unstructured header text (RFC 5322 §2.2.1): RFC 2047 encoded words become
 /// UTF-8, folding line breaks are removed (with the whitespace after them collapsed to one
 /// space), and the result is trimmed.
@@ -787,6 +799,81 @@ pub(crate) mod tests {
 
     fn decode(raw: &str) -> String {
         decode_header_text(raw.as_bytes())
+    }
+
+    /// The cases where mail-parser's decoders give another answer than the hand-written ones
+    /// (see the comment above `decode_header_text`): each expected answer is what a mail
+    /// reader should show, the hand-written decoder gives it, and mail-parser does not. When
+    /// this fails because mail-parser now agrees, its decoder can replace ours for that case.
+    #[test]
+    fn mail_parser_is_kept_out_where_it_is_wrong() {
+        use mail_parser::HeaderValue;
+        use mail_parser::parsers::MessageStream;
+        let mail_parser_text = |raw: &[u8]| {
+            let line = [raw, b"\r\n"].concat();
+            match MessageStream::new(&line).parse_unstructured() {
+                HeaderValue::Text(text) => Some(text.into_owned()),
+                _ => None,
+            }
+        };
+        let texts: [(&[u8], &str); 7] = [
+            (
+                b"=?UTF-8?B?4oI=?= =?UTF-8?B?rCByYXRlcw==?=",
+                "\u{20ac} rates",
+            ),
+            (b"=?UTF-8?B?not base64?=", "=?UTF-8?B?not base64?="),
+            (b"=?UTF-8?Q?50=?=", "50="),
+            (
+                b"Gr\xfc\xdfe von Heinz M\xfcller",
+                "Gr\u{fc}\u{df}e von Heinz M\u{fc}ller",
+            ),
+            (b"(=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?=)", "(ab)"),
+            (b"Re:=?UTF-8?Q?Caf=C3=A9?=", "Re:Caf\u{e9}"),
+            (b"=?UTF-8?Q?word_=C3=A9=20?=", "word \u{e9}"),
+        ];
+        for (raw, expected) in texts {
+            assert_eq!(decode_header_text(raw), expected, "{raw:?}");
+            assert_ne!(mail_parser_text(raw).as_deref(), Some(expected), "{raw:?}");
+        }
+        let mail_parser_date = |raw: &str| {
+            let line = format!("{raw}\r\n");
+            match MessageStream::new(line.as_bytes()).parse_date() {
+                HeaderValue::DateTime(date) if date.is_valid() => {
+                    DateTime::from_timestamp(date.to_timestamp(), 0).map(to_rfc3339_utc)
+                }
+                _ => None,
+            }
+        };
+        let dates = [
+            (
+                "Fri, 1 Mar 124 10:15:00 +0000",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            ("Fri Mar  1 10:15:00 2024", Some("2024-03-01T10:15:00Z")),
+            (
+                "Friday, 1 March 2024 10:15:00 +0000",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            (
+                "Sun, 31 Dec 2023 23:59:60 +0000",
+                Some("2023-12-31T23:59:59Z"),
+            ),
+            ("2024-03-01T11:15:00+01:00", Some("2024-03-01T10:15:00Z")),
+            (
+                "Fri, 01-Mar-2024 10:15:00 -0000",
+                Some("2024-03-01T10:15:00Z"),
+            ),
+            ("Fri, 1 Mar 2024 10:15:00", Some("2024-03-01T10:15:00Z")),
+            ("Fri, 31 Feb 2024 10:15:00 +0000", None),
+        ];
+        for (raw, expected) in dates {
+            assert_eq!(
+                parse_rfc2822_date(raw.as_bytes()).as_deref(),
+                expected,
+                "{raw:?}"
+            );
+            assert_ne!(mail_parser_date(raw).as_deref(), expected, "{raw:?}");
+        }
     }
 
     fn imap_address<'a>(
