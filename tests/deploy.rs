@@ -3,9 +3,10 @@
 //!
 //! No container engine runs where the tests run, so each piece is proven where it can be: the
 //! binary runs with exactly the image's environment and HEALTHCHECK against a real Dovecot; the
-//! demo's Dovecot runs from its own configuration and start script, and the bridge lists the
-//! mail that script seeded; the YAML is parsed (PyYAML from `.venv-tools`) and checked against
-//! the image and against itself, and the binary starts with the ConfigMap's settings.
+//! demo's Dovecot runs from its own configuration and start script, the bridge lists the mail
+//! that script seeded, and the README's walk-through runs on it as written; the YAML is parsed
+//! (PyYAML from `.venv-tools`) and checked against the image and against itself, and the binary
+//! starts with the ConfigMap's settings.
 
 mod common;
 
@@ -594,6 +595,14 @@ async fn the_compose_demo_dovecot_runs_from_its_own_files_and_the_bridge_lists_i
         (&json!("2"), &json!("invoice-2026-11.csv")),
         "the invoice's text points at attachments/2"
     );
+    // The README's walk-through works on this mail too, exactly as written.
+    let walkthrough_base = base.clone();
+    let walked = tokio::task::spawn_blocking(move || common::walkthrough::run(&walkthrough_base))
+        .await
+        .expect("walk-through thread");
+    if let Err(why) = walked {
+        panic!("the README's walk-through fails on the compose demo: {why}");
+    }
     assert!(bridge.stop().success(), "{}", bridge.stderr());
 }
 

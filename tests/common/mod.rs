@@ -11,3 +11,4 @@ pub mod oauth;
 pub mod process;
 pub mod servers;
 pub mod tools;
+pub mod walkthrough;
