@@ -3,6 +3,7 @@ pub mod bridge;
 pub mod capture;
 pub mod corpus;
 pub mod cyrus;
+pub mod demo_mail;
 pub mod dovecot;
 pub mod faulty_proxy;
 pub mod fidelity;

@@ -1,20 +1,25 @@
-//! The README's walk-through ("Try it with curl"), run exactly as written against a bridge.
+//! The README's walk-through ("Try it with curl"), run exactly as written against a bridge and
+//! held to what the README says each step shows.
 //!
-//! `scripts/demo` prints the walk-through, and two runs check it: the demo's smoke run
-//! (`examples/demo.rs --smoke`, part of `scripts/test`) against a fresh copy of the demo mailbox,
-//! and `tests/deploy.rs` against the compose demo's Dovecot. The text is the README's own, taken
-//! from every `sh` block of its "Try it with curl" section; the one change made to it is the
-//! bridge's address in its `B=` line, as the demo prints it when it listens elsewhere.
+//! The text is the README's own, taken from the `sh` blocks of its "Try it with curl" section;
+//! the one change made to it is the bridge's address in its `B=` line, as `scripts/demo` prints
+//! it. [`run`] runs that text with bash (`-eu -o pipefail`) in a scratch directory that holds
+//! the repository's `examples/` (the walk-through uploads `examples/draft.eml` and saves an
+//! attachment where it runs), with `B` pointing at a recording proxy in front of the bridge. It
+//! fails when bash fails or writes to stderr, when any response is not 2xx or is a problem
+//! report, or when the number of requests is not the number of `curl` commands in the text
+//! (each curl command makes one request on a connection of its own). [`check`] then holds every
+//! answer to what the README's text and comments promise for it: the invoice found by its
+//! subject has an attachment, the file saved is that attachment under the name the message
+//! gives it, the draft shows up under `created`, and so on.
 //!
-//! [`run`] runs that text with bash (`-eu -o pipefail`) in a scratch directory that holds the
-//! repository's `examples/` (the walk-through reads `examples/draft.eml` and saves an attachment
-//! where it runs), with `B` pointing at a recording proxy in front of the bridge. It fails
-//! when bash fails, when any response is not 2xx or 304 or is an `application/problem+json`
-//! problem, or when the number of requests is not the number of `curl` commands in the text
-//! (each curl command makes one request on a connection of its own).
+//! Three runs use it: `tests/readme.rs` on the demo's mail (`demo_mail.rs`) on a private
+//! Dovecot, the demo's smoke run (`scripts/demo --smoke`, part of `scripts/test`), and
+//! `tests/deploy.rs` on the compose demo's Dovecot and mail.
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -24,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 /// The README, as this build was compiled with it.
 const README: &str = include_str!("../../README.md");
 /// The heading of the walk-through's section.
@@ -32,6 +39,13 @@ const SECTION: &str = "## Try it with curl";
 const BASE_LINE: &str = "B=http://127.0.0.1:8080";
 /// Longest time the whole walk-through may take.
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// Most bytes kept of one request or one response; the walk-through's are far smaller.
+const MAX_KEPT: usize = 16 * 1024 * 1024;
+/// The mailbox the walk-through creates, and its name as one path segment.
+const NEW_MAILBOX: &str = "Projekte/Überblick";
+const NEW_MAILBOX_SEGMENT: &str = "Projekte%2F%C3%9Cberblick";
+/// The subject of `examples/draft.eml`, decoded.
+const DRAFT_SUBJECT: &str = "Überblick für Donnerstag";
 
 /// The walk-through as the README writes it: its `sh` blocks, in order, one after the other.
 pub fn script() -> Result<String, String> {
@@ -66,29 +80,111 @@ pub fn script() -> Result<String, String> {
     Ok(script)
 }
 
-/// The walk-through for a bridge at `base` (`http://host:port`).
+/// The walk-through for a bridge at `base` (`http://host:port`), as the demo prints it.
 pub fn script_for(base: &str) -> Result<String, String> {
     Ok(script()?.replacen(BASE_LINE, &format!("B={base}"), 1))
 }
 
-/// One request the walk-through made, as the recording proxy saw it.
+/// One request the walk-through made and its answer, as the recording proxy saw them.
 #[derive(Debug, Clone, Default)]
 pub struct Exchange {
-    /// The request line, e.g. `GET /v1/mailboxes HTTP/1.1`.
-    pub request: String,
-    /// The final status code; `None` when no response head came back.
+    /// The request's method.
+    pub method: String,
+    /// The request's target: path and query, as sent.
+    pub target: String,
+    /// The request's body.
+    pub request_body: Vec<u8>,
+    /// The final response's status; `None` when no response head came back.
     pub status: Option<u16>,
-    /// The response's media type, lower case, without parameters.
-    pub content_type: Option<String>,
+    /// The final response's header fields, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The response's body, without chunked framing.
+    pub body: Vec<u8>,
 }
 
 impl Exchange {
-    /// A success: 2xx, or 304 for a conditional request, and not a problem report.
+    /// Reads one connection's bytes: a request, and interim responses before the final one.
+    fn parse(request: &[u8], response: &[u8]) -> Self {
+        let mut exchange = Exchange::default();
+        if let Some((head, body)) = split_head(request) {
+            let mut words = head.lines().next().unwrap_or_default().split(' ');
+            exchange.method = words.next().unwrap_or_default().to_owned();
+            exchange.target = words.next().unwrap_or_default().to_owned();
+            let length = content_length(&parse_fields(&head)).unwrap_or(body.len());
+            exchange.request_body = body[..length.min(body.len())].to_vec();
+        }
+        let mut rest = response;
+        while let Some((head, body)) = split_head(rest) {
+            let status = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse::<u16>().ok());
+            rest = body;
+            // Interim 1xx heads (100 Continue) come before the final one.
+            if status.is_some_and(|s| (100..200).contains(&s)) {
+                continue;
+            }
+            exchange.status = status;
+            exchange.headers = parse_fields(&head);
+            exchange.body = if exchange
+                .header("transfer-encoding")
+                .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+            {
+                dechunk(body)
+            } else {
+                let length = content_length(&exchange.headers).unwrap_or(body.len());
+                body[..length.min(body.len())].to_vec()
+            };
+            break;
+        }
+        exchange
+    }
+
+    /// The target's path.
+    pub fn path(&self) -> &str {
+        self.target
+            .split_once('?')
+            .map_or(self.target.as_str(), |(path, _)| path)
+    }
+
+    /// The target's query, empty without one.
+    pub fn query(&self) -> &str {
+        self.target.split_once('?').map_or("", |(_, query)| query)
+    }
+
+    /// The value of the response's header field `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The response's media type, lower case, without parameters.
+    pub fn media_type(&self) -> Option<String> {
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    /// A success: 2xx, and not a problem report.
     pub fn succeeded(&self) -> bool {
-        let status_ok = self
-            .status
-            .is_some_and(|s| (200..300).contains(&s) || s == 304);
-        status_ok && self.content_type.as_deref() != Some("application/problem+json")
+        self.status.is_some_and(|s| (200..300).contains(&s))
+            && self.media_type().as_deref() != Some("application/problem+json")
+    }
+
+    /// The response's body as JSON; `null` when it is none.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// `METHOD target`.
+    pub fn request(&self) -> String {
+        format!("{} {}", self.method, self.target)
     }
 }
 
@@ -99,6 +195,8 @@ pub struct Report {
     pub exchanges: Vec<Exchange>,
     /// What the walk-through printed.
     pub stdout: String,
+    /// The files the walk-through left in the directory it ran in, by name.
+    pub files: BTreeMap<String, Vec<u8>>,
 }
 
 /// Runs the README's walk-through against the bridge at `base` (`http://127.0.0.1:port`).
@@ -107,7 +205,7 @@ pub fn run(base: &str) -> Result<Report, String> {
 }
 
 /// Runs `script`, a walk-through that sets `B` as [`BASE_LINE`] does, against the bridge at
-/// `base`, and checks every request it made. Blocks until the script ends.
+/// `base`, and checks that every request it made succeeded. Blocks until the script ends.
 pub fn run_script(base: &str, script: &str) -> Result<Report, String> {
     let upstream: SocketAddr = base
         .strip_prefix("http://")
@@ -123,37 +221,442 @@ pub fn run_script(base: &str, script: &str) -> Result<Report, String> {
     let outcome = run_bash(dir.path(), &script);
     let exchanges = proxy.stop();
     let (stdout, stderr) = outcome?;
-    let tail = |text: &str| {
-        let chars: Vec<char> = text.chars().collect();
-        chars[chars.len().saturating_sub(1500)..]
-            .iter()
-            .collect::<String>()
-    };
     if let Some(failed) = exchanges.iter().find(|e| !e.succeeded()) {
         return Err(format!(
-            "the walk-through's request `{}` was answered {} ({}); its output ends with:\n{}",
-            failed.request,
+            "the walk-through's request `{}` was answered {} ({}): {}",
+            failed.request(),
             failed
                 .status
                 .map_or_else(|| "with nothing".to_owned(), |s| s.to_string()),
-            failed.content_type.as_deref().unwrap_or("no content type"),
-            tail(&stdout)
+            failed.media_type().as_deref().unwrap_or("no content type"),
+            excerpt(&failed.body)
         ));
     }
     if exchanges.len() != expected {
         return Err(format!(
             "the walk-through has {expected} curl commands but made {} requests: {:?}",
             exchanges.len(),
-            exchanges.iter().map(|e| &e.request).collect::<Vec<_>>()
+            exchanges.iter().map(Exchange::request).collect::<Vec<_>>()
         ));
     }
     if !stderr.trim().is_empty() {
         return Err(format!(
             "the walk-through wrote to stderr:\n{}",
-            tail(&stderr)
+            excerpt(stderr.as_bytes())
         ));
     }
-    Ok(Report { exchanges, stdout })
+    let mut files = BTreeMap::new();
+    for entry in std::fs::read_dir(dir.path()).map_err(|e| format!("scratch directory: {e}"))? {
+        let entry = entry.map_err(|e| format!("scratch directory: {e}"))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let content = std::fs::read(entry.path()).map_err(|e| format!("saved file: {e}"))?;
+            files.insert(entry.file_name().to_string_lossy().into_owned(), content);
+        }
+    }
+    Ok(Report {
+        exchanges,
+        stdout,
+        files,
+    })
+}
+
+/// What the walk-through showed that depends on the mail it ran on, for the caller to check.
+#[derive(Debug)]
+pub struct Shown {
+    /// The invoice found by its subject, as the message view answered it.
+    pub invoice: Value,
+    /// The name the attachment was saved under, and the saved bytes.
+    pub saved_file: (String, Vec<u8>),
+    /// The UID the draft got in Drafts.
+    pub draft_uid: u64,
+}
+
+/// Holds every answer of `report` to what the README says its step shows. Every request must
+/// belong to one of the steps below, and every step must have been taken: a step added to the
+/// README needs its promise checked here, and one taken out must go from here too.
+pub fn check(report: &Report) -> Result<Shown, String> {
+    let mut c = Claims::new(&report.exchanges);
+    const INBOX: &str = "/v1/mailboxes/INBOX/messages";
+    const DRAFTS: &str = "/v1/mailboxes/Drafts/messages";
+
+    for ex in c.step("log in", "POST", |p, _| p == "/v1/auth/login") {
+        let body = ex.json();
+        c.claim(
+            ex,
+            body["access_token"].is_string() && body["token_type"] == "Bearer",
+            "a bearer token",
+        );
+    }
+
+    for ex in c.step("list the mailboxes", "GET", |p, q| {
+        p == "/v1/mailboxes" && q.is_empty()
+    }) {
+        let list = array(&ex.json()["mailboxes"]);
+        let roles: BTreeSet<&str> = list
+            .iter()
+            .filter_map(|m| m["special_use"].as_str())
+            .collect();
+        c.claim(
+            ex,
+            ["inbox", "drafts", "trash"]
+                .iter()
+                .all(|r| roles.contains(r))
+                && list
+                    .iter()
+                    .all(|m| m["total"].is_u64() && m["unseen"].is_u64()),
+            "the folders with their roles (inbox, drafts, trash among them) and counts",
+        );
+    }
+
+    let mut first_page: Vec<u64> = Vec::new();
+    let mut cursor = None;
+    for ex in c.step("list INBOX's first three messages", "GET", |p, q| {
+        p == INBOX && q == "limit=3"
+    }) {
+        let page = ex.json();
+        first_page = uids(&page);
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        c.claim(
+            ex,
+            first_page.len() == 3 && descending(&first_page) && cursor.is_some(),
+            "three messages, newest first, and a next_cursor",
+        );
+    }
+    for ex in c.step("list the next page", "GET", |p, q| {
+        p == INBOX && q.starts_with("limit=3&cursor=")
+    }) {
+        let next = uids(&ex.json());
+        c.claim(
+            ex,
+            ex.query().strip_prefix("limit=3&cursor=") == cursor.as_deref(),
+            "the next_cursor the first page gave",
+        );
+        c.claim(
+            ex,
+            !next.is_empty()
+                && descending(&next)
+                && next.iter().all(|uid| first_page.iter().all(|f| uid < f)),
+            "the messages that follow the first page",
+        );
+    }
+    for ex in c.step("list unread mail by date", "GET", |p, q| {
+        p == INBOX && q == "unseen=true&sort=date"
+    }) {
+        let messages = array(&ex.json()["messages"]);
+        let dates: Vec<&str> = messages.iter().filter_map(|m| m["date"].as_str()).collect();
+        c.claim(
+            ex,
+            !messages.is_empty()
+                && messages.iter().all(|m| !has_flag(m, "\\Seen"))
+                && dates.windows(2).all(|w| w[0] >= w[1]),
+            "unread messages only, the latest Date header first",
+        );
+    }
+    for ex in c.step("filter by sender and day", "GET", |p, q| {
+        p == INBOX && q == "from=M%C3%BCller&since=2024-01-01"
+    }) {
+        let messages = array(&ex.json()["messages"]);
+        c.claim(
+            ex,
+            !messages.is_empty()
+                && messages.iter().all(|m| {
+                    array(&m["from"]).iter().any(|a| {
+                        a["name"].as_str().unwrap_or_default().contains("Müller")
+                            || a["address"].as_str().unwrap_or_default().contains("Müller")
+                    }) && m["received_at"].as_str() >= Some("2024-01-01")
+                }),
+            "messages from Müller, received since 2024-01-01",
+        );
+    }
+
+    let mut invoice_uid = None;
+    let mut invoice_subject = String::new();
+    for ex in c.step("find the invoice by its subject", "GET", |p, q| {
+        p == INBOX && q == "subject=Invoice&limit=1"
+    }) {
+        let messages = array(&ex.json()["messages"]);
+        let found = messages.first().cloned().unwrap_or_default();
+        invoice_uid = found["uid"].as_u64();
+        invoice_subject = found["subject"].as_str().unwrap_or_default().to_owned();
+        c.claim(
+            ex,
+            messages.len() == 1
+                && invoice_subject.starts_with("Invoice")
+                && found["has_attachments"] == true,
+            "one message: an invoice with an attachment",
+        );
+    }
+    let invoice = format!("{INBOX}/{}", invoice_uid.unwrap_or(0));
+    let mut view = Value::Null;
+    let mut attachment: Option<(String, u64)> = None;
+    for ex in c.step("open the invoice", "GET", |p, q| {
+        p == invoice && q.is_empty()
+    }) {
+        view = ex.json();
+        let second = array(&view["attachments"])
+            .into_iter()
+            .find(|a| a["part_id"] == "2");
+        attachment = second
+            .as_ref()
+            .and_then(|a| Some((a["filename"].as_str()?.to_owned(), a["size"].as_u64()?)));
+        c.claim(
+            ex,
+            !array(&view["headers"]).is_empty()
+                && view["text"].is_string()
+                && view.get("html").is_some()
+                && attachment.is_some(),
+            "its headers, text, html and attachments, part 2 among them with a file name",
+        );
+    }
+    let mut saved_file = (String::new(), Vec::new());
+    for ex in c.step("save the invoice's attachment", "GET", |p, q| {
+        p == format!("{invoice}/attachments/2") && q.is_empty()
+    }) {
+        let Some((name, size)) = &attachment else {
+            continue;
+        };
+        c.claim(
+            ex,
+            ex.header("content-disposition")
+                .is_some_and(|d| d.contains(&format!("filename=\"{name}\""))),
+            &format!("the file name {name:?}"),
+        );
+        c.claim(
+            ex,
+            ex.body.len() as u64 == *size,
+            &format!("the {size} bytes the message view announced"),
+        );
+        let saved = report.files.get(name);
+        c.claim(
+            ex,
+            saved == Some(&ex.body) && report.files.len() == 1,
+            &format!(
+                "to be saved as {name:?} and nothing else; the walk-through left {:?}",
+                report.files.keys().collect::<Vec<_>>()
+            ),
+        );
+        saved_file = (name.clone(), saved.cloned().unwrap_or_default());
+    }
+    for ex in c.step("read the invoice's first KiB", "GET", |p, q| {
+        p == format!("{invoice}/raw") && q.is_empty()
+    }) {
+        let head = String::from_utf8_lossy(&ex.body);
+        // `bytes 0-<last>/<size>`: the first KiB, or all of a smaller message.
+        let range = ex
+            .header("content-range")
+            .and_then(|r| r.strip_prefix("bytes 0-"))
+            .and_then(|r| r.split_once('/'))
+            .and_then(|(last, size)| {
+                Some((last.parse::<usize>().ok()?, size.parse::<usize>().ok()?))
+            });
+        c.claim(
+            ex,
+            ex.status == Some(206)
+                && range.is_some_and(|(last, size)| {
+                    last + 1 == size.min(1024) && ex.body.len() == last + 1
+                })
+                && head.contains(&format!("Subject: {invoice_subject}")),
+            "206 with the message's first 1,024 bytes (or all of a smaller one), its Subject field among them",
+        );
+    }
+
+    let mut state = None;
+    for ex in c.step("take Drafts' state", "GET", |p, q| {
+        p == DRAFTS && q == "limit=1"
+    }) {
+        state = ex.json()["state"].as_str().map(str::to_owned);
+        c.claim(ex, state.is_some(), "a state");
+    }
+    let mut draft_uid = None;
+    for ex in c.step("store the draft", "POST", |p, q| {
+        p == DRAFTS && q == "flags=%5CDraft"
+    }) {
+        let draft = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/draft.eml"))
+            .unwrap_or_default();
+        draft_uid = ex.json()["uid"].as_u64();
+        c.claim(
+            ex,
+            ex.status == Some(201) && ex.request_body == draft && draft_uid.is_some(),
+            "examples/draft.eml sent as it is, and 201 with the draft's UID",
+        );
+    }
+    let draft = format!("{DRAFTS}/{}", draft_uid.unwrap_or(0));
+    for ex in c.step("flag the draft", "PATCH", |p, _| {
+        p == format!("{draft}/flags")
+    }) {
+        let flags = ex.json();
+        c.claim(
+            ex,
+            has_flag(&flags, "\\Flagged") && has_flag(&flags, "\\Draft"),
+            "the draft's flags: \\Draft and now \\Flagged",
+        );
+    }
+    for ex in c.step("ask what changed in Drafts", "GET", |p, _| {
+        p == "/v1/mailboxes/Drafts/changes"
+    }) {
+        c.claim(
+            ex,
+            state
+                .as_deref()
+                .is_some_and(|s| ex.query() == format!("since={s}")),
+            "since the state taken before",
+        );
+        c.claim(
+            ex,
+            array(&ex.json()["created"])
+                .iter()
+                .any(|uid| uid.as_u64() == draft_uid),
+            "the draft under \"created\"",
+        );
+    }
+    for ex in c.step("create a folder", "POST", |p, _| p == "/v1/mailboxes") {
+        c.claim(
+            ex,
+            ex.status == Some(201) && ex.json()["name"] == NEW_MAILBOX,
+            &format!("201 with the name {NEW_MAILBOX:?}"),
+        );
+    }
+    let mut copy_uid = None;
+    for ex in c.step("copy the draft into it", "POST", |p, _| {
+        p == "/v1/mailboxes/Drafts/copy"
+    }) {
+        let results = array(&ex.json()["results"]);
+        copy_uid = results.first().and_then(|r| r["new_uid"].as_u64());
+        c.claim(
+            ex,
+            results.len() == 1 && results[0]["uid"].as_u64() == draft_uid && copy_uid.is_some(),
+            "the draft's UID and its copy's",
+        );
+    }
+    let folder = format!("/v1/mailboxes/{NEW_MAILBOX_SEGMENT}");
+    for ex in c.step("list the new folder", "GET", |p, _| {
+        p == format!("{folder}/messages")
+    }) {
+        let messages = array(&ex.json()["messages"]);
+        c.claim(
+            ex,
+            messages.len() == 1
+                && messages[0]["uid"].as_u64() == copy_uid
+                && messages[0]["subject"] == DRAFT_SUBJECT,
+            &format!("the copy alone, subject {DRAFT_SUBJECT:?}"),
+        );
+    }
+    for ex in c.step("delete the draft", "DELETE", |p, _| p == draft) {
+        c.claim(ex, ex.status == Some(204), "204");
+    }
+    for ex in c.step("delete the folder", "DELETE", |p, _| p == folder) {
+        c.claim(ex, ex.status == Some(204), "204");
+    }
+    for ex in c.step("log out", "POST", |p, _| p == "/v1/auth/logout") {
+        c.claim(ex, ex.status == Some(204), "204");
+    }
+
+    c.finish()?;
+    Ok(Shown {
+        invoice: view,
+        saved_file,
+        draft_uid: draft_uid.unwrap_or(0),
+    })
+}
+
+/// The promises [`check`] found broken, and which requests no step accounted for.
+struct Claims<'r> {
+    exchanges: &'r [Exchange],
+    accounted: Vec<bool>,
+    broken: Vec<String>,
+}
+
+impl<'r> Claims<'r> {
+    fn new(exchanges: &'r [Exchange]) -> Self {
+        Claims {
+            exchanges,
+            accounted: vec![false; exchanges.len()],
+            broken: Vec::new(),
+        }
+    }
+
+    /// The requests of step `what`: `method` on a target whose path and query `matches`. A
+    /// step that made no request is a broken promise too.
+    fn step(
+        &mut self,
+        what: &str,
+        method: &str,
+        matches: impl Fn(&str, &str) -> bool,
+    ) -> Vec<&'r Exchange> {
+        let mut taken = Vec::new();
+        for (i, ex) in self.exchanges.iter().enumerate() {
+            if !self.accounted[i] && ex.method == method && matches(ex.path(), ex.query()) {
+                self.accounted[i] = true;
+                taken.push(ex);
+            }
+        }
+        if taken.is_empty() {
+            self.broken
+                .push(format!("the walk-through no longer does this: {what}"));
+        }
+        taken
+    }
+
+    /// Notes a broken promise when `kept` is false.
+    fn claim(&mut self, ex: &Exchange, kept: bool, promise: &str) {
+        if !kept {
+            self.broken.push(format!(
+                "`{}` should answer {promise}; it answered {}: {}",
+                ex.request(),
+                ex.status.unwrap_or(0),
+                excerpt(&ex.body)
+            ));
+        }
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        for (ex, accounted) in self.exchanges.iter().zip(&self.accounted) {
+            if !accounted {
+                self.broken.push(format!(
+                    "`{}` belongs to no step that tests/common/walkthrough.rs checks",
+                    ex.request()
+                ));
+            }
+        }
+        if self.broken.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the README's walk-through does not show what it says:\n- {}",
+                self.broken.join("\n- ")
+            ))
+        }
+    }
+}
+
+fn array(value: &Value) -> Vec<Value> {
+    value.as_array().cloned().unwrap_or_default()
+}
+
+fn uids(page: &Value) -> Vec<u64> {
+    array(&page["messages"])
+        .iter()
+        .filter_map(|m| m["uid"].as_u64())
+        .collect()
+}
+
+fn descending(uids: &[u64]) -> bool {
+    uids.windows(2).all(|w| w[0] > w[1])
+}
+
+/// Whether `value`'s `flags` hold `flag`.
+fn has_flag(value: &Value, flag: &str) -> bool {
+    array(&value["flags"]).iter().any(|f| f == flag)
+}
+
+/// The start of `bytes`, as text, for error messages.
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out: String = text.chars().take(600).collect();
+    if out.len() < text.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// Runs `script` with bash in `dir`; stdout and stderr when it exits 0 in time.
@@ -225,11 +728,60 @@ fn curl_commands(script: &str) -> usize {
         .sum()
 }
 
-/// A loopback HTTP proxy that forwards bytes untouched and notes, per connection, the request
-/// line and the final response's status and media type.
+/// `bytes` split after its head (up to the blank line): the head as text, and what follows.
+fn split_head(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((
+        String::from_utf8_lossy(&bytes[..end]).into_owned(),
+        &bytes[end + 4..],
+    ))
+}
+
+/// The header fields of a head (its first line left out), names in lower case.
+fn parse_fields(head: &str) -> Vec<(String, String)> {
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect()
+}
+
+fn content_length(fields: &[(String, String)]) -> Option<usize> {
+    fields
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
+}
+
+/// A chunked body's content (RFC 9112 §7.1); what arrived of it when it was cut short.
+fn dechunk(mut bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(line_end) = bytes.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&bytes[..line_end]);
+        let Ok(size) = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            break;
+        };
+        bytes = &bytes[line_end + 2..];
+        if size == 0 {
+            break;
+        }
+        let take = size.min(bytes.len());
+        out.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        bytes = bytes.strip_prefix(b"\r\n").unwrap_or(bytes);
+    }
+    out
+}
+
+/// The bytes of one proxied connection: what the client sent, what the bridge answered.
+type Recording = Arc<Mutex<(Vec<u8>, Vec<u8>)>>;
+
+/// A loopback HTTP proxy that forwards bytes untouched and keeps, per connection, what went
+/// each way.
 struct Recorder {
     addr: SocketAddr,
-    exchanges: Arc<Mutex<Vec<Arc<Mutex<Exchange>>>>>,
+    connections: Arc<Mutex<Vec<Recording>>>,
     stopping: Arc<AtomicBool>,
     acceptor: Option<thread::JoinHandle<()>>,
 }
@@ -241,10 +793,10 @@ impl Recorder {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("recording proxy: {e}"))?;
-        let exchanges: Arc<Mutex<Vec<Arc<Mutex<Exchange>>>>> = Arc::default();
+        let connections: Arc<Mutex<Vec<Recording>>> = Arc::default();
         let stopping = Arc::new(AtomicBool::new(false));
         let acceptor = thread::spawn({
-            let exchanges = exchanges.clone();
+            let connections = connections.clone();
             let stopping = stopping.clone();
             move || {
                 for client in listener.incoming() {
@@ -252,27 +804,27 @@ impl Recorder {
                         break;
                     }
                     let Ok(client) = client else { continue };
-                    let exchange = Arc::new(Mutex::new(Exchange::default()));
-                    exchanges.lock().expect("exchanges").push(exchange.clone());
-                    match TcpStream::connect(upstream) {
-                        Ok(server) => forward(client, server, exchange),
-                        Err(e) => {
-                            exchange.lock().expect("exchange").request =
-                                format!("(cannot reach the bridge: {e})");
-                        }
+                    let recording = Recording::default();
+                    connections
+                        .lock()
+                        .expect("connections")
+                        .push(recording.clone());
+                    if let Ok(server) = TcpStream::connect(upstream) {
+                        forward(client, server, recording);
                     }
                 }
             }
         });
         Ok(Recorder {
             addr,
-            exchanges,
+            connections,
             stopping,
             acceptor: Some(acceptor),
         })
     }
 
-    /// Stops accepting and returns what was recorded.
+    /// Stops accepting and returns what was recorded. Every client has ended by then, and each
+    /// byte is recorded before it is passed on, so nothing a client received is missing.
     fn stop(mut self) -> Vec<Exchange> {
         self.stopping.store(true, Ordering::SeqCst);
         // Wakes the acceptor, which then sees the flag.
@@ -280,73 +832,40 @@ impl Recorder {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.join();
         }
-        self.exchanges
+        self.connections
             .lock()
-            .expect("exchanges")
+            .expect("connections")
             .iter()
-            .map(|e| e.lock().expect("exchange").clone())
+            .map(|recording| {
+                let recording = recording.lock().expect("recording");
+                Exchange::parse(&recording.0, &recording.1)
+            })
             .collect()
     }
 }
 
-/// Copies both directions of one connection on two threads, noting its request line and the
-/// head of its final response.
-fn forward(client: TcpStream, server: TcpStream, exchange: Arc<Mutex<Exchange>>) {
+/// Copies both directions of one connection on two threads, recording each.
+fn forward(client: TcpStream, server: TcpStream, recording: Recording) {
     let (Ok(client_reader), Ok(server_writer)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
-    let request = exchange.clone();
+    let requests = recording.clone();
     thread::spawn(move || {
-        let mut head = Vec::new();
         pump(client_reader, server_writer, |bytes| {
-            if !head.contains(&b'\n') {
-                head.extend_from_slice(bytes);
-                if let Some(end) = head.iter().position(|b| *b == b'\n') {
-                    request.lock().expect("exchange").request =
-                        String::from_utf8_lossy(&head[..end]).trim().to_owned();
-                }
-            }
+            keep(&mut requests.lock().expect("recording").0, bytes);
         });
     });
     thread::spawn(move || {
-        let mut head = Vec::new();
-        let mut done = false;
         pump(server, client, |bytes| {
-            if done {
-                return;
-            }
-            head.extend_from_slice(bytes);
-            // Interim 1xx heads (100 Continue) come before the final one.
-            while let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                let text = String::from_utf8_lossy(&head[..end]).into_owned();
-                head.drain(..end + 4);
-                let status = text
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse::<u16>().ok());
-                if status.is_some_and(|s| (100..200).contains(&s)) {
-                    continue;
-                }
-                let content_type = text
-                    .lines()
-                    .filter_map(|line| line.split_once(':'))
-                    .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-type"))
-                    .map(|(_, value)| {
-                        value
-                            .split(';')
-                            .next()
-                            .unwrap_or_default()
-                            .trim()
-                            .to_ascii_lowercase()
-                    });
-                let mut exchange = exchange.lock().expect("exchange");
-                exchange.status = status;
-                exchange.content_type = content_type;
-                done = true;
-                break;
-            }
+            keep(&mut recording.lock().expect("recording").1, bytes);
         });
     });
+}
+
+/// Appends `bytes` to `kept`, up to [`MAX_KEPT`].
+fn keep(kept: &mut Vec<u8>, bytes: &[u8]) {
+    let room = MAX_KEPT.saturating_sub(kept.len());
+    kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
 /// Copies `from` to `to` until either ends, showing each piece to `see` first; then passes the
