@@ -135,6 +135,7 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
             give_up_after: Duration::from_secs(config.watcher_give_up),
         },
         event_ids,
+        std::sync::Arc::new(http::events::JsonFormat),
     );
     Ok(AppState::new(AppInner {
         tokens,

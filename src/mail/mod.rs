@@ -18,6 +18,7 @@
 pub mod address;
 pub mod content;
 pub mod html;
+pub mod part_id;
 pub mod structure;
 pub mod summary;
 pub mod transfer;

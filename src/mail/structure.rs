@@ -29,10 +29,10 @@ use async_imap::imap_proto::{
 };
 
 use super::content::{decode_charset, first_field};
+use super::part_id;
 use super::summary::decode_header_text;
 use super::transfer::{decode_all, decoded_base64_len};
 use super::uuencode;
-use crate::imap::encode::{MAX_PART_ID_NUMBERS, MAX_PART_NUMBER};
 
 /// Bounds on the BODYSTRUCTURE a walk accepts, so that a hostile message costs bounded
 /// time, memory and stack.
@@ -47,7 +47,7 @@ pub struct WalkLimits {
 impl Default for WalkLimits {
     fn default() -> Self {
         Self {
-            max_depth: MAX_PART_ID_NUMBERS,
+            max_depth: part_id::MAX_NUMBERS,
             max_parts: 1000,
         }
     }
@@ -389,7 +389,7 @@ pub fn embedded_files(raw: &[u8], text: &BodyPart) -> Vec<BodyPart> {
             disposition: Some("attachment".to_owned()),
             whole_body: false,
         })
-        .filter(|part| crate::imap::encode::PartId::parse(&part.part_id).is_ok())
+        .filter(|part| part_id::check(&part.part_id).is_ok())
         .collect()
 }
 
@@ -402,17 +402,16 @@ fn section_after(id: &str, before: &str) -> bool {
 /// Sorts a BODYSTRUCTURE's parts into text body, HTML body and attachments.
 ///
 /// Fails when the structure exceeds `limits`; the recursion depth is bounded by
-/// `limits.max_depth`. Every part id it returns is one
-/// [`PartId::parse`](crate::imap::encode::PartId::parse) accepts, so the
-/// caller can fetch and download every part it lists: depths beyond [`MAX_PART_ID_NUMBERS`]
-/// and part counts beyond [`MAX_PART_NUMBER`] count as those limits.
+/// `limits.max_depth`. Every part id it returns is one [`part_id::check`] accepts, so the
+/// caller can fetch and download every part it lists: depths beyond [`part_id::MAX_NUMBERS`]
+/// and part counts beyond [`part_id::MAX_NUMBER`] count as those limits.
 pub fn walk(
     structure: &BodyStructure<'_>,
     limits: &WalkLimits,
 ) -> Result<MessageParts, StructureError> {
     let limits = WalkLimits {
-        max_depth: limits.max_depth.min(MAX_PART_ID_NUMBERS),
-        max_parts: limits.max_parts.min(MAX_PART_NUMBER),
+        max_depth: limits.max_depth.min(part_id::MAX_NUMBERS),
+        max_parts: limits.max_parts.min(part_id::MAX_NUMBER),
     };
     let mut walker = Walker {
         limits: &limits,
@@ -995,7 +994,6 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imap::encode::PartId;
     use async_imap::imap_proto::{AttributeValue, Response};
 
     /// Parses a FETCH response line as a server sends it and walks its BODYSTRUCTURE.
@@ -1609,8 +1607,11 @@ mod tests {
         assert_eq!(longest.len(), 102, "{longest}");
         assert_eq!(longest.split('.').count(), 32);
         for part in &parts.attachments {
-            let id = PartId::parse(&part.part_id).expect("the API takes every listed id");
-            assert_eq!(id.as_str(), part.part_id);
+            assert_eq!(
+                part_id::check(&part.part_id),
+                Ok(()),
+                "the API takes every listed id"
+            );
         }
         // Limits beyond what a part id can name are the part id's limits.
         let generous = WalkLimits {

@@ -22,15 +22,20 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod payload;
+
+pub use payload::JsonFormat;
+use payload::{
+    AuthExpiredEvent, MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent, MessageNewEvent,
+    StreamEndEvent,
+};
+
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::AuthUser;
 use super::schema::MailboxNameSchema;
 use crate::auth::TokenClaims;
-use crate::events::{
-    AuthExpiredEvent, Ending, MailboxResetEvent, MessageExpungedEvent, MessageFlagsEvent,
-    MessageNewEvent, StreamEndEvent, SubscribeError,
-};
+use crate::events::{Ending, SubscribeError};
 use crate::imap::encode::MailboxName;
 use crate::imap::{ImapError, UserKey};
 use crate::telemetry::names;
