@@ -8,38 +8,37 @@
 //!   realistic test corpus plus 2,000 older bulk messages (a marker file remembers this, so your
 //!   changes survive a restart; delete the directory to start over);
 //! * serves the bridge on `IMAP_BRIDGE_LISTEN` (default `127.0.0.1:8080`) over TLS to that
-//!   Dovecot, prints where to point a browser and a curl walk-through, and runs until Ctrl-C or
-//!   SIGTERM, then stops the bridge and Dovecot.
+//!   Dovecot, prints where to point a browser and the README's walk-through ("Try it with
+//!   curl") with the address it listens on, and runs until Ctrl-C or SIGTERM, then stops the
+//!   bridge and Dovecot.
 //!
 //! Every other `IMAP_BRIDGE_*` setting is honoured too, except the IMAP server, which is always
 //! the demo's own. `IMAP_BRIDGE_JWT_SECRET` defaults to a fixed demo secret, so tokens survive a
 //! restart of the demo, and `IMAP_BRIDGE_SHUTDOWN_DELAY` to 0, since no load balancer needs it.
 //!
 //! `--smoke` (or `DEMO_SMOKE=1`) proves the demo works without touching the demo data: it runs
-//! everything against a throw-away Dovecot on an ephemeral port, walks through the same requests
-//! the printed walk-through shows, prints `demo smoke ok` and exits.
+//! everything against a throw-away Dovecot seeded the same way, on an ephemeral port, runs the
+//! README's walk-through there exactly as written and checks every answer against what the
+//! README says it shows (`tests/common/walkthrough.rs`), prints `demo smoke ok` and exits.
 
 #[path = "../tests/common/corpus.rs"]
 mod corpus;
+#[path = "../tests/common/demo_mail.rs"]
+mod demo_mail;
 #[path = "../tests/common/dovecot.rs"]
 mod dovecot;
+#[path = "../tests/common/walkthrough.rs"]
+mod walkthrough;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, bail};
 use dovecot::{Dovecot, DovecotOptions};
 use imap_bridge::config::{Config, Security};
-use serde_json::Value;
 use tokio::net::TcpListener;
 
-/// The demo user and password.
-const USER: &str = "demo";
-const PASSWORD: &str = "demo-password";
-/// Bulk messages seeded below the realistic corpus.
-const BULK_MESSAGES: u32 = 2_000;
 /// Signing key used when `IMAP_BRIDGE_JWT_SECRET` is not set. Public, so only for the demo.
 const DEMO_JWT_SECRET: &str = "imap-bridge-demo-secret-do-not-use-in-production";
 /// Written once the mailbox has been seeded.
@@ -89,37 +88,14 @@ fn mail_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(format!("/tmp/imap-bridge-demo-{uid}")))
 }
 
-/// Creates the demo user and seeds the mailbox, each only if not done before.
+/// Creates the demo user and seeds the mailbox, unless that was done before.
 fn prepare_mail(dovecot: &Dovecot) {
-    if !dovecot.dir().join("passwd").join(USER).exists() {
-        dovecot.add_user(USER, PASSWORD);
-    }
     let marker = dovecot.dir().join(SEEDED_MARKER);
     if marker.exists() {
         return;
     }
     println!("Seeding the demo mailbox ...");
-    let realistic = corpus::realistic();
-    let oldest_days = realistic.iter().map(|m| m.days_ago).max().unwrap_or(0);
-    for msg in &realistic {
-        dovecot.deliver(
-            USER,
-            msg.mailbox,
-            &msg.raw,
-            msg.flags,
-            Some(msg.internal_date()),
-        );
-    }
-    // Bulk mail arrived (and was read) before the realistic corpus, ten minutes apart, so UIDs
-    // follow arrival and INBOX's first page shows the interesting messages.
-    let bulk_end = SystemTime::now() - Duration::from_secs(u64::from(oldest_days + 1) * 86_400);
-    for (age, raw) in (1..=BULK_MESSAGES)
-        .rev()
-        .zip(corpus::bulk(BULK_MESSAGES as usize, 1))
-    {
-        let arrived = bulk_end - Duration::from_secs(u64::from(age) * 600);
-        dovecot.deliver(USER, "INBOX", &raw, "S", Some(arrived));
-    }
+    demo_mail::seed(dovecot);
     std::fs::write(
         &marker,
         "The demo mailbox has been seeded; delete this directory to start over.\n",
@@ -158,24 +134,31 @@ async fn run(dovecot: &Dovecot, smoke: bool) -> anyhow::Result<()> {
         }
     }));
 
-    let tour = tour(&base).await;
     if smoke {
+        let checked = tokio::task::spawn_blocking(move || smoke_walkthrough(&base)).await;
         let _ = stop.send(());
         server.await??;
-        let tour = tour?;
-        ensure!(tour.inbox_messages > 0, "INBOX is empty");
-        ensure!(
-            tour.attachment.is_some(),
-            "no message with an attachment on INBOX's first page"
-        );
+        checked??;
         println!("demo smoke ok");
         return Ok(());
     }
-    print_welcome(&base, &tour?);
+    print_welcome(&base)?;
     // Keeps serving until Ctrl-C or SIGTERM; `stop` stays alive until then.
     let served = server.await?;
     drop(stop);
     served
+}
+
+/// Runs the README's walk-through against the bridge at `base` and checks what it shows.
+fn smoke_walkthrough(base: &str) -> anyhow::Result<()> {
+    let report = walkthrough::run(base).map_err(anyhow::Error::msg)?;
+    let shown = walkthrough::check(&report).map_err(anyhow::Error::msg)?;
+    println!(
+        "README walk-through: {} requests, each answered as the README says; saved {}",
+        report.exchanges.len(),
+        shown.saved_file.0
+    );
+    Ok(())
 }
 
 /// The address to print for a listener: loopback instead of "any".
@@ -191,127 +174,19 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// What the walk-through refers to, found by walking through it over HTTP.
-struct Tour {
-    /// Messages in INBOX.
-    inbox_messages: u64,
-    /// The message to open, preferably one with an attachment.
-    uid: Option<u64>,
-    /// Part id and file name of that message's first attachment.
-    attachment: Option<(String, String)>,
-}
-
-/// Logs in, lists mailboxes and INBOX, opens a message and downloads its attachment, exactly
-/// as the printed walk-through does; fails on any answer but 200.
-async fn tour(base: &str) -> anyhow::Result<Tour> {
-    let http = reqwest::Client::new();
-    let login: Value = http
-        .post(format!("{base}/v1/auth/login"))
-        .json(&serde_json::json!({"username": USER, "password": PASSWORD}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let token = login["access_token"]
-        .as_str()
-        .context("no access_token in the login response")?;
-    let get = |path: String| {
-        let request = http.get(format!("{base}{path}")).bearer_auth(token);
-        async move {
-            let response = request.send().await?.error_for_status()?;
-            anyhow::Ok(response)
-        }
-    };
-    get("/v1/mailboxes".into()).await?;
-    let inbox: Value = get("/v1/mailboxes/INBOX/messages?limit=50".into())
-        .await?
-        .json()
-        .await?;
-    let page = inbox["messages"].as_array().cloned().unwrap_or_default();
-    let chosen = page
-        .iter()
-        .find(|m| m["has_attachments"] == true && m["subject"] == "Invoice 2024-001")
-        .or_else(|| page.iter().find(|m| m["has_attachments"] == true))
-        .or(page.first());
-    let mut tour = Tour {
-        inbox_messages: inbox["total"].as_u64().unwrap_or(0),
-        uid: chosen.and_then(|m| m["uid"].as_u64()),
-        attachment: None,
-    };
-    let Some(uid) = tour.uid else {
-        return Ok(tour);
-    };
-    let message: Value = get(format!("/v1/mailboxes/INBOX/messages/{uid}"))
-        .await?
-        .json()
-        .await?;
-    if let Some(first) = message["attachments"].as_array().and_then(|a| a.first()) {
-        let part = first["part_id"]
-            .as_str()
-            .context("attachment without part_id")?;
-        let content = get(format!(
-            "/v1/mailboxes/INBOX/messages/{uid}/attachments/{part}"
-        ))
-        .await?
-        .bytes()
-        .await?;
-        ensure!(!content.is_empty(), "attachment {part} of {uid} is empty");
-        let filename = first["filename"].as_str().unwrap_or("attachment.bin");
-        tour.attachment = Some((part.to_owned(), filename.to_owned()));
-    }
-    Ok(tour)
-}
-
-fn print_welcome(base: &str, tour: &Tour) {
-    let auth = r#"-H "Authorization: Bearer $TOKEN""#;
-    let mut steps = format!(
-        r#"
-================================================================================
- imap-bridge demo is running: {base}
-
- Open the interactive API docs in a browser:   {base}/docs
-
- Or try it with curl (copy and paste into a shell; add `| jq` to pretty-print):
-
-   # 1. Log in as {USER} / {PASSWORD}; keep the token in a shell variable
-   TOKEN=$(curl -s -X POST {base}/v1/auth/login -H 'Content-Type: application/json' \
-     -d '{{"username":"{USER}","password":"{PASSWORD}"}}' \
-     | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-
-   # 2. List mailboxes with their roles and counts
-   curl -s {auth} {base}/v1/mailboxes
-
-   # 3. List INBOX, newest first ({total} messages; follow next_cursor for more)
-   curl -s {auth} '{base}/v1/mailboxes/INBOX/messages?limit=10'
-"#,
-        total = tour.inbox_messages,
+fn print_welcome(base: &str) -> anyhow::Result<()> {
+    let steps = walkthrough::script_for(base).map_err(anyhow::Error::msg)?;
+    let rule = "=".repeat(80);
+    println!(
+        "\n{rule}\nimap-bridge demo is running: {base}\n\n\
+         Open the interactive API docs in a browser: {base}/docs\n\n\
+         Or try it with curl: paste these steps (README.md, \"Try it with curl\") into a shell\n\
+         in the repository's root; docs/api.md explains the API.\n{rule}"
     );
-    if let Some(uid) = tour.uid {
-        steps.push_str(&format!(
-            r#"
-   # 4. Open a message: headers, text, HTML and its attachment list
-   curl -s {auth} {base}/v1/mailboxes/INBOX/messages/{uid}
-"#
-        ));
-        if let Some((part, filename)) = &tour.attachment {
-            let file = shell_quote(filename);
-            steps.push_str(&format!(
-                r#"
-   # 5. Download its attachment
-   curl -s {auth} -o {file} {base}/v1/mailboxes/INBOX/messages/{uid}/attachments/{part}
-"#
-            ));
-        }
-    }
-    steps.push_str(
-        "\n Stop with Ctrl-C. Mail is kept between runs; delete the Dovecot directory above to\n \
-         start over.\n================================================================================\n",
+    print!("{steps}");
+    println!(
+        "{rule}\nStop with Ctrl-C. Mail is kept between runs; delete the Dovecot directory above\n\
+         to start over.\n{rule}"
     );
-    println!("{steps}");
-}
-
-/// `s` as one single-quoted shell word.
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+    Ok(())
 }

@@ -3,9 +3,10 @@
 //!
 //! No container engine runs where the tests run, so each piece is proven where it can be: the
 //! binary runs with exactly the image's environment and HEALTHCHECK against a real Dovecot; the
-//! demo's Dovecot runs from its own configuration and start script, and the bridge lists the
-//! mail that script seeded; the YAML is parsed (PyYAML from `.venv-tools`) and checked against
-//! the image and against itself, and the binary starts with the ConfigMap's settings.
+//! demo's Dovecot runs from its own configuration and start script, the bridge lists the mail
+//! that script seeded, and the README's walk-through runs on it as written; the YAML is parsed
+//! (PyYAML from `.venv-tools`) and checked against the image and against itself, and the binary
+//! starts with the ConfigMap's settings.
 
 mod common;
 
@@ -593,6 +594,22 @@ async fn the_compose_demo_dovecot_runs_from_its_own_files_and_the_bridge_lists_i
         ),
         (&json!("2"), &json!("invoice-2026-11.csv")),
         "the invoice's text points at attachments/2"
+    );
+    // The README's walk-through works on this mail too, exactly as written, and saves the
+    // invoice's CSV under its own name.
+    let walkthrough_base = base.clone();
+    let walked = tokio::task::spawn_blocking(move || {
+        let report = common::walkthrough::run(&walkthrough_base)?;
+        common::walkthrough::check(&report)
+    })
+    .await
+    .expect("walk-through thread");
+    let shown = walked
+        .unwrap_or_else(|why| panic!("the README's walk-through fails on the compose demo: {why}"));
+    assert_eq!(shown.saved_file.0, "invoice-2026-11.csv");
+    assert_eq!(
+        String::from_utf8_lossy(&shown.saved_file.1),
+        "date,item,amount\n2026-11-01,imap-bridge hosting,42.00\n2026-11-01,Support,18.00\n"
     );
     assert!(bridge.stop().success(), "{}", bridge.stderr());
 }

@@ -855,8 +855,8 @@ fn push_base64(out: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
-/// About 1.5 KB that looks like a small PDF document.
-fn fake_pdf() -> Vec<u8> {
+/// About 1.5 KB that looks like a small PDF document: the invoice's (message 3's) attachment.
+pub fn fake_pdf() -> Vec<u8> {
     let mut pdf = String::from("%PDF-1.4\n%\u{e2}\u{e3}\u{cf}\u{d3}\n");
     pdf.push_str("1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n");
     pdf.push_str("2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj\n");
