@@ -156,6 +156,8 @@ pub struct TokenService {
     /// The current secret's keys first, then those of the previous secrets.
     keys: Vec<KeySet>,
     validation: Validation,
+    /// As `validation`, without `exp`: a spent ticket's reconnections outlive it.
+    reconnect_validation: Validation,
     ttl: Duration,
     /// Logged-out access tokens.
     revoked: SpentIds,
@@ -306,10 +308,13 @@ impl TokenService {
         // required by `Claims` having no default for them.
         validation.set_required_spec_claims(&["exp", "iat", "jti", "sub"]);
         validation.validate_aud = false;
+        let mut reconnect_validation = validation.clone();
+        reconnect_validation.validate_exp = false;
         Ok(TokenService {
             encoding: EncodingKey::from_secret(derive(current, SIGNING_LABEL).as_ref()),
             keys,
             validation,
+            reconnect_validation,
             ttl,
             revoked: SpentIds::new(MAX_REVOKED),
             used_tickets: SpentIds::new(MAX_USED_TICKETS),
@@ -336,7 +341,7 @@ impl TokenService {
         self.check(token, ACCESS)
     }
 
-    /// Issues a single-use ticket for one EventSource connection, valid [`TICKET_TTL`], tied
+    /// Issues a ticket for one EventSource, to be first used within [`TICKET_TTL`], tied
     /// to the access token `claims` came from.
     pub fn issue_ticket(&self, claims: &TokenClaims) -> IssuedToken {
         let ttl = TICKET_TTL.min(Duration::from_secs(claims.expires_at.saturating_sub(now())));
@@ -352,16 +357,33 @@ impl TokenService {
         }
     }
 
-    /// Verifies and consumes a ticket: a second use is refused.
-    pub fn redeem_ticket(&self, ticket: &str) -> Result<TokenClaims, TokenError> {
-        let claims = self.check(ticket, TICKET)?;
-        if claims.expires_at < now() {
+    /// Verifies and consumes a ticket. Its first use must come within its lifetime. After
+    /// that it serves only the reconnections of the EventSource that used it: a request with
+    /// the spent (or expired) ticket is accepted when `reconnecting` says it carries a
+    /// `Last-Event-ID` the bridge issued to the ticket's user, for as long as the access token
+    /// the ticket was issued under lives and is not revoked.
+    pub fn redeem_ticket(
+        &self,
+        ticket: &str,
+        reconnecting: impl FnOnce(&TokenClaims) -> bool,
+    ) -> Result<TokenClaims, TokenError> {
+        let claims = self.check_with(ticket, TICKET, &self.reconnect_validation)?;
+        let now = now();
+        if claims.expires_at >= now && self.used_tickets.spend(&claims.token_id, claims.expires_at)
+        {
+            return Ok(claims);
+        }
+        if claims.session_expires_at < now {
             return Err(TokenError::Expired);
         }
-        if !self.used_tickets.spend(&claims.token_id, claims.expires_at) {
-            return Err(TokenError::Revoked);
+        if reconnecting(&claims) {
+            return Ok(claims);
         }
-        Ok(claims)
+        Err(if claims.expires_at < now {
+            TokenError::Expired
+        } else {
+            TokenError::Revoked
+        })
     }
 
     fn mint(
@@ -427,13 +449,23 @@ impl TokenService {
     }
 
     fn check(&self, token: &str, typ: &str) -> Result<TokenClaims, TokenError> {
+        self.check_with(token, typ, &self.validation)
+    }
+
+    fn check_with(
+        &self,
+        token: &str,
+        typ: &str,
+        validation: &Validation,
+    ) -> Result<TokenClaims, TokenError> {
         let keys = self.keys_for(token)?;
         // The validation still allows HS256 only: the header's `alg` picks nothing.
-        let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &keys.decoding, validation).map_err(
+            |e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })?;
+            },
+        )?;
         let claims = data.claims;
         if claims.typ != typ || claims.iat > now() + LEEWAY {
             return Err(TokenError::Invalid);
@@ -946,23 +978,76 @@ mod tests {
             "a ticket is no bearer token"
         );
         assert_eq!(
-            svc.redeem_ticket(&access).unwrap_err(),
+            svc.redeem_ticket(&access, |_| true).unwrap_err(),
             TokenError::Invalid,
             "a bearer token is no ticket"
         );
-        let redeemed = svc.redeem_ticket(&ticket.token).expect("first use");
+        let mut asked = false;
+        let redeemed = svc
+            .redeem_ticket(&ticket.token, |_| {
+                asked = true;
+                false
+            })
+            .expect("first use");
+        assert!(!asked, "a first use needs no Last-Event-ID");
         assert_eq!(secret_of(&redeemed.credentials), PASSWORD);
         assert_eq!(
-            svc.redeem_ticket(&ticket.token).unwrap_err(),
+            svc.redeem_ticket(&ticket.token, |_| false).unwrap_err(),
             TokenError::Revoked,
-            "second use"
+            "second use without a Last-Event-ID the bridge issued"
         );
+        let reconnected = svc
+            .redeem_ticket(&ticket.token, |c| c.subject == "alice@example.test")
+            .expect("the EventSource reconnecting with its Last-Event-ID");
+        assert_eq!(reconnected.token_id, redeemed.token_id);
         let second = svc.issue_ticket(&claims);
         svc.revoke(&claims);
         assert_eq!(
-            svc.redeem_ticket(&second.token).unwrap_err(),
+            svc.redeem_ticket(&second.token, |_| true).unwrap_err(),
             TokenError::Revoked,
             "logout kills tickets"
+        );
+        assert_eq!(
+            svc.redeem_ticket(&ticket.token, |_| true).unwrap_err(),
+            TokenError::Revoked,
+            "and their reconnections"
+        );
+    }
+
+    #[test]
+    fn an_expired_ticket_serves_reconnections_only_until_its_access_token_expires() {
+        let svc = service();
+        let claims = svc.verify(&svc.issue(&creds()).token).expect("valid");
+        let parent = |expires_at| Some((claims.token_id.clone(), expires_at));
+        let ticket = svc.mint(
+            TICKET,
+            &claims.credentials,
+            None,
+            Duration::ZERO,
+            parent(claims.expires_at),
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(
+            svc.redeem_ticket(&ticket, |_| false).unwrap_err(),
+            TokenError::Expired,
+            "too late for a first use"
+        );
+        assert!(
+            svc.redeem_ticket(&ticket, |_| true).is_ok(),
+            "a reconnection"
+        );
+        let orphan = svc.mint(
+            TICKET,
+            &claims.credentials,
+            None,
+            Duration::ZERO,
+            parent(now() - 1),
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(
+            svc.redeem_ticket(&orphan, |_| true).unwrap_err(),
+            TokenError::Expired,
+            "its access token expired"
         );
     }
 
@@ -972,7 +1057,7 @@ mod tests {
         let claims = svc.verify(&svc.issue(&creds()).token).expect("valid");
         assert_eq!(claims.session_expires_at, claims.expires_at);
         let redeemed = svc
-            .redeem_ticket(&svc.issue_ticket(&claims).token)
+            .redeem_ticket(&svc.issue_ticket(&claims).token, |_| false)
             .expect("ticket");
         assert_eq!(redeemed.parent.as_deref(), Some(claims.token_id.as_str()));
         assert_eq!(redeemed.session_expires_at, claims.expires_at);
@@ -1031,7 +1116,7 @@ mod tests {
         // A ticket for an old token is made with the current keys.
         let ticket = after.issue_ticket(&claims).token;
         assert_eq!(open(&ticket).0["kid"], json!(key_id(&B)));
-        assert!(after.redeem_ticket(&ticket).is_ok());
+        assert!(after.redeem_ticket(&ticket, |_| false).is_ok());
         // Revocation does not care which key made the token.
         after.revoke(&claims);
         assert_eq!(after.verify(&old).unwrap_err(), TokenError::Revoked);

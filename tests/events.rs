@@ -301,6 +301,120 @@ async fn browsers_use_single_use_tickets() {
     assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
 }
 
+/// The `id:` of the first frame of a stream, read from the raw body: a frame without data,
+/// which EventSource keeps as its Last-Event-ID without dispatching an event.
+async fn first_frame_id(res: &mut reqwest::Response) -> String {
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let chunk = tokio::time::timeout(WAIT, res.chunk())
+            .await
+            .expect("first frame in time")
+            .expect("body")
+            .expect("not ended");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let frame = text.split("\n\n").next().expect("a frame");
+    assert!(
+        !frame.contains("data:"),
+        "the first frame dispatches no event: {frame:?}"
+    );
+    frame
+        .lines()
+        .find_map(|line| line.strip_prefix("id: "))
+        .expect("the first frame carries an id")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_eventsource_reconnects_with_its_spent_ticket_and_misses_nothing() {
+    let bridge = TestBridge::start().await;
+    let token = bridge.login().await;
+    let ticket_for = |token: String| {
+        let bridge = &bridge;
+        async move {
+            let res = bridge
+                .request(Method::POST, "/v1/events/ticket", Some(&token))
+                .send()
+                .await
+                .expect("ticket");
+            json_of(res).await.1["ticket"]
+                .as_str()
+                .expect("ticket")
+                .to_owned()
+        }
+    };
+    let ticket = ticket_for(token.clone()).await;
+    let url = format!("/v1/events?ticket={ticket}");
+    let mut res = bridge
+        .request(Method::GET, &url, None)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(res.status(), StatusCode::OK);
+    // The connection drops before a single event came: all EventSource has is the first
+    // frame's id.
+    let id = first_frame_id(&mut res).await;
+    drop(res);
+    bridge
+        .dovecot
+        .deliver(USER, "INBOX", &mail("while disconnected"), "", None);
+
+    let reconnect = |last_event_id: String| {
+        bridge
+            .request(Method::GET, &url, None)
+            .header("Last-Event-ID", last_event_id)
+            .send()
+    };
+    let res = reconnect(id.clone()).await.expect("reconnect");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the spent ticket serves its reconnection"
+    );
+    let mut events = EventClient::from_response(res, Some(&id));
+    assert_eq!(
+        events.next(WAIT).await.expect("replayed").data["subject"],
+        "while disconnected"
+    );
+
+    // An id the bridge did not issue, or none, does not make a spent ticket good again.
+    for forged in [String::new(), "e2.e30.AAAAAAAAAAAAAAAAAAAAAA".to_owned()] {
+        let res = reconnect(forged.clone()).await.expect("forged");
+        let (status, body) = json_of(res).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized")),
+            "{forged:?}"
+        );
+    }
+    // Another user's ticket cannot use this user's id.
+    bridge.dovecot.add_user("bob", "bobs-password");
+    let other = ticket_for(bridge.login_as("bob", "bobs-password").await).await;
+    let res = bridge
+        .request(Method::GET, &format!("/v1/events?ticket={other}"), None)
+        .send()
+        .await
+        .expect("other");
+    assert_eq!(res.status(), StatusCode::OK, "its first use");
+    let res = bridge
+        .request(Method::GET, &format!("/v1/events?ticket={other}"), None)
+        .header("Last-Event-ID", id.clone())
+        .send()
+        .await
+        .expect("other reconnect");
+    assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
+
+    // Logging out ends the ticket's reconnections too.
+    let res = bridge
+        .request(Method::POST, "/v1/auth/logout", Some(&token))
+        .send()
+        .await
+        .expect("logout");
+    assert!(res.status().is_success());
+    let res = reconnect(id).await.expect("after logout");
+    assert_eq!(json_of(res).await.0, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn streams_are_bounded_and_bad_requests_refused() {
     let bridge = TestBridge::start_with(DovecotOptions::default(), Link::Tls, |c| {
@@ -385,7 +499,8 @@ async fn a_subscriber_that_falls_behind_gets_mailbox_reset() {
             Box::pin(futures::future::pending()),
         )
         .await
-        .expect("subscribe");
+        .expect("subscribe")
+        .events;
     let mut fast = bridge.events(&token, &["INBOX"], None).await;
     settle().await;
     // Five separate batches while the slow subscriber reads nothing.

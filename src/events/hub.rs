@@ -15,7 +15,7 @@ use super::format::{EventFormat, StreamEnd};
 use super::ids::{EventIdKeys, Position};
 use super::stream::{Tagged, batch_events, end_event, is_ahead, mailbox_stream, reset_event};
 use super::watcher::{WatchKey, Watcher, WatcherShared, WatcherTask};
-use super::{Ending, EventSettings, EventStream, OutgoingEvent, SubscribeError};
+use super::{Ending, EventSettings, OutgoingEvent, SubscribeError, Subscription};
 use crate::imap::encode::MailboxName;
 use crate::imap::event_batch::Batch;
 use crate::imap::state::MailboxState;
@@ -116,7 +116,7 @@ impl EventHub {
         mailboxes: Vec<MailboxName>,
         last_event_id: Option<&str>,
         until: BoxFuture<'static, Ending>,
-    ) -> Result<EventStream, SubscribeError> {
+    ) -> Result<Subscription, SubscribeError> {
         // An id this bridge did not issue (made up, edited, a proxy's, another user's) cannot
         // say what the client missed; EventSource would give up on an error status, so the
         // stream starts with `mailbox.reset` for every mailbox instead, telling the client to
@@ -196,6 +196,7 @@ impl EventHub {
         );
         let shutdown = self.shutdown.clone();
         let signer = self.ids.signer(user);
+        let first_id = signer.sign(&positions);
         let stream = merged
             .scan(
                 (positions, slot, false),
@@ -217,7 +218,15 @@ impl EventHub {
                 },
             )
             .take_until(async move { shutdown.cancelled().await });
-        Ok(Box::pin(stream))
+        Ok(Subscription {
+            first_id,
+            events: Box::pin(stream),
+        })
+    }
+
+    /// Whether `id` is an event id this bridge (or one with the same secret) issued to `user`.
+    pub fn issued(&self, user: &UserKey, id: &str) -> bool {
+        self.ids.open(user, id).is_some()
     }
 
     fn take_slot(&self, user: &UserKey) -> Result<SubscriberSlot, SubscribeError> {

@@ -97,3 +97,12 @@ pub struct OutgoingEvent {
 
 /// A stream of events for one client.
 pub type EventStream = Pin<Box<dyn Stream<Item = OutgoingEvent> + Send>>;
+
+/// An open event stream.
+pub struct Subscription {
+    /// The id of every mailbox's position as the stream starts: sent before any event, so that
+    /// a client that loses the stream before its first event can still resume it.
+    pub first_id: String,
+    /// The events.
+    pub events: EventStream,
+}

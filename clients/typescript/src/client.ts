@@ -239,8 +239,9 @@ export class Session {
 
   /**
    * A URL for one `EventSource` connection watching `mailboxes` (INBOX when empty). A browser's
-   * EventSource cannot send `Authorization`, so the URL carries a single-use ticket instead:
-   * ask for a new URL on every (re)connection.
+   * EventSource cannot send `Authorization`, so the URL carries a ticket instead. The ticket opens
+   * one stream; the EventSource's own reconnections (which send `Last-Event-ID`) may reuse it
+   * while the token lives. Ask for a new URL for every new EventSource.
    */
   async eventStreamUrl(mailboxes: string[] = []): Promise<string> {
     const { ticket } = unwrap(await this.api.POST("/v1/events/ticket"));

@@ -54,21 +54,23 @@ const MAX_MAILBOXES: usize = 16;
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"ticket": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJ0eXAiOiJ0aWNrZXQifQ.c2ln", "expires_in": 60}))]
 pub struct Ticket {
-    /// Pass as `?ticket=` to `GET /v1/events`; valid once, for `expires_in` seconds.
+    /// Pass as `?ticket=` to `GET /v1/events` within `expires_in` seconds. Once used, it is
+    /// accepted again only with a `Last-Event-ID` the bridge issued to the same user (the
+    /// EventSource reconnecting), while the access token it was issued under lives.
     pub ticket: String,
-    /// Seconds until the ticket expires.
+    /// Seconds within which the ticket must open its stream.
     pub expires_in: u64,
 }
 
-/// Issues a single-use, short-lived ticket, because a browser's EventSource cannot send an
-/// `Authorization` header.
+/// Issues a short-lived ticket for one EventSource, because a browser's EventSource cannot
+/// send an `Authorization` header.
 #[utoipa::path(
     post,
     path = "/v1/events/ticket",
     tag = "events",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A ticket, valid once for 60 seconds.", body = Ticket),
+        (status = 200, description = "A ticket for one EventSource: its first use within 60 seconds, then that EventSource's reconnections.", body = Ticket),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`).", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -159,7 +161,9 @@ impl ToSchema for StreamEvent {
 /// token was revoked (logout) or expired (`unauthorized`), or the IMAP server stayed
 /// unreachable (`upstream_unavailable`, with a `retry:`). The last event keeps the previous
 /// event's id. Comments keep the connection alive. Authenticate with `Authorization: Bearer`
-/// or, from a browser's EventSource, `?ticket=` from `POST /v1/events/ticket`. When the bridge
+/// or, from a browser's EventSource, `?ticket=` from `POST /v1/events/ticket`; the first frame
+/// carries an id and no data, so an EventSource that loses the stream before its first event
+/// still reconnects with `Last-Event-ID`, which its spent ticket then accepts. When the bridge
 /// shuts down, the stream ends with a comment and a `retry:` field of one to five seconds:
 /// EventSource then reconnects by itself, through the load balancer to another replica, and
 /// resumes with `Last-Event-ID`; other clients should do the same.
@@ -176,7 +180,7 @@ impl ToSchema for StreamEvent {
     responses(
         (status = 200, description = "`text/event-stream`; the schema is that of one event (see `StreamEvent`).", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "Bad mailbox name or too many mailboxes (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or reused token or ticket (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`).", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token; a ticket used again without a `Last-Event-ID` the bridge issued to its user, or whose access token expired or was revoked (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many event streams or watched mailboxes for this user or the bridge (`rate_limited`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
@@ -213,16 +217,27 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
     if mailboxes.is_empty() {
         mailboxes.push(MailboxName::new("INBOX")?);
     }
+    let last_event_id = last_event_id(&parts.headers);
     let claims = match ticket {
-        Some(ticket) => state.tokens.redeem_ticket(&ticket)?,
+        // A spent ticket still serves its EventSource's own reconnections, which carry the
+        // Last-Event-ID of the stream it opened.
+        Some(ticket) => state.tokens.redeem_ticket(&ticket, |claims| {
+            let user = super::extract::upstream_of(claims, &state).map(|upstream| UserKey {
+                upstream,
+                username: claims.subject.clone(),
+            });
+            match (user, &last_event_id) {
+                (Ok(user), Some(id)) => state.events.issued(&user, id),
+                _ => false,
+            }
+        })?,
         None => AuthUser::from_headers(&parts.headers, &state)?.claims,
     };
     let user = UserKey {
         upstream: super::extract::upstream_of(&claims, &state)?,
         username: claims.subject.clone(),
     };
-    let last_event_id = last_event_id(&parts.headers);
-    let stream = state
+    let subscription = state
         .events
         .subscribe(
             &user,
@@ -242,11 +257,15 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
             }
             SubscribeError::Imap(e) => ApiError::from(e),
         })?;
-    let retry = futures::stream::once(async {
-        Ok::<_, Infallible>(Event::default().retry(Duration::from_secs(2)))
-    });
+    // The first frame sets the reconnection delay and, with no data (so no event is
+    // dispatched), the id EventSource sends back as Last-Event-ID if the stream drops before
+    // its first event.
+    let first = Event::default()
+        .retry(Duration::from_secs(2))
+        .id(subscription.first_id);
+    let first = futures::stream::once(async { Ok::<_, Infallible>(first) });
     let ended = Arc::new(AtomicBool::new(false));
-    let events = stream.map({
+    let events = subscription.events.map({
         let ended = ended.clone();
         move |e| {
             metrics::counter!(names::SSE_EVENTS_DELIVERED, "type" => e.kind).increment(1);
@@ -271,7 +290,7 @@ async fn events(State(state): State<AppState>, parts: Parts) -> ApiResult<impl I
         })
     })
     .filter_map(futures::future::ready);
-    Ok(Sse::new(retry.chain(events).chain(farewell))
+    Ok(Sse::new(first.chain(events).chain(farewell))
         .keep_alive(KeepAlive::new().interval(state.config.sse_keepalive())))
 }
 
