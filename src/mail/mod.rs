@@ -21,6 +21,7 @@ pub mod html;
 pub mod part_id;
 pub mod structure;
 pub mod summary;
+pub mod threading;
 pub mod transfer;
 pub mod uuencode;
 
