@@ -645,6 +645,16 @@ impl Connection {
     }
 
     /// Capabilities in effect after login.
+    /// Arms (or disarms) the guard's tap for THREAD responses (see `threads.rs`).
+    pub(super) fn tap_threads(&mut self, armed: bool) {
+        self.framed.get_mut().tap_threads(armed);
+    }
+
+    /// The thread lists the tap took since the last call.
+    pub(super) fn take_threads(&mut self) -> Vec<Vec<u8>> {
+        self.framed.get_mut().take_threads()
+    }
+
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }

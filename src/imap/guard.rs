@@ -544,10 +544,14 @@ fn is_status_word(word: &[u8]) -> bool {
 /// A connection to the IMAP server whose incoming bytes pass a [`ResponseScanner`]. A refused
 /// read fails with an [`io::ErrorKind::InvalidData`] error carrying the [`Violation`] (see
 /// [`Violation::of`]) and hands none of its bytes on; so does every read after it.
+///
+/// While [armed](GuardedStream::tap_threads), it also takes THREAD responses (RFC 5256) out of
+/// the stream, which the response parser cannot read: see [`ThreadTap`].
 #[derive(Debug)]
 pub struct GuardedStream<S> {
     inner: S,
     scanner: ResponseScanner,
+    tap: ThreadTap,
 }
 
 impl<S> GuardedStream<S> {
@@ -556,7 +560,99 @@ impl<S> GuardedStream<S> {
         GuardedStream {
             inner,
             scanner: ResponseScanner::new(limits),
+            tap: ThreadTap::default(),
         }
+    }
+
+    /// Starts (or stops) taking THREAD responses out of the stream; call it before sending a
+    /// THREAD command and after its completion.
+    pub fn tap_threads(&mut self, armed: bool) {
+        self.tap.armed = armed;
+        // Armed between commands: the last byte read ended a response.
+        self.tap.at_line_start = true;
+    }
+
+    /// The thread lists of the THREAD responses taken since the last call, without their
+    /// `* THREAD ` and CRLF.
+    pub fn take_threads(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.tap.captured)
+    }
+}
+
+/// Takes `* THREAD …` lines out of the bytes the response parser reads and puts `* SEARCH`
+/// (an empty search result, which it can read) in their place.
+///
+/// imap-proto has no parser for THREAD responses and fails the whole read on one. The tap is
+/// armed only while a THREAD command runs, when a server sends no literals (THREAD responses
+/// hold only numbers and parentheses, the untagged data that may come beside them EXISTS,
+/// EXPUNGE and FETCH of flags), so a line start is any byte after LF. A response the guard
+/// refuses never reaches it.
+#[derive(Debug, Default)]
+pub struct ThreadTap {
+    armed: bool,
+    /// Whether the next byte starts a line.
+    at_line_start: bool,
+    /// Bytes held back: a line start that may become `* THREAD `, or a THREAD line.
+    held: Vec<u8>,
+    /// Whether `held` is a THREAD line.
+    capturing: bool,
+    captured: Vec<Vec<u8>>,
+    /// Bytes ready for the parser.
+    out: std::collections::VecDeque<u8>,
+}
+
+const THREAD_PREFIX: &[u8] = b"* THREAD";
+
+impl ThreadTap {
+    /// Whether bytes pass untouched: not armed and nothing held.
+    fn idle(&self) -> bool {
+        !self.armed && self.held.is_empty() && self.out.is_empty()
+    }
+
+    /// Takes in bytes from the server.
+    fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.capturing {
+                if byte == b'\n' {
+                    let line = std::mem::take(&mut self.held);
+                    let list = line[THREAD_PREFIX.len()..].trim_ascii();
+                    self.captured.push(list.to_vec());
+                    self.capturing = false;
+                    self.out.extend(b"* SEARCH\r\n");
+                    self.at_line_start = true;
+                } else {
+                    self.held.push(byte);
+                }
+                continue;
+            }
+            if !self.held.is_empty() || (self.armed && self.at_line_start && byte == b'*') {
+                self.held.push(byte);
+                let n = self.held.len();
+                if n <= THREAD_PREFIX.len() {
+                    if self.held.eq_ignore_ascii_case(&THREAD_PREFIX[..n]) {
+                        continue;
+                    }
+                } else if matches!(byte, b' ' | b'\r') {
+                    self.capturing = true;
+                    continue;
+                }
+                self.out.extend(self.held.drain(..));
+                self.at_line_start = byte == b'\n';
+                continue;
+            }
+            self.out.push_back(byte);
+            self.at_line_start = byte == b'\n';
+        }
+    }
+
+    /// Moves ready bytes into `buf`.
+    fn drain_into(&mut self, buf: &mut ReadBuf<'_>) {
+        let n = buf.remaining().min(self.out.len());
+        let (a, b) = self.out.as_slices();
+        let from_a = n.min(a.len());
+        buf.put_slice(&a[..from_a]);
+        buf.put_slice(&b[..n - from_a]);
+        self.out.drain(..n);
     }
 }
 
@@ -571,12 +667,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for GuardedStream<S> {
         this.scanner
             .scan(&[])
             .map_err(|v| io::Error::new(io::ErrorKind::InvalidData, v))?;
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        if let Err(violation) = this.scanner.scan(&buf.filled()[before..]) {
-            buf.set_filled(before);
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, violation)));
+        if this.tap.idle() {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            if let Err(violation) = this.scanner.scan(&buf.filled()[before..]) {
+                buf.set_filled(before);
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, violation)));
+            }
+            return Poll::Ready(Ok(()));
         }
+        // Through the tap, until it has bytes ready (a read of nothing would be the end).
+        while this.tap.out.is_empty() {
+            let mut chunk = [0u8; 8192];
+            let mut read = ReadBuf::new(&mut chunk);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+            let bytes = read.filled();
+            if bytes.is_empty() {
+                this.tap.out.extend(this.tap.held.drain(..));
+                break;
+            }
+            this.scanner
+                .scan(bytes)
+                .map_err(|v| io::Error::new(io::ErrorKind::InvalidData, v))?;
+            this.tap.feed(bytes);
+        }
+        this.tap.drain_into(buf);
         Poll::Ready(Ok(()))
     }
 }
@@ -1024,5 +1139,73 @@ b4 NO [ALERT] \"quoted\" (((((((((( text\r\n";
             Violation::of(&io::Error::new(io::ErrorKind::InvalidData, "tls")),
             None
         );
+    }
+
+    /// Reads `stream`, cut into pieces of `piece` bytes, through an armed tap; returns what
+    /// the parser gets and the thread lists taken.
+    async fn through_the_tap(stream: &[u8], piece: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut builder = tokio_test::io::Builder::new();
+        for chunk in stream.chunks(piece) {
+            builder.read(chunk);
+        }
+        let mut guarded = GuardedStream::new(
+            builder.build(),
+            GuardLimits {
+                max_depth: MAX_NESTING,
+                ..LIMITS
+            },
+        );
+        guarded.tap_threads(true);
+        let mut received = Vec::new();
+        let mut chunk = [0u8; 7];
+        loop {
+            match guarded.read(&mut chunk).await.expect("accepted") {
+                0 => break,
+                n => received.extend_from_slice(&chunk[..n]),
+            }
+        }
+        (received, guarded.take_threads())
+    }
+
+    #[tokio::test]
+    async fn an_armed_tap_takes_thread_responses_out_wherever_the_reads_split() {
+        let stream: &[u8] = b"* 4 EXISTS\r\n* THREAD (2)(3 6 (4 23)(44 7 96))\r\n\
+* 1 FETCH (FLAGS (\\Seen))\r\n* THREAD\r\n* THREADS are not threads\r\n* thread (9)\r\n\
+a1 OK Thread completed.\r\n";
+        let parsed: &[u8] = b"* 4 EXISTS\r\n* SEARCH\r\n* 1 FETCH (FLAGS (\\Seen))\r\n\
+* SEARCH\r\n* THREADS are not threads\r\n* SEARCH\r\na1 OK Thread completed.\r\n";
+        for piece in [1, 2, 3, 5, 8, 64, stream.len()] {
+            let (received, threads) = through_the_tap(stream, piece).await;
+            assert_eq!(
+                String::from_utf8_lossy(&received),
+                String::from_utf8_lossy(parsed),
+                "pieces of {piece}"
+            );
+            assert_eq!(
+                threads,
+                [
+                    b"(2)(3 6 (4 23)(44 7 96))".to_vec(),
+                    Vec::new(),
+                    b"(9)".to_vec()
+                ],
+                "pieces of {piece}"
+            );
+        }
+        // What stands in for a THREAD response is one the parser reads.
+        assert!(matches!(
+            Response::parse(b"* SEARCH\r\n"),
+            Ok((_, Response::MailboxData(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unarmed_tap_passes_thread_responses_through() {
+        let stream: &[u8] = b"* THREAD (1)\r\n";
+        let reader = tokio_test::io::Builder::new().read(stream).build();
+        let mut guarded = GuardedStream::new(reader, LIMITS);
+        let mut received = Vec::new();
+        guarded.read_to_end(&mut received).await.expect("read");
+        assert_eq!(received, stream);
+        assert!(guarded.take_threads().is_empty());
     }
 }

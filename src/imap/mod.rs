@@ -16,6 +16,7 @@ pub mod pool;
 pub mod sasl;
 pub mod state;
 pub mod sync;
+pub mod threads;
 pub mod tracker;
 pub mod transport;
 
