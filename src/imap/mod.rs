@@ -6,6 +6,7 @@ pub mod connection;
 pub mod encode;
 pub mod error;
 pub mod event_batch;
+pub mod fetch_item;
 pub mod guard;
 pub mod mailboxes;
 pub mod messages;

@@ -19,6 +19,7 @@ pub mod address;
 pub mod content;
 pub mod html;
 pub mod part_id;
+pub mod preview;
 pub mod structure;
 pub mod summary;
 pub mod threading;
