@@ -22,11 +22,11 @@
 //! the plain id.
 //!
 //! **Pages.** A cursor anchors on the last thread of its page: the next page holds the threads
-//! whose latest message is older than that thread's was. Mail arriving between pages puts its
-//! threads above the anchor, where the next pages never go (a client learns of them from
-//! events or `changes` and puts them on top); a thread that loses its latest message moves
-//! down and may be listed again further on, except the anchor's own thread, which the cursor
-//! names by its earliest message.
+//! whose latest message is older than that thread's was, so mail arriving or going between
+//! pages neither shifts nor repeats the rest. New mail puts its threads above the anchor,
+//! where the next pages never go (a client learns of them from events or `changes` and puts
+//! them on top). A thread that loses its latest message moves down to its next latest one, and
+//! if that is below the anchor, a later page lists it again (a client keys its list by id).
 
 use super::state::{PageCursor, ThreadId};
 use crate::mail::threading::Thread;
@@ -60,8 +60,6 @@ pub struct IndexedThread {
     pub messages: Vec<ThreadEntry>,
     /// Its highest UID in the listed mailbox: where it stands in the list.
     pub latest: u32,
-    /// Its lowest UID in the listed mailbox.
-    pub earliest: u32,
 }
 
 impl IndexedThread {
@@ -72,13 +70,6 @@ impl IndexedThread {
             .filter(|m| m.side == side)
             .map(|m| m.uid)
             .collect()
-    }
-
-    /// Whether the listed mailbox's `uid` belongs to it.
-    fn holds(&self, uid: u32) -> bool {
-        self.messages
-            .iter()
-            .any(|m| m.side == Side::Listed && m.uid == uid)
     }
 }
 
@@ -131,7 +122,7 @@ impl ThreadIndex {
                 .iter()
                 .filter(|((side, _), _)| *side == Side::Listed)
                 .map(|((_, uid), _)| *uid);
-            let (Some(latest), Some(earliest)) = (listed.clone().max(), listed.min()) else {
+            let Some(latest) = listed.max() else {
                 continue;
             };
             let Some(&(first, _)) = thread.messages.first() else {
@@ -166,7 +157,6 @@ impl ThreadIndex {
                     id,
                     messages,
                     latest,
-                    earliest,
                 },
             ));
         }
@@ -218,19 +208,18 @@ impl ThreadIndex {
         let start = cursor.map_or(0, |c| {
             self.threads.partition_point(|t| t.latest >= c.anchor_uid)
         });
-        let mut rest = self.threads[start..]
-            .iter()
-            .filter(|t| cursor.is_none_or(|c| !t.holds(c.position)));
-        let threads: Vec<&IndexedThread> = rest.by_ref().take(limit.max(1)).collect();
-        let next = match (threads.last(), rest.next()) {
-            (Some(last), Some(_)) => Some(PageCursor {
+        let end = (start + limit.max(1)).min(self.threads.len());
+        let threads: Vec<&IndexedThread> = self.threads[start..end].iter().collect();
+        let next = threads
+            .last()
+            .filter(|_| end < self.threads.len())
+            .map(|last| PageCursor {
                 uid_validity,
                 anchor_uid: last.latest,
-                position: last.earliest,
+                // Where the anchor was, as sorted header lists have it; only a hint.
+                position: u32::try_from(end).unwrap_or(u32::MAX),
                 query,
-            }),
-            _ => None,
-        };
+            });
         IndexPage { threads, next }
     }
 }
@@ -256,6 +245,11 @@ mod tests {
     /// Every message names its own UID as its origin.
     fn own_origin(side: Side, uid: u32) -> Option<String> {
         Some(format!("{side:?}-{uid}"))
+    }
+
+    /// A thread's lowest listed UID, which names it in these tests.
+    fn first_uid(thread: &IndexedThread) -> u32 {
+        thread.uids(Side::Listed).into_iter().min().unwrap_or(0)
     }
 
     fn order(index: &ThreadIndex) -> Vec<Vec<u32>> {
@@ -284,7 +278,7 @@ mod tests {
         assert_eq!(index.total(), 4, "a thread only in Sent is not listed");
         let with_sent = &index.threads[3];
         assert_eq!(with_sent.uids(Side::Sent), [40]);
-        assert_eq!((with_sent.latest, with_sent.earliest), (2, 2));
+        assert_eq!(with_sent.latest, 2);
         assert_eq!(index.messages(), 7, "what is listed");
     }
 
@@ -301,7 +295,7 @@ mod tests {
             index
                 .threads
                 .iter()
-                .find(|t| t.earliest == uid)
+                .find(|t| first_uid(t) == uid)
                 .expect("listed")
                 .id
         };
@@ -317,7 +311,7 @@ mod tests {
                 &4u32.to_be_bytes()
             ])
         );
-        assert_eq!(index.find(id(2)).map(|t| t.earliest), Some(2));
+        assert_eq!(index.find(id(2)).map(first_uid), Some(2));
         // Stable: building again, in another order, gives the same ids.
         let again = ThreadIndex::build(
             vec![listed(&[4]), listed(&[3]), listed(&[1]), listed(&[2])],
@@ -327,14 +321,13 @@ mod tests {
         assert_eq!(again, index);
     }
 
-    /// Pages through `index` from `cursor`, `limit` threads at a time, returning each page's
-    /// earliest UIDs.
+    /// The page of `index` after `cursor`, as its threads' lowest UIDs.
     fn page_of(index: &ThreadIndex, cursor: Option<&PageCursor>, limit: usize) -> Vec<u32> {
         index
             .page(cursor, limit, 7, 0xfeed)
             .threads
             .iter()
-            .map(|t| t.earliest)
+            .map(|t| first_uid(t))
             .collect()
     }
 
@@ -352,20 +345,24 @@ mod tests {
         let index = build(&threads);
         let first = index.page(None, 6, 7, 0xfeed);
         assert_eq!(
-            first.threads.iter().map(|t| t.earliest).collect::<Vec<_>>(),
+            first
+                .threads
+                .iter()
+                .map(|t| first_uid(t))
+                .collect::<Vec<_>>(),
             [200, 190, 180, 170, 160, 150]
         );
         let cursor = first.next.expect("more");
         assert_eq!(
             (cursor.anchor_uid, cursor.position, cursor.query),
-            (151, 150, 0xfeed)
+            (151, 6, 0xfeed)
         );
         // Meanwhile: a reply to a listed thread, a reply to one not listed yet, a new thread,
-        // and the anchor thread loses its latest message.
+        // and a thread further down loses a message.
         threads[18].push(300);
         threads[3].push(301);
         threads.push(vec![302]);
-        threads[14].retain(|&u| u != 151);
+        threads[9].retain(|&u| u != 101);
         let index = build(&threads);
         let second = page_of(&index, Some(&cursor), 6);
         assert_eq!(second, [140, 130, 120, 110, 100, 90], "no repeat, no gap");
@@ -375,6 +372,12 @@ mod tests {
         let tail = index.page(Some(&cursor), 100, 7, 0xfeed);
         assert_eq!(tail.threads.len(), 13);
         assert!(tail.next.is_none());
+        // A listed thread that loses its latest message moves down below the anchor, and the
+        // rest of the list holds it again.
+        let first = build(&[vec![1, 10], vec![5], vec![3]]);
+        let cursor = first.page(None, 1, 7, 0).next.expect("more");
+        let index = build(&[vec![1], vec![5], vec![3]]);
+        assert_eq!(page_of(&index, Some(&cursor), 10), [5, 3, 1]);
         // An exact fit ends without a cursor too.
         assert!(index.page(None, index.total(), 7, 0).next.is_none());
     }
