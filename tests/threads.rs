@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use common::bridge::{PASSWORD, USER, assert_problem, json_of};
 use common::servers::{Profile, ServerBridge};
@@ -78,13 +79,13 @@ fn bridge_threads() -> Vec<Vec<(u32, usize)>> {
         .iter()
         .enumerate()
         .map(|(i, (id, references, in_reply_to, subject))| {
-            let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            let some = |s: &'static str| (!s.is_empty()).then_some(s);
             Message {
                 key: i as u32 + 1,
                 message_id: some(id),
                 references: some(references),
                 in_reply_to: some(in_reply_to),
-                subject: (*subject).to_owned(),
+                subject,
                 date: 1_715_000_000 + 60 * i as i64,
             }
         })
@@ -818,4 +819,298 @@ async fn bad_thread_requests_are_refused_on_dovecot() {
 #[tokio::test]
 async fn bad_thread_requests_are_refused_without_thread() {
     bad_input_is_refused(Profile::Bare).await;
+}
+
+/// `count` messages in conversations of a few messages each, their replies spread over the
+/// folder: conversation `n` starts at UID `n + 1`, every reply names the whole chain before it.
+fn folder(count: usize) -> Vec<Vec<u8>> {
+    let conversations = count * 2 / 5;
+    let mut replies = vec![0usize; conversations];
+    (0..count)
+        .map(|i| {
+            if i < conversations {
+                return raw_message(&format!("<c{i}-0@t>"), "", "", &format!("Topic {i}"), 0);
+            }
+            let n = (i * 7919) % conversations;
+            replies[n] += 1;
+            let k = replies[n];
+            let chain: Vec<String> = (0..k).map(|j| format!("<c{n}-{j}@t>")).collect();
+            let parent = chain.last().cloned().unwrap_or_default();
+            raw_message(
+                &format!("<c{n}-{k}@t>"),
+                &chain.join(" "),
+                &parent,
+                &format!("Re: Topic {n}"),
+                k % 60,
+            )
+        })
+        .collect()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A bare IMAP client on Dovecot's plain port, for the direct side of a comparison: it reads
+/// responses as bytes (literals included), so THREAD answers are no trouble.
+struct RawImap {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    tag: u32,
+}
+
+impl RawImap {
+    async fn login(addr: std::net::SocketAddr) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut raw = RawImap {
+            stream: tokio::io::BufReader::new(stream),
+            tag: 0,
+        };
+        let mut greeting = String::new();
+        raw.stream.read_line(&mut greeting).await.expect("greeting");
+        raw.command(&format!("LOGIN {USER} \"{PASSWORD}\"")).await;
+        raw
+    }
+
+    /// Sends `command` and returns every byte of the answer up to its tagged OK.
+    async fn command(&mut self, command: &str) -> Vec<u8> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        self.tag += 1;
+        let tag = format!("r{} ", self.tag);
+        let stream = self.stream.get_mut();
+        stream
+            .write_all(format!("{tag}{command}\r\n").as_bytes())
+            .await
+            .expect("send");
+        let mut answer = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            self.stream
+                .read_until(b'\n', &mut line)
+                .await
+                .expect("read");
+            assert!(!line.is_empty(), "the server closed the connection");
+            let literal = line
+                .strip_suffix(b"}\r\n")
+                .and_then(|head| head.rsplit(|&b| b == b'{').next())
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+            answer.extend_from_slice(&line);
+            if let Some(len) = literal {
+                let mut bytes = vec![0; len];
+                self.stream.read_exact(&mut bytes).await.expect("literal");
+                answer.extend_from_slice(&bytes);
+                continue;
+            }
+            if line.starts_with(tag.as_bytes()) {
+                assert!(
+                    line[tag.len()..].starts_with(b"OK"),
+                    "{command}: {}",
+                    String::from_utf8_lossy(&line)
+                );
+                return answer;
+            }
+        }
+    }
+}
+
+/// The latest UID of each thread of a THREAD answer, newest thread first.
+fn latest_of_threads(answer: &[u8]) -> Vec<u32> {
+    let text = String::from_utf8_lossy(answer);
+    let list = text
+        .lines()
+        .find_map(|l| l.strip_prefix("* THREAD"))
+        .unwrap_or_default();
+    let mut latest = Vec::new();
+    let (mut depth, mut max, mut number) = (0, 0u32, String::new());
+    for c in list.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        if let Ok(n) = number.parse::<u32>() {
+            max = max.max(n);
+        }
+        number.clear();
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    latest.push(std::mem::take(&mut max));
+                }
+            }
+            _ => {}
+        }
+    }
+    latest.sort_unstable_by(|a, b| b.cmp(a));
+    latest
+}
+
+/// Not a test: what threading costs. The bridge's own threading of 10,000 and 100,000
+/// messages; then the first page of 50 threads of a 10,000-message INBOX through the bridge,
+/// first with every cache cold, then warm after one new message (the list computed anew),
+/// then repeated from the cache, on Dovecot (its THREAD) and on the bare profile (the bridge's
+/// threading), beside the direct `UID THREAD` + `UID FETCH` of the same page on Dovecot. Run
+/// it in release:
+/// `cargo nextest run --release --test threads --run-ignored only measure_thread_lists --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it on demand in release mode"]
+async fn measure_thread_lists() {
+    for count in [10_000usize, 100_000] {
+        let conversations = count * 2 / 5;
+        let text: Vec<(String, Option<String>, String)> = (0..count)
+            .map(|i| {
+                let first = i < conversations;
+                let n = if first { i } else { (i * 7919) % conversations };
+                (
+                    format!("<m{i}@t>"),
+                    (!first).then(|| format!("<m{n}@t>")),
+                    if first {
+                        format!("Topic {n}")
+                    } else {
+                        format!("Re: Topic {n}")
+                    },
+                )
+            })
+            .collect();
+        let messages: Vec<Message<u32>> = (1u32..)
+            .zip(&text)
+            .map(|(key, (id, parent, subject))| Message {
+                key,
+                message_id: Some(id),
+                references: parent.as_deref(),
+                in_reply_to: parent.as_deref(),
+                subject,
+                date: i64::from(key),
+            })
+            .collect();
+        let times: Vec<Duration> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                let threads = threading::thread(&messages);
+                let took = started.elapsed();
+                assert_eq!(threads.len(), count * 2 / 5);
+                took
+            })
+            .collect();
+        println!(
+            "mail::threading of {count} messages: median {:?} of {times:?}",
+            median(times.clone())
+        );
+    }
+
+    let page_path = "/v1/mailboxes/INBOX/threads?limit=50";
+    let mut direct_median = None;
+    for profile in [Profile::Dovecot, Profile::Bare] {
+        let bridge = ServerBridge::start(profile).await;
+        bridge.server.deliver_many("INBOX", folder(10_000));
+        let token = bridge.login().await;
+        let (status, _) = bridge.get_json(&token, "/v1/mailboxes").await;
+        assert_eq!(status, StatusCode::OK);
+        let timed = |path: &'static str| {
+            let bridge = &bridge;
+            let token = &token;
+            async move {
+                let started = Instant::now();
+                let page = list(bridge, token, path).await;
+                (started.elapsed(), page)
+            }
+        };
+        let (cold, page) = timed(page_path).await;
+        assert_eq!(page["threads"].as_array().map(Vec::len), Some(50));
+        let mut raw = match &bridge.server {
+            common::servers::MailServer::Dovecot(dovecot) => {
+                Some(RawImap::login(dovecot.imap_addr()).await)
+            }
+            common::servers::MailServer::Cyrus(_) => None,
+        };
+        if let Some(raw) = &mut raw {
+            raw.command("SELECT INBOX").await;
+        }
+        // Each round: one new message, then the page through the bridge (its list computed
+        // anew) and, on Dovecot, the same page directly (another new message first, so that
+        // the server's THREAD has the same work).
+        let (mut warm, mut direct, mut noops) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..7 {
+            let reply = |n: usize| {
+                raw_message(
+                    &format!("<new{i}-{n}@t>"),
+                    "<c7-0@t>",
+                    "<c7-0@t>",
+                    "Re: Topic 7",
+                    0,
+                )
+            };
+            bridge.server.deliver("INBOX", &reply(0), "", None);
+            warm.push(timed(page_path).await.0);
+            if let Some(raw) = &mut raw {
+                bridge.server.deliver("INBOX", &reply(1), "", None);
+                let synced = Instant::now();
+                raw.command("NOOP").await;
+                noops.push(synced.elapsed());
+                let started = Instant::now();
+                let answer = raw.command("UID THREAD REFERENCES UTF-8 ALL").await;
+                let uids: Vec<String> = latest_of_threads(&answer)
+                    .iter()
+                    .take(50)
+                    .map(u32::to_string)
+                    .collect();
+                raw.command(&format!(
+                    "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
+                     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])",
+                    uids.join(",")
+                ))
+                .await;
+                direct.push(started.elapsed());
+            }
+        }
+        let mut cached = Vec::new();
+        for _ in 0..20 {
+            cached.push(timed(page_path).await.0);
+        }
+        // The direct page again with nothing new, as the cached page is.
+        let mut steady = Vec::new();
+        if let Some(raw) = &mut raw {
+            for _ in 0..20 {
+                let started = Instant::now();
+                let answer = raw.command("UID THREAD REFERENCES UTF-8 ALL").await;
+                let uids: Vec<String> = latest_of_threads(&answer)
+                    .iter()
+                    .take(50)
+                    .map(u32::to_string)
+                    .collect();
+                raw.command(&format!(
+                    "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
+                     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])",
+                    uids.join(",")
+                ))
+                .await;
+                steady.push(started.elapsed());
+            }
+        }
+        let (warm, cached) = (median(warm), median(cached));
+        println!(
+            "{}: first page of 50 threads of 10,000 messages: cold {cold:?}, warm after a new \
+             message {warm:?}, cached {cached:?} (medians)",
+            profile.name()
+        );
+        if !direct.is_empty() {
+            direct_median = Some((median(direct), median(noops), median(steady)));
+        }
+        if let Some((direct, noop, steady)) = direct_median {
+            // The bridge's warm page includes the NOOP that makes the server take in the new
+            // message (the first ms of it); a direct client needs one too.
+            println!(
+                "{}: direct UID THREAD + UID FETCH after a new message {direct:?}, with the NOOP \
+                 before it {:?}, with nothing new {steady:?}; bridge warm {:.2}x of the first \
+                 ({:.2}x without the NOOP), cached {:.2}x of the last",
+                profile.name(),
+                direct + noop,
+                warm.as_secs_f64() / (direct + noop).as_secs_f64(),
+                warm.as_secs_f64() / direct.as_secs_f64(),
+                cached.as_secs_f64() / steady.as_secs_f64()
+            );
+        }
+    }
 }

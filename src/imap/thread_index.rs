@@ -31,6 +31,11 @@
 use super::state::{PageCursor, ThreadId};
 use crate::mail::threading::Thread;
 
+/// The id of a thread whose first message names `origin` as where its conversation started.
+pub fn origin_id(origin: &str) -> ThreadId {
+    ThreadId::derive(&[b"origin", origin.as_bytes()])
+}
+
 /// Which mailbox a threaded message is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
@@ -108,14 +113,14 @@ pub struct IndexPage<'a> {
 
 impl ThreadIndex {
     /// The list of `threads` (in any order; keys are a side and a UID): those with a message
-    /// in the listed mailbox, newest first, with their ids. `origin` is where a message says
-    /// its conversation started (`None` when it names no id).
+    /// in the listed mailbox, newest first, with their ids. `origin` is the [`origin_id`] of
+    /// where a message says its conversation started (`None` when it names no id).
     pub fn build(
         threads: Vec<Thread<(Side, u32)>>,
-        origin: impl Fn(Side, u32) -> Option<String>,
+        origin: impl Fn(Side, u32) -> Option<ThreadId>,
         mailboxes: Mailboxes<'_>,
     ) -> Self {
-        let mut named: Vec<(Option<String>, (Side, u32), IndexedThread)> = Vec::new();
+        let mut named: Vec<((Side, u32), IndexedThread)> = Vec::with_capacity(threads.len());
         for thread in threads {
             let listed = thread
                 .messages
@@ -128,9 +133,8 @@ impl ThreadIndex {
             let Some(&(first, _)) = thread.messages.first() else {
                 continue;
             };
-            let origin = origin(first.0, first.1);
-            let id = match &origin {
-                Some(origin) => ThreadId::derive(&[b"origin", origin.as_bytes()]),
+            let id = match origin(first.0, first.1) {
+                Some(id) => id,
                 None => {
                     let (name, uid_validity) = mailboxes.of(first.0);
                     ThreadId::derive(&[
@@ -151,7 +155,6 @@ impl ThreadIndex {
                 })
                 .collect();
             named.push((
-                origin,
                 first,
                 IndexedThread {
                     id,
@@ -161,22 +164,22 @@ impl ThreadIndex {
             ));
         }
         // The same origin twice: the thread whose first message comes first keeps the id.
-        named.sort_by_key(|(_, first, thread)| (thread.id, *first));
+        named.sort_unstable_by_key(|(first, thread)| (thread.id, *first));
         let mut previous: Option<ThreadId> = None;
-        for (origin, (side, uid), thread) in &mut named {
+        for ((side, uid), thread) in &mut named {
             let base = thread.id;
             if previous == Some(base) {
                 let (name, _) = mailboxes.of(*side);
                 thread.id = ThreadId::derive(&[
-                    b"origin",
-                    origin.as_deref().unwrap_or_default().as_bytes(),
+                    b"duplicate",
+                    base.to_string().as_bytes(),
                     name.as_bytes(),
                     &uid.to_be_bytes(),
                 ]);
             }
             previous = Some(base);
         }
-        let mut threads: Vec<IndexedThread> = named.into_iter().map(|(_, _, t)| t).collect();
+        let mut threads: Vec<IndexedThread> = named.into_iter().map(|(_, t)| t).collect();
         threads.sort_unstable_by_key(|t| std::cmp::Reverse(t.latest));
         ThreadIndex { threads }
     }
@@ -243,8 +246,8 @@ mod tests {
     }
 
     /// Every message names its own UID as its origin.
-    fn own_origin(side: Side, uid: u32) -> Option<String> {
-        Some(format!("{side:?}-{uid}"))
+    fn own_origin(side: Side, uid: u32) -> Option<ThreadId> {
+        Some(origin_id(&format!("{side:?}-{uid}")))
     }
 
     /// A thread's lowest listed UID, which names it in these tests.
@@ -285,7 +288,7 @@ mod tests {
     #[test]
     fn ids_follow_the_origin_and_tell_duplicates_apart() {
         let origins: HashMap<u32, &str> = [(1, "a@x"), (2, "a@x"), (3, "b@x")].into();
-        let origin = |_: Side, uid: u32| origins.get(&uid).map(|o| (*o).to_owned());
+        let origin = |_: Side, uid: u32| origins.get(&uid).map(|o| origin_id(o));
         let index = ThreadIndex::build(
             vec![listed(&[2]), listed(&[1]), listed(&[3]), listed(&[4])],
             origin,

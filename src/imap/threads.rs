@@ -11,12 +11,12 @@
 //! ([`super::thread_cache`]). Which threads a page holds and what each is called is decided
 //! in [`super::thread_index`].
 //!
-//! A request costs, on a warm session: a NOOP; STATUS and `UID SEARCH UNSEEN` (and the THREAD
-//! command when no list of this query is cached) in one round trip; then, only if the cached
-//! list is stale, the THREAD command (or a `UID SEARCH` and the headers of the messages the
-//! cache lacks); the headers the page's threads need that the cache lacks; and the summaries
-//! of the threads' latest messages (one `UID FETCH`, from the summary cache where it has
-//! them). With `include_sent`, a LIST finds the Sent mailbox and a STATUS of it goes along;
+//! A request costs, on a warm session: a NOOP; STATUS (with the THREAD command when no list of
+//! this query is cached); then, only if the cached list is stale, the THREAD command (or a
+//! `UID SEARCH` and the headers of the messages the cache lacks); the headers the page's
+//! threads need that the cache lacks; a `UID SEARCH UNSEEN` among the page's messages; and the
+//! summaries of the threads' latest messages (one `UID FETCH`, from the summary cache where it
+//! has them). With `include_sent`, a LIST finds the Sent mailbox and a STATUS of it goes along;
 //! threading Sent's new mail anew selects it.
 
 use std::collections::{HashMap, HashSet};
@@ -29,7 +29,7 @@ use super::encode::{Command, InvalidArgument, MailboxName, SearchKey, UidSet};
 use super::error::{ImapError, Result};
 use super::mailboxes::SpecialUse;
 use super::state::{MailboxState, PageCursor, ThreadId, server_modseq};
-use super::thread_cache::{CachedHeader, IndexStamp, Snapshot, ThreadScope};
+use super::thread_cache::{CachedHeader, IndexStamp, MailboxHeaders, Snapshot, ThreadScope};
 use super::thread_index::{IndexedThread, Mailboxes, Side, ThreadIndex};
 use crate::mail::summary::{Address, Summary};
 use crate::mail::threading::{self, Message, Thread, ThreadHeader};
@@ -134,7 +134,6 @@ pub struct ThreadDetail {
 struct ThreadView {
     state: MailboxState,
     index: Arc<ThreadIndex>,
-    unseen: HashSet<u32>,
     /// The Sent mailbox whose messages are threaded in, and its UIDVALIDITY.
     sent: Option<(MailboxName, u32)>,
 }
@@ -209,10 +208,7 @@ fn header_of(attrs: &[AttributeValue<'_>]) -> Option<(u32, CachedHeader)> {
     }
     Some((
         uid?,
-        CachedHeader {
-            header: ThreadHeader::parse(block?),
-            received,
-        },
+        CachedHeader::new(ThreadHeader::parse(block?), received),
     ))
 }
 
@@ -313,6 +309,16 @@ impl Connection {
         let headers = self
             .headers_of_threads(cache, mailbox, &view, &threads)
             .await?;
+        let listed_uids: Vec<u32> = threads.iter().flat_map(|t| t.uids(Side::Listed)).collect();
+        let unseen: HashSet<u32> = if listed_uids.is_empty() {
+            HashSet::new()
+        } else {
+            let set = UidSet::from_uids(listed_uids)?;
+            self.search_uids(&[SearchKey::Unseen, SearchKey::Uid(set)])
+                .await?
+                .into_iter()
+                .collect()
+        };
         let latest: Vec<u32> = threads.iter().map(|t| t.latest).collect();
         let mut summaries: HashMap<u32, Summary> = self
             .summaries_by_uid(&latest)
@@ -333,7 +339,7 @@ impl Connection {
                     unread_uids: uids
                         .iter()
                         .copied()
-                        .filter(|u| view.unseen.contains(u))
+                        .filter(|u| unseen.contains(u))
                         .collect(),
                     sent_uids: thread.uids(Side::Sent),
                     participants: participants(thread, &headers),
@@ -439,7 +445,6 @@ impl Connection {
                     .atom("(UIDVALIDITY UIDNEXT MESSAGES)"),
             );
         }
-        cmds.push(Command::new("UID SEARCH").search(&[SearchKey::Unseen]));
         if thread_now {
             cmds.push(
                 Command::new("UID THREAD")
@@ -449,27 +454,20 @@ impl Connection {
         }
         let mut listed_status = None;
         let mut sent_status = None;
-        let mut unseen = HashSet::new();
         self.tap_threads(thread_now);
         let done = self
             .run_pipelined_raw(&cmds, |_, r, raw| {
-                match r {
-                    Response::MailboxData(MailboxDatum::Status {
-                        mailbox: named,
-                        status,
-                    }) => {
-                        let wire = wire_string(raw, named);
-                        if names(mailbox, &wire) {
-                            listed_status = Some(snapshot(status));
-                        } else if sent.as_ref().is_some_and(|s| names(s, &wire)) {
-                            sent_status = Some(snapshot(status).0);
-                        }
+                if let Response::MailboxData(MailboxDatum::Status {
+                    mailbox: named,
+                    status,
+                }) = r
+                {
+                    let wire = wire_string(raw, named);
+                    if names(mailbox, &wire) {
+                        listed_status = Some(snapshot(status));
+                    } else if sent.as_ref().is_some_and(|s| names(s, &wire)) {
+                        sent_status = Some(snapshot(status).0);
                     }
-                    // THREAD's own answer reaches the parser as an empty SEARCH.
-                    Response::MailboxData(MailboxDatum::Search(uids)) => {
-                        unseen.extend(uids.iter().copied())
-                    }
-                    _ => {}
                 }
                 Ok(())
             })
@@ -543,7 +541,6 @@ impl Connection {
         Ok(ThreadView {
             state,
             index,
-            unseen,
             sent: sent_mailbox,
         })
     }
@@ -575,11 +572,7 @@ impl Connection {
             .collect();
         let index = ThreadIndex::build(
             threads,
-            |_, uid| {
-                headers
-                    .get(&uid)
-                    .and_then(|h| h.header.origin().map(str::to_owned))
-            },
+            |_, uid| headers.get(&uid).and_then(|h| h.origin),
             mailboxes,
         );
         Ok((index, complete))
@@ -609,19 +602,24 @@ impl Connection {
                 });
             }
         }
-        let messages: Vec<Message<(Side, u32)>> = listed
-            .iter()
-            .map(|(uid, h)| h.header.message((Side::Listed, *uid), h.received))
-            .chain(
-                sent.iter()
-                    .map(|(uid, h)| h.header.message((Side::Sent, *uid), h.received)),
-            )
-            .collect();
         // Linear in the messages and their references, but thousands of them are CPU work
         // (see `threading`): off the async workers.
-        let threads = match tokio::task::spawn_blocking(move || threading::thread(&messages)).await
-        {
-            Ok(threads) => threads,
+        let threaded = tokio::task::spawn_blocking(move || {
+            let messages: Vec<Message<(Side, u32)>> = listed
+                .iter()
+                .map(|(uid, h)| h.header.message((Side::Listed, *uid), h.received))
+                .chain(
+                    sent.iter()
+                        .map(|(uid, h)| h.header.message((Side::Sent, *uid), h.received)),
+                )
+                .collect();
+            let threads = threading::thread(&messages);
+            drop(messages);
+            (threads, listed, sent)
+        })
+        .await;
+        let (threads, listed, sent) = match threaded {
+            Ok(threaded) => threaded,
             Err(e) => match e.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
                 Err(_) => return Err(ImapError::Unavailable("the bridge is shutting down".into())),
@@ -634,9 +632,7 @@ impl Connection {
                     Side::Listed => &listed,
                     Side::Sent => &sent,
                 };
-                headers
-                    .get(&uid)
-                    .and_then(|h| h.header.origin().map(str::to_owned))
+                headers.get(&uid).and_then(|h| h.origin)
             },
             mailboxes,
         );
@@ -658,12 +654,12 @@ impl Connection {
             |side: Side| -> Vec<u32> { threads.iter().flat_map(|t| t.uids(side)).collect() };
         if let Some((sent, validity)) = &view.sent {
             let uids = uids_of(Side::Sent);
-            let held: Vec<(u32, Arc<CachedHeader>)> = uids
-                .iter()
-                .filter_map(|&uid| Some((uid, cache?.header(sent, *validity, uid)?)))
-                .collect();
-            let found = if held.len() == uids.len() {
-                held.into_iter().collect()
+            let (held, missing) = match cache {
+                Some(c) => c.headers(sent, *validity).get_many(&uids),
+                None => (HashMap::new(), uids.clone()),
+            };
+            let found = if missing.is_empty() {
+                held
             } else {
                 self.select(sent).await?;
                 self.thread_headers(cache, &uids).await?
@@ -692,16 +688,12 @@ impl Connection {
             .selected()
             .cloned()
             .ok_or_else(|| ImapError::Protocol("no mailbox selected".into()))?;
-        let mut found = HashMap::with_capacity(uids.len());
-        let mut missing = Vec::new();
-        for &uid in uids {
-            match cache.and_then(|c| c.header(&selected.name, selected.uid_validity, uid)) {
-                Some(header) => {
-                    found.insert(uid, header);
-                }
-                None => missing.push(uid),
-            }
-        }
+        let held: Option<Arc<MailboxHeaders>> =
+            cache.map(|c| c.headers(&selected.name, selected.uid_validity));
+        let (mut found, missing) = match &held {
+            Some(held) => held.get_many(uids),
+            None => (HashMap::with_capacity(uids.len()), uids.to_vec()),
+        };
         for batch in missing.chunks(HEADER_BATCH) {
             let set = UidSet::from_uids(batch.iter().copied())?;
             let cmd = Command::new("UID FETCH").uid_set(&set).atom(HEADER_ITEMS);
@@ -711,8 +703,8 @@ impl Connection {
                     && set.contains(uid)
                 {
                     let header = Arc::new(header);
-                    if let Some(c) = cache {
-                        c.put_header(&selected.name, selected.uid_validity, uid, header.clone());
+                    if let Some(held) = &held {
+                        held.insert(uid, header.clone());
                     }
                     found.insert(uid, header);
                 }
@@ -720,6 +712,11 @@ impl Connection {
             })
             .await?
             .into_result()?;
+        }
+        if let (Some(c), Some(held)) = (cache, held)
+            && !missing.is_empty()
+        {
+            c.reweigh(&selected.name, selected.uid_validity, held);
         }
         Ok(found)
     }

@@ -30,19 +30,19 @@ use super::address::parse_address_list;
 use super::content::first_field;
 use super::summary::{Address, decode_header_text, parse_internal_date, parse_rfc2822_date};
 
-/// One message to thread.
-#[derive(Debug, Clone)]
-pub struct Message<K> {
+/// One message to thread, borrowing its text from wherever the caller keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a, K> {
     /// What the caller knows the message by (a UID, a mailbox and a UID...).
     pub key: K,
     /// The Message-ID, angle brackets included or not.
-    pub message_id: Option<String>,
+    pub message_id: Option<&'a str>,
     /// The `References` header's raw value, if any.
-    pub references: Option<String>,
+    pub references: Option<&'a str>,
     /// The `In-Reply-To` header's raw value, if any.
-    pub in_reply_to: Option<String>,
+    pub in_reply_to: Option<&'a str>,
     /// The decoded subject.
-    pub subject: String,
+    pub subject: &'a str,
     /// The sent date (the Date header, or the arrival time when it has none), in seconds.
     pub date: i64,
 }
@@ -129,13 +129,13 @@ impl ThreadHeader {
 
     /// The message as [`thread`] takes it: `received` (the arrival time, in seconds) stands in
     /// for a missing or unreadable Date.
-    pub fn message<K>(&self, key: K, received: Option<i64>) -> Message<K> {
+    pub fn message<K>(&self, key: K, received: Option<i64>) -> Message<'_, K> {
         Message {
             key,
-            message_id: self.message_id.clone(),
-            references: self.references.clone(),
-            in_reply_to: self.in_reply_to.clone(),
-            subject: self.subject.clone().unwrap_or_default(),
+            message_id: self.message_id.as_deref(),
+            references: self.references.as_deref(),
+            in_reply_to: self.in_reply_to.as_deref(),
+            subject: self.subject.as_deref().unwrap_or_default(),
             date: self.date.or(received).unwrap_or(0),
         }
     }
@@ -292,7 +292,7 @@ struct Container {
 }
 
 struct Threader<'a, K> {
-    messages: &'a [Message<K>],
+    messages: &'a [Message<'a, K>],
     containers: Vec<Container>,
 }
 
@@ -398,7 +398,7 @@ impl<K: Clone> Threader<'_, K> {
     fn subject_of(&self, container: usize) -> (String, bool) {
         let (_, message) = self.date(container);
         match self.messages.get(message) {
-            Some(m) => base_subject(&m.subject),
+            Some(m) => base_subject(m.subject),
             None => (String::new(), false),
         }
     }
@@ -434,7 +434,7 @@ impl<K: Clone> Threader<'_, K> {
 
 /// Threads `messages` (RFC 5256 REFERENCES): the threads, oldest first by their first
 /// message's sent date.
-pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
+pub fn thread<K: Clone>(messages: &[Message<'_, K>]) -> Vec<Thread<K>> {
     let mut t = Threader {
         messages,
         containers: Vec::with_capacity(messages.len() * 2),
@@ -442,7 +442,7 @@ pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
     let mut ids: HashMap<&str, usize> = HashMap::with_capacity(messages.len() * 2);
     for (index, message) in messages.iter().enumerate() {
         // (1A)
-        let own = message.message_id.as_deref().and_then(own_id);
+        let own = message.message_id.and_then(own_id);
         let container = match own.and_then(|id| ids.get(id).copied()) {
             Some(c) if t.containers[c].message.is_none() => c,
             _ => {
@@ -455,15 +455,10 @@ pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
         };
         t.containers[container].message = Some(index);
         // (1B)
-        let mut references = message
-            .references
-            .as_deref()
-            .map(message_ids)
-            .unwrap_or_default();
+        let mut references = message.references.map(message_ids).unwrap_or_default();
         if references.is_empty() {
             references = message
                 .in_reply_to
-                .as_deref()
                 .map(message_ids)
                 .unwrap_or_default()
                 .into_iter()
@@ -568,21 +563,21 @@ pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
 mod tests {
     use super::*;
 
-    fn message(
+    fn message<'a>(
         key: u32,
-        id: &str,
-        references: &str,
-        in_reply_to: &str,
-        subject: &str,
+        id: &'a str,
+        references: &'a str,
+        in_reply_to: &'a str,
+        subject: &'a str,
         date: i64,
-    ) -> Message<u32> {
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    ) -> Message<'a, u32> {
+        let some = |s: &'a str| (!s.is_empty()).then_some(s);
         Message {
             key,
             message_id: some(id),
             references: some(references),
             in_reply_to: some(in_reply_to),
-            subject: subject.to_owned(),
+            subject,
             date,
         }
     }
@@ -777,18 +772,18 @@ mod tests {
         let threads = thread(&[
             Message {
                 key: ("INBOX", 7),
-                message_id: Some("<a@x>".into()),
+                message_id: Some("<a@x>"),
                 references: None,
                 in_reply_to: None,
-                subject: "Trip".into(),
+                subject: "Trip",
                 date: 10,
             },
             Message {
                 key: ("Sent", 3),
-                message_id: Some("<b@me>".into()),
-                references: Some("<a@x>".into()),
-                in_reply_to: Some("<a@x>".into()),
-                subject: "Re: Trip".into(),
+                message_id: Some("<b@me>"),
+                references: Some("<a@x>"),
+                in_reply_to: Some("<a@x>"),
+                subject: "Re: Trip",
                 date: 20,
             },
         ]);
@@ -798,21 +793,18 @@ mod tests {
 
     #[test]
     fn a_chain_ten_thousand_deep_threads_without_recursion() {
-        let messages: Vec<Message<u32>> = (0..10_000u32)
+        let text: Vec<(String, String)> = (0..10_000u32)
             .map(|i| {
                 let references = (i.saturating_sub(20)..i)
                     .map(|r| format!("<m{r}@x>"))
                     .collect::<Vec<_>>()
                     .join(" ");
-                message(
-                    i,
-                    &format!("<m{i}@x>"),
-                    &references,
-                    "",
-                    "Chain",
-                    i64::from(i),
-                )
+                (format!("<m{i}@x>"), references)
             })
+            .collect();
+        let messages: Vec<Message<u32>> = (0u32..)
+            .zip(&text)
+            .map(|(i, (id, references))| message(i, id, references, "", "Chain", i64::from(i)))
             .collect();
         let threads = thread(&messages);
         assert_eq!(threads.len(), 1);
