@@ -313,8 +313,8 @@ pub struct ThreadList {
 /// it offers `THREAD=REFERENCES`; otherwise, and with `include_sent`, the bridge threads with
 /// the same algorithm from each message's header (fetched once and cached; a cold list of
 /// 10,000 messages fetches 10,000 headers). Filters select the messages threads are built
-/// from. A page costs a NOOP, one round trip for the mailbox's state and unread messages and,
-/// while the list is cached, one for the page's summaries.
+/// from. While the list is cached (the mailbox unchanged), a page costs a NOOP, a STATUS, a
+/// search for the unread among the page's messages and the page's summaries.
 #[utoipa::path(
     get,
     path = "/v1/mailboxes/{mailbox}/threads",
