@@ -7,8 +7,8 @@
 //! parsed here. Elsewhere, and whenever the user's Sent mailbox joins the threads (which no
 //! server threads across mailboxes), the bridge threads the messages itself
 //! ([`crate::mail::threading`]) from their `Message-ID`, `In-Reply-To`, `References`,
-//! `Subject` and `Date`, which it fetches once per message and keeps
-//! ([`super::thread_cache`]). Which threads a page holds and what each is called is decided
+//! `Subject` and `Date`, which it fetches once per message (with `From`, for participants) and
+//! keeps ([`super::thread_cache`]). Which threads a page holds and what each is called is decided
 //! in [`super::thread_index`].
 //!
 //! A request costs, on a warm session: a NOOP; STATUS (with the THREAD command when no list of
