@@ -153,6 +153,12 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_CACHE_SIZE", default_value_t = 64)]
     pub cache_size: u64,
 
+    /// Memory for thread lists and the message headers they are built from, in MiB (a header
+    /// never changes for a UID; a list is kept with the mailbox state it was built at). 0
+    /// disables the cache.
+    #[arg(long, env = "IMAP_BRIDGE_THREAD_CACHE_SIZE", default_value_t = 16)]
+    pub thread_cache_size: u64,
+
     /// Largest message accepted by `POST …/messages` (IMAP APPEND), in bytes; 413 beyond it.
     #[arg(long, env = "IMAP_BRIDGE_MAX_APPEND_SIZE", default_value_t = 25 * 1024 * 1024)]
     pub max_append_size: usize,

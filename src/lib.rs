@@ -145,6 +145,8 @@ pub fn build_state(config: Config) -> anyhow::Result<AppState> {
         readiness: http::ops::Readiness::default(),
         events,
         allowed_servers: http::allowlist::AllowedServers::parse(&config.allowed_servers)?,
+        threads: (config.thread_cache_size > 0)
+            .then(|| imap::thread_cache::ThreadCache::new(config.thread_cache_size * 1024 * 1024)),
         throttle: http::throttle::LoginThrottle::new(
             config.login_failures_per_user,
             config.login_failures_per_ip,

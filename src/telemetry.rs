@@ -116,6 +116,8 @@ pub mod names {
     pub const SUMMARY_CACHE_LOOKUPS: &str = "imap_bridge_summary_cache_lookups_total";
     /// Counter `{hit}`: search result cache lookups.
     pub const SEARCH_CACHE_LOOKUPS: &str = "imap_bridge_search_cache_lookups_total";
+    /// Counter `{hit}`: thread list cache lookups.
+    pub const THREAD_CACHE_LOOKUPS: &str = "imap_bridge_thread_cache_lookups_total";
     /// Gauge `{version}`: always 1; the build's version as a label.
     pub const BUILD_INFO: &str = "imap_bridge_build_info";
 }
@@ -249,6 +251,7 @@ fn describe() {
     describe_counter!(LOGINS, "Logins by outcome.");
     describe_counter!(SUMMARY_CACHE_LOOKUPS, "Message summary cache lookups.");
     describe_counter!(SEARCH_CACHE_LOOKUPS, "Search result cache lookups.");
+    describe_counter!(THREAD_CACHE_LOOKUPS, "Thread list cache lookups.");
     describe_gauge!(BUILD_INFO, "Always 1; the version as a label.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

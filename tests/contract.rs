@@ -20,13 +20,21 @@ use serde_json::Value;
 async fn schemathesis(
     bridge: &TestBridge,
     token: &str,
-    state: &str,
+    seeds: &Seeds,
     args: &[&str],
     report: &Path,
 ) -> Value {
+    // Schemathesis expands environment variables in its settings but not in dictionary
+    // entries, so the live values go into a copy of the settings.
+    let settings = std::fs::read_to_string(tools::in_repo("tests/contract/schemathesis.toml"))
+        .expect("the Schemathesis settings")
+        .replace("${CONTRACT_STATE}", &seeds.state)
+        .replace("${CONTRACT_THREAD}", &seeds.thread);
+    let config = report.with_extension("toml");
+    std::fs::write(&config, settings).expect("write the settings");
     let output = tokio::process::Command::new(tools::in_repo(".venv-tools/bin/schemathesis"))
         .arg("--config-file")
-        .arg(tools::in_repo("tests/contract/schemathesis.toml"))
+        .arg(&config)
         .arg("run")
         .arg(bridge.url("/openapi.json"))
         .args(args)
@@ -36,7 +44,6 @@ async fn schemathesis(
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("CONTRACT_BASE_URL", &bridge.base)
         .env("CONTRACT_TOKEN", token)
-        .env("CONTRACT_STATE", state)
         // Schemathesis keeps a cache directory in its working directory.
         .current_dir(report.parent().expect("the report's directory"))
         .kill_on_drop(true)
@@ -52,6 +59,14 @@ async fn schemathesis(
         )
     });
     serde_json::from_str(&text).expect("the report is JSON")
+}
+
+/// Real values of the live bridge for Schemathesis's dictionaries.
+struct Seeds {
+    /// A delta-sync state of INBOX.
+    state: String,
+    /// The id of INBOX's newest thread.
+    thread: String,
 }
 
 /// Asserts a clean Schemathesis run: every selected operation tested, no failure, no error.
@@ -119,13 +134,22 @@ async fn every_operation_keeps_the_contract_of_the_openapi_document() {
         .await;
     assert_eq!(status, 200, "{list}");
     let state = list["state"].as_str().expect("a state").to_owned();
+    let (status, threads) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/threads?limit=1")
+        .await;
+    assert_eq!(status, 200, "{threads}");
+    let thread = threads["threads"][0]["thread_id"]
+        .as_str()
+        .expect("a thread id")
+        .to_owned();
+    let seeds = Seeds { state, thread };
     let reports = tempfile::tempdir().expect("report dir");
 
     // Everything but logout, which would revoke the token for the rest of the run.
     let main = schemathesis(
         &bridge,
         &token,
-        &state,
+        &seeds,
         &["--exclude-operation-id", "logout"],
         &reports.path().join("main.json"),
     )
@@ -141,7 +165,7 @@ async fn every_operation_keeps_the_contract_of_the_openapi_document() {
     let logout = schemathesis(
         &bridge,
         &token,
-        &state,
+        &seeds,
         &["--include-operation-id", "logout"],
         &reports.path().join("logout.json"),
     )

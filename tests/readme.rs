@@ -152,6 +152,14 @@ async fn the_walkthrough_check_fails_where_the_readme_and_the_demo_disagree() {
         "{why}"
     );
 
+    // A conversation opened with another list's filters than the one its id came from: it
+    // is there, but not with the messages the list showed.
+    let script = changed("threads/$THREAD -H", "threads/$THREAD?since=2999-01-01 -H");
+    let why = walk(&bridge, script)
+        .await
+        .expect_err("a thread missing from a filtered list passed");
+    assert!(why.contains("was answered 404"), "{why}");
+
     // The demo's mail no longer what the README shows: every request succeeds, but with all
     // of INBOX read, the unread list the README promises is empty.
     let mut imap = DirectImap::login(

@@ -1,15 +1,24 @@
 //! Threading on real servers: `UID THREAD REFERENCES` as Dovecot and Cyrus answer it, read
 //! past the response parser, against the bridge's own RFC 5256 threading of the same
 //! messages, on conversations built to be awkward (broken `References`, missing parents,
-//! replies known only by subject).
+//! replies known only by subject); and the thread endpoints on Dovecot and Cyrus (the server
+//! threads) and on a profile without THREAD (the bridge threads): the same threads, ids and
+//! order everywhere, pages that neither skip nor repeat while mail arrives, unread counts that
+//! follow flags, the user's replies from Sent joined in, and bad input refused.
 
 mod common;
 
-use common::bridge::{PASSWORD, USER};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::bridge::{PASSWORD, USER, assert_problem, json_of};
 use common::servers::{Profile, ServerBridge};
 use imap_bridge::imap::error::ImapError;
+use imap_bridge::imap::state::ThreadId;
 use imap_bridge::imap::{Credentials, MailboxName, UserKey};
 use imap_bridge::mail::threading::{self, Message};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
 /// One seeded message: its Message-ID, References, In-Reply-To and Subject; dates follow
 /// the order.
@@ -36,6 +45,17 @@ const CONVERSATIONS: [Seed; 11] = [
 
 fn raw(seed: &Seed, index: usize) -> Vec<u8> {
     let (id, references, in_reply_to, subject) = *seed;
+    raw_message(id, references, in_reply_to, subject, index)
+}
+
+/// A message with these fields (the empty ones left out), sent at minute `index`.
+fn raw_message(
+    id: &str,
+    references: &str,
+    in_reply_to: &str,
+    subject: &str,
+    index: usize,
+) -> Vec<u8> {
     let mut head = format!(
         "From: Sender <sender@example.test>\r\nTo: Alice <alice@example.test>\r\n\
          Subject: {subject}\r\nDate: Mon, 06 May 2024 12:{index:02}:00 +0000\r\n"
@@ -59,13 +79,13 @@ fn bridge_threads() -> Vec<Vec<(u32, usize)>> {
         .iter()
         .enumerate()
         .map(|(i, (id, references, in_reply_to, subject))| {
-            let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+            let some = |s: &'static str| (!s.is_empty()).then_some(s);
             Message {
                 key: i as u32 + 1,
                 message_id: some(id),
                 references: some(references),
                 in_reply_to: some(in_reply_to),
-                subject: (*subject).to_owned(),
+                subject,
                 date: 1_715_000_000 + 60 * i as i64,
             }
         })
@@ -142,5 +162,955 @@ async fn a_server_without_thread_names_what_it_lacks() {
     match server_threads(&bridge).await {
         Err(ImapError::Unsupported(what)) => assert_eq!(what, "THREAD=REFERENCES"),
         other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+/// The thread list of `path` (`/v1/mailboxes/…/threads?…`), asserting success.
+async fn list(bridge: &ServerBridge, token: &str, path: &str) -> Value {
+    let (status, body) = bridge.get_json(token, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+/// Each listed thread as its mailbox UIDs in reading order.
+fn uid_lists(page: &Value) -> Vec<Vec<u64>> {
+    page["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .map(|t| numbers(&t["uids"]))
+        .collect()
+}
+
+fn numbers(list: &Value) -> Vec<u64> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|n| n.as_u64().expect("a number"))
+        .collect()
+}
+
+/// The value of a counter series on the bridge's `/metrics` (0 when absent), by the
+/// exposition line's prefix, e.g. `imap_bridge_imap_commands_total{command="UID THREAD"`.
+async fn counter(bridge: &ServerBridge, series: &str) -> f64 {
+    let res = bridge
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .expect("metrics");
+    let text = res.text().await.expect("metrics text");
+    text.lines()
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const THREAD_COMMANDS: &str = "imap_bridge_imap_commands_total{command=\"UID THREAD\"";
+const LIST_CACHE_HITS: &str = "imap_bridge_thread_cache_lookups_total{hit=\"true\"";
+
+/// The awkward conversations through the endpoints: the list in its order with the ids the
+/// documentation promises, and two threads in reading order; the server's THREAD is used
+/// where it is offered and only there; a repeat comes from the cache, and a reply that
+/// arrives puts its thread on top.
+async fn the_endpoints_thread_the_awkward_conversations(profile: Profile) {
+    let bridge = seeded(profile).await;
+    let token = bridge.login().await;
+    let page = list(&bridge, &token, "/v1/mailboxes/INBOX/threads").await;
+    // Newest first by the latest message: lunch (11), the message without an id (10), the
+    // plan (9), the budget (8), the lost thread (6).
+    assert_eq!(
+        uid_lists(&page),
+        [
+            vec![4, 11],
+            vec![10],
+            vec![1, 2, 3, 9],
+            vec![7, 8],
+            vec![5, 6]
+        ],
+        "{page:#}"
+    );
+    assert_eq!(page["total"], 5);
+    assert_eq!(page["next_cursor"], Value::Null);
+    let uid_validity =
+        u32::try_from(page["uid_validity"].as_u64().expect("uid_validity")).expect("u32");
+    let threads = page["threads"].as_array().expect("threads");
+    // Named by where each first message says the conversation started; the message without
+    // any id by its mailbox, UIDVALIDITY and UID.
+    let origin = |id: &str| ThreadId::derive(&[b"origin", id.as_bytes()]).to_string();
+    let ids: Vec<&str> = threads
+        .iter()
+        .map(|t| t["thread_id"].as_str().expect("id"))
+        .collect();
+    let no_id = ThreadId::derive(&[
+        b"message",
+        b"INBOX",
+        &uid_validity.to_be_bytes(),
+        &10u32.to_be_bytes(),
+    ])
+    .to_string();
+    assert_eq!(
+        ids,
+        [
+            origin("h@t"),
+            no_id,
+            origin("a@t"),
+            origin("g@t"),
+            origin("zzz@t")
+        ]
+    );
+    let plan = &threads[2];
+    assert_eq!(plan["subject"], "Plan for May");
+    assert_eq!(
+        (plan["messages"].as_u64(), plan["unread"].as_u64()),
+        (Some(4), Some(4))
+    );
+    assert_eq!(numbers(&plan["unread_uids"]), [1, 2, 3, 9]);
+    assert_eq!(plan["latest"]["uid"], 9);
+    assert_eq!(plan["latest"]["subject"], "Re: Plan for May");
+    assert_eq!(
+        plan["participants"],
+        json!([{"name": "Sender", "address": "sender@example.test"}])
+    );
+    assert_eq!(plan["sent_uids"], json!([]));
+    assert_eq!(page["sent_mailbox"], Value::Null);
+
+    // The thread in reading order, as the threading tests above have it.
+    let detail = |id: &str| format!("/v1/mailboxes/INBOX/threads/{id}");
+    let (status, thread) = bridge.get_json(&token, &detail(&origin("a@t"))).await;
+    assert_eq!(status, StatusCode::OK, "{thread}");
+    let order: Vec<(u64, u64, &str)> = thread["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["uid"].as_u64().expect("uid"),
+                m["depth"].as_u64().expect("depth"),
+                m["mailbox"].as_str().expect("mailbox"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (1, 0, "INBOX"),
+            (2, 1, "INBOX"),
+            (3, 2, "INBOX"),
+            (9, 1, "INBOX")
+        ]
+    );
+    assert_eq!(thread["subject"], "Plan for May");
+    assert_eq!(thread["unread"], 4);
+    assert_eq!(thread["messages"][3]["message_id"], "<i@t>");
+    // Two replies to a message the mailbox never had, side by side under it.
+    let (_, lost) = bridge.get_json(&token, &detail(&origin("zzz@t"))).await;
+    let depths: Vec<(u64, u64)> = lost["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["uid"].as_u64().expect("uid"),
+                m["depth"].as_u64().expect("depth"),
+            )
+        })
+        .collect();
+    assert_eq!(depths, [(5, 0), (6, 1)]);
+
+    let by_server = counter(&bridge, THREAD_COMMANDS).await;
+    assert_eq!(
+        by_server > 0.0,
+        bridge.has("THREAD=REFERENCES"),
+        "UID THREAD sent {by_server} times on {}",
+        profile.name()
+    );
+    // A repeat is served from the cache: no THREAD, a hit.
+    let hits = counter(&bridge, LIST_CACHE_HITS).await;
+    let again = list(&bridge, &token, "/v1/mailboxes/INBOX/threads").await;
+    assert_eq!(again["threads"], page["threads"]);
+    assert_eq!(counter(&bridge, THREAD_COMMANDS).await, by_server);
+    assert!(counter(&bridge, LIST_CACHE_HITS).await > hits);
+
+    // A late reply to the budget puts its thread on top, under the same id.
+    bridge.server.deliver(
+        "INBOX",
+        &raw(&("<k@t>", "<g@t>", "<g@t>", "Re: Budget 2027"), 30),
+        "",
+        None,
+    );
+    let moved = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?limit=1").await;
+    assert_eq!(uid_lists(&moved), [vec![7, 8, 12]]);
+    assert_eq!(moved["threads"][0]["thread_id"], origin("g@t").as_str());
+    assert!(moved["next_cursor"].is_string());
+}
+
+#[tokio::test]
+async fn the_thread_endpoints_on_dovecot_use_its_thread() {
+    the_endpoints_thread_the_awkward_conversations(Profile::Dovecot).await;
+}
+
+#[tokio::test]
+async fn the_thread_endpoints_on_cyrus_use_its_thread() {
+    the_endpoints_thread_the_awkward_conversations(Profile::Cyrus).await;
+}
+
+#[tokio::test]
+async fn the_thread_endpoints_on_a_server_without_thread_thread_in_the_bridge() {
+    the_endpoints_thread_the_awkward_conversations(Profile::Bare).await;
+}
+
+/// A message of conversation `n`: its first (`reply` 0) or a reply naming the first.
+fn conversation_message(n: usize, reply: usize) -> Vec<u8> {
+    let id = format!("<c{n}-{reply}@t>");
+    let minute = (n * 3 + reply) % 60;
+    if reply == 0 {
+        raw_message(&id, "", "", &format!("Topic {n}"), minute)
+    } else {
+        let parent = format!("<c{n}-0@t>");
+        raw_message(&id, &parent, &parent, &format!("Re: Topic {n}"), minute)
+    }
+}
+
+/// Pages through 30 conversations four at a time while replies and a new conversation
+/// arrive and a listed thread loses its latest message: every conversation nothing happened to
+/// is listed exactly once; the one that lost its latest message comes again further down, as
+/// documented; a reply to one not reached yet takes it to the top of a fresh list instead.
+async fn paging_neither_skips_nor_repeats_while_mail_arrives(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    // Conversation n is UID n + 1; every third one has a reply at once (UIDs 31..=40).
+    let mut messages: Vec<Vec<u8>> = (0..30).map(|n| conversation_message(n, 0)).collect();
+    messages.extend((0..30).step_by(3).map(|n| conversation_message(n, 1)));
+    bridge.server.deliver_many("INBOX", messages);
+    let token = bridge.login().await;
+    let mut direct = bridge.server.direct().await;
+    let origin = |o: &str| ThreadId::derive(&[b"origin", o.as_bytes()]).to_string();
+
+    let mut seen: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut repeats = Vec::new();
+    let mut moved = None;
+    let mut cursor: Option<String> = None;
+    let mut round = 0;
+    loop {
+        let path = match &cursor {
+            None => "/v1/mailboxes/INBOX/threads?limit=4".to_owned(),
+            Some(c) => format!("/v1/mailboxes/INBOX/threads?limit=4&cursor={c}"),
+        };
+        let page = list(&bridge, &token, &path).await;
+        for thread in page["threads"].as_array().expect("threads") {
+            let id = thread["thread_id"].as_str().expect("id").to_owned();
+            if seen.insert(id.clone(), numbers(&thread["uids"])).is_some() {
+                repeats.push(id);
+            }
+        }
+        let Some(next) = page["next_cursor"].as_str() else {
+            break;
+        };
+        cursor = Some(next.to_owned());
+        round += 1;
+        match round {
+            // A reply to a conversation on the first page (24), one to a conversation below (4).
+            1 => {
+                assert!(seen.contains_key(&origin("c24-0@t")), "{seen:?}");
+                for message in [conversation_message(24, 2), conversation_message(4, 1)] {
+                    bridge.server.deliver("INBOX", &message, "", None);
+                }
+            }
+            // A new conversation, and the last thread listed loses its reply.
+            2 => {
+                bridge
+                    .server
+                    .deliver("INBOX", &conversation_message(30, 0), "", None);
+                let last = page["threads"]
+                    .as_array()
+                    .and_then(|t| t.last())
+                    .expect("a last thread");
+                assert_eq!(numbers(&last["uids"]).len(), 2, "{last}");
+                let latest = last["latest"]["uid"].as_u64().expect("uid");
+                direct
+                    .expunge("INBOX", u32::try_from(latest).expect("u32"))
+                    .await;
+                moved = Some(last["thread_id"].as_str().expect("id").to_owned());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        repeats,
+        Vec::from_iter(moved.clone()),
+        "only the thread that moved down"
+    );
+    for n in (0..30).filter(|&n| n != 4) {
+        let id = origin(&format!("c{n}-0@t"));
+        assert!(
+            seen.contains_key(&id),
+            "conversation {n} was skipped: {seen:?}"
+        );
+    }
+    assert!(!seen.contains_key(&origin("c4-0@t")), "{seen:?}");
+    assert_eq!(seen.len(), 29);
+    // Whatever got new mail is on top of a fresh list, newest first.
+    let top = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?limit=3").await;
+    let top_ids: Vec<&str> = top["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .map(|t| t["thread_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        top_ids,
+        [origin("c30-0@t"), origin("c4-0@t"), origin("c24-0@t")]
+    );
+}
+
+#[tokio::test]
+async fn thread_pages_neither_skip_nor_repeat_on_dovecot() {
+    paging_neither_skips_nor_repeats_while_mail_arrives(Profile::Dovecot).await;
+}
+
+#[tokio::test]
+async fn thread_pages_neither_skip_nor_repeat_without_thread() {
+    paging_neither_skips_nor_repeats_while_mail_arrives(Profile::Bare).await;
+}
+
+/// Unread counts follow flag changes made through the bridge and by another client, in the
+/// full list and in a list of unread messages only (kept by HIGHESTMODSEQ where the server has
+/// CONDSTORE, computed anew where it has not).
+async fn unread_counts_follow_flags(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    bridge.server.deliver_many(
+        "INBOX",
+        (0..3).map(|reply| conversation_message(1, reply)).collect(),
+    );
+    let token = bridge.login().await;
+    let unread = |page: &Value| -> (u64, Vec<u64>) {
+        let thread = &page["threads"][0];
+        (
+            thread["unread"].as_u64().expect("unread"),
+            numbers(&thread["unread_uids"]),
+        )
+    };
+    let all = "/v1/mailboxes/INBOX/threads";
+    let unseen = "/v1/mailboxes/INBOX/threads?unseen=true";
+    assert_eq!(
+        unread(&list(&bridge, &token, all).await),
+        (3, vec![1, 2, 3])
+    );
+    assert_eq!(
+        uid_lists(&list(&bridge, &token, unseen).await),
+        [vec![1, 2, 3]]
+    );
+
+    let (status, body) = bridge
+        .send_json(
+            Method::PATCH,
+            &token,
+            "/v1/mailboxes/INBOX/messages/2/flags",
+            &json!({"add": ["\\Seen"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(unread(&list(&bridge, &token, all).await), (2, vec![1, 3]));
+    assert_eq!(
+        uid_lists(&list(&bridge, &token, unseen).await),
+        [vec![1, 3]]
+    );
+
+    let mut direct = bridge.server.direct().await;
+    direct.store("INBOX", "1,3", "+FLAGS (\\Seen)").await;
+    direct.store("INBOX", "2", "-FLAGS (\\Seen)").await;
+    let page = list(&bridge, &token, all).await;
+    assert_eq!(unread(&page), (1, vec![2]));
+    assert_eq!(page["threads"][0]["messages"], 3);
+    assert_eq!(uid_lists(&list(&bridge, &token, unseen).await), [vec![2]]);
+    let read = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?unseen=false").await;
+    assert_eq!(uid_lists(&read), [vec![1, 3]]);
+}
+
+#[tokio::test]
+async fn unread_counts_follow_flags_on_dovecot() {
+    unread_counts_follow_flags(Profile::Dovecot).await;
+}
+
+#[tokio::test]
+async fn unread_counts_follow_flags_without_condstore_or_thread() {
+    unread_counts_follow_flags(Profile::Bare).await;
+}
+
+/// A message of the conversations spread across INBOX and Sent.
+fn spread(id: &str, references: &str, from: &str, subject: &str, minute: usize) -> Vec<u8> {
+    let mut head = format!(
+        "From: {from}\r\nTo: Someone <someone@example.test>\r\nSubject: {subject}\r\n\
+         Date: Tue, 07 May 2024 09:{minute:02}:00 +0000\r\nMessage-ID: {id}\r\n"
+    );
+    if !references.is_empty() {
+        let parent = references.rsplit(' ').next().unwrap_or(references);
+        head.push_str(&format!(
+            "References: {references}\r\nIn-Reply-To: {parent}\r\n"
+        ));
+    }
+    format!("{head}MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nHi.\r\n").into_bytes()
+}
+
+/// `include_sent` joins the user's replies from Sent into the INBOX threads: a trip Bob
+/// started, the user answered and Bob answered again; a question the user started from Sent
+/// that Carol answered; and a message in Sent nobody answered, which lists nothing.
+async fn sent_replies_join_their_threads(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    let bob = "Bob <bob@example.test>";
+    let me = "Alice <alice@example.test>";
+    let carol = "Carol <carol@example.test>";
+    bridge.server.deliver_many(
+        "INBOX",
+        vec![
+            spread("<t1@bob>", "", bob, "Trip", 0),
+            spread("<c1@carol>", "<s1@alice>", carol, "Re: Question", 20),
+            spread("<t2@bob>", "<t1@bob> <r1@alice>", bob, "Re: Trip", 30),
+        ],
+    );
+    bridge.server.deliver_many(
+        "Sent",
+        vec![
+            spread("<s1@alice>", "", me, "Question", 5),
+            spread("<r1@alice>", "<t1@bob>", me, "Re: Trip", 10),
+            spread("<n1@alice>", "", me, "Unanswered", 15),
+        ],
+    );
+    let token = bridge.login().await;
+    let origin = |o: &str| ThreadId::derive(&[b"origin", o.as_bytes()]).to_string();
+
+    let plain = list(&bridge, &token, "/v1/mailboxes/INBOX/threads").await;
+    assert_eq!(uid_lists(&plain), [vec![1, 3], vec![2]], "{plain:#}");
+    assert_eq!(plain["sent_mailbox"], Value::Null);
+    let with_sent = list(
+        &bridge,
+        &token,
+        "/v1/mailboxes/INBOX/threads?include_sent=true",
+    )
+    .await;
+    assert_eq!(with_sent["sent_mailbox"], "Sent", "{with_sent:#}");
+    assert_eq!(
+        uid_lists(&with_sent),
+        [vec![1, 3], vec![2]],
+        "the same order"
+    );
+    assert_eq!(with_sent["total"], 2, "a thread only in Sent is not listed");
+    let trip = &with_sent["threads"][0];
+    let question = &with_sent["threads"][1];
+    // The ids are the same with and without Sent, even for the thread Sent started.
+    assert_eq!(trip["thread_id"], origin("t1@bob").as_str());
+    assert_eq!(question["thread_id"], origin("s1@alice").as_str());
+    assert_eq!(
+        plain["threads"][1]["thread_id"],
+        origin("s1@alice").as_str()
+    );
+    assert_eq!(numbers(&trip["sent_uids"]), [2]);
+    assert_eq!(trip["messages"], 3);
+    assert_eq!(plain["threads"][0]["messages"], 2);
+    assert_eq!(trip["unread"], 2, "the user's own mail is never unread");
+    assert_eq!(question["subject"], "Question");
+    assert_eq!(plain["threads"][1]["subject"], "Re: Question");
+    let authors: Vec<&str> = trip["participants"]
+        .as_array()
+        .expect("participants")
+        .iter()
+        .map(|a| a["address"].as_str().expect("address"))
+        .collect();
+    assert_eq!(authors, ["bob@example.test", "alice@example.test"]);
+
+    let path = format!(
+        "/v1/mailboxes/INBOX/threads/{}?include_sent=true",
+        origin("t1@bob")
+    );
+    let (status, thread) = bridge.get_json(&token, &path).await;
+    assert_eq!(status, StatusCode::OK, "{thread}");
+    let order: Vec<(&str, u64, u64)> = thread["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            (
+                m["mailbox"].as_str().expect("mailbox"),
+                m["uid"].as_u64().expect("uid"),
+                m["depth"].as_u64().expect("depth"),
+            )
+        })
+        .collect();
+    assert_eq!(order, [("INBOX", 1, 0), ("Sent", 2, 1), ("INBOX", 3, 2)]);
+    assert_eq!(thread["sent_mailbox"], "Sent");
+    assert_eq!(thread["messages"][1]["message_id"], "<r1@alice>");
+    // Without Sent, Bob's second message sits where the user's reply would.
+    let path = format!("/v1/mailboxes/INBOX/threads/{}", origin("t1@bob"));
+    let (_, thread) = bridge.get_json(&token, &path).await;
+    let depths: Vec<u64> = thread["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["depth"].as_u64().expect("depth"))
+        .collect();
+    assert_eq!(depths, [0, 1]);
+
+    // A new reply in Sent joins its thread at once.
+    bridge.server.deliver(
+        "Sent",
+        &spread(
+            "<r2@alice>",
+            "<t1@bob> <r1@alice> <t2@bob>",
+            me,
+            "Re: Trip",
+            40,
+        ),
+        "S",
+        None,
+    );
+    let again = list(
+        &bridge,
+        &token,
+        "/v1/mailboxes/INBOX/threads?include_sent=true",
+    )
+    .await;
+    assert_eq!(numbers(&again["threads"][0]["sent_uids"]), [2, 4]);
+}
+
+#[tokio::test]
+async fn sent_replies_join_their_threads_on_dovecot() {
+    sent_replies_join_their_threads(Profile::Dovecot).await;
+}
+
+#[tokio::test]
+async fn sent_replies_join_their_threads_on_cyrus() {
+    sent_replies_join_their_threads(Profile::Cyrus).await;
+}
+
+#[tokio::test]
+async fn sent_replies_join_their_threads_found_by_name() {
+    sent_replies_join_their_threads(Profile::Bare).await;
+}
+
+/// Every bad input is a problem+json 4xx with a clear code that changed nothing on the
+/// server; a server without THREAD is no reason for one.
+async fn bad_input_is_refused(profile: Profile) {
+    let bridge = seeded(profile).await;
+    let token = bridge.login().await;
+    let mut direct = bridge.server.direct().await;
+    let before = direct.flag_map("INBOX").await;
+    let page = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?limit=2").await;
+    let cursor = page["next_cursor"].as_str().expect("a cursor").to_owned();
+    let (_, messages) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=2")
+        .await;
+    let message_cursor = messages["next_cursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned();
+    let uid_validity = page["uid_validity"].as_u64().expect("uid_validity");
+    let stale = cursor.replacen(&format!("c1.{uid_validity}."), "c1.1.", 1);
+
+    let bad = StatusCode::BAD_REQUEST;
+    let threads = "/v1/mailboxes/INBOX/threads";
+    for (path, status, code) in [
+        (format!("{threads}?limit=0"), bad, "invalid_request"),
+        (format!("{threads}?limit=201"), bad, "invalid_request"),
+        (format!("{threads}?limit=x"), bad, "invalid_request"),
+        (format!("{threads}?cursor=c1.1.2"), bad, "invalid_request"),
+        (
+            format!("{threads}?cursor={message_cursor}"),
+            bad,
+            "invalid_request",
+        ),
+        (
+            format!("{threads}?unseen=true&cursor={cursor}"),
+            bad,
+            "invalid_request",
+        ),
+        (
+            format!("{threads}?include_sent=true&cursor={cursor}"),
+            bad,
+            "invalid_request",
+        ),
+        (
+            format!("/v1/mailboxes/INBOX/messages?cursor={cursor}"),
+            bad,
+            "invalid_request",
+        ),
+        (
+            format!("{threads}?cursor={stale}"),
+            StatusCode::CONFLICT,
+            "uid_validity_changed",
+        ),
+        (
+            format!("{threads}?subject=a%0D%0AX1%20DELETE%20INBOX"),
+            bad,
+            "invalid_request",
+        ),
+        (format!("{threads}?from="), bad, "invalid_request"),
+        (
+            format!("{threads}?since=2024-13-01"),
+            bad,
+            "invalid_request",
+        ),
+        (
+            format!("{threads}?include_sent=maybe"),
+            bad,
+            "invalid_request",
+        ),
+        (format!("{threads}?sort=date"), bad, "invalid_request"),
+        (format!("{threads}/t1.xyz"), bad, "invalid_request"),
+        (
+            format!("{threads}/t1.0123456789ABCDEF"),
+            bad,
+            "invalid_request",
+        ),
+        (
+            format!("{threads}/t1.0123456789abcdef?limit=5"),
+            bad,
+            "invalid_request",
+        ),
+        (
+            format!("{threads}/t1.0123456789abcdef"),
+            StatusCode::NOT_FOUND,
+            "thread_not_found",
+        ),
+        (
+            "/v1/mailboxes/Nowhere/threads".to_owned(),
+            StatusCode::NOT_FOUND,
+            "mailbox_not_found",
+        ),
+        (
+            "/v1/mailboxes/Nowhere/threads/t1.0123456789abcdef".to_owned(),
+            StatusCode::NOT_FOUND,
+            "mailbox_not_found",
+        ),
+        (
+            "/v1/mailboxes/a%2A/threads".to_owned(),
+            bad,
+            "invalid_request",
+        ),
+    ] {
+        let got = bridge.get_json(&token, &path).await;
+        assert_problem(&got, status, code, &path);
+    }
+    let anonymous = bridge
+        .request(Method::GET, threads, None)
+        .send()
+        .await
+        .expect("request");
+    assert_problem(
+        &json_of(anonymous).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "no token",
+    );
+    assert_eq!(direct.flag_map("INBOX").await, before, "nothing changed");
+    // The cursor still works after all that.
+    let next = list(
+        &bridge,
+        &token,
+        &format!("{threads}?limit=2&cursor={cursor}"),
+    )
+    .await;
+    assert_eq!(uid_lists(&next), [vec![1, 2, 3, 9], vec![7, 8]]);
+}
+
+#[tokio::test]
+async fn bad_thread_requests_are_refused_on_dovecot() {
+    bad_input_is_refused(Profile::Dovecot).await;
+}
+
+#[tokio::test]
+async fn bad_thread_requests_are_refused_without_thread() {
+    bad_input_is_refused(Profile::Bare).await;
+}
+
+/// `count` messages in conversations of a few messages each, their replies spread over the
+/// folder: conversation `n` starts at UID `n + 1`, every reply names the whole chain before it.
+fn folder(count: usize) -> Vec<Vec<u8>> {
+    let conversations = count * 2 / 5;
+    let mut replies = vec![0usize; conversations];
+    (0..count)
+        .map(|i| {
+            if i < conversations {
+                return raw_message(&format!("<c{i}-0@t>"), "", "", &format!("Topic {i}"), 0);
+            }
+            let n = (i * 7919) % conversations;
+            replies[n] += 1;
+            let k = replies[n];
+            let chain: Vec<String> = (0..k).map(|j| format!("<c{n}-{j}@t>")).collect();
+            let parent = chain.last().cloned().unwrap_or_default();
+            raw_message(
+                &format!("<c{n}-{k}@t>"),
+                &chain.join(" "),
+                &parent,
+                &format!("Re: Topic {n}"),
+                k % 60,
+            )
+        })
+        .collect()
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// A bare IMAP client on Dovecot's plain port, for the direct side of a comparison: it reads
+/// responses as bytes (literals included), so THREAD answers are no trouble.
+struct RawImap {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    tag: u32,
+}
+
+impl RawImap {
+    async fn login(addr: std::net::SocketAddr) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut raw = RawImap {
+            stream: tokio::io::BufReader::new(stream),
+            tag: 0,
+        };
+        let mut greeting = String::new();
+        raw.stream.read_line(&mut greeting).await.expect("greeting");
+        raw.command(&format!("LOGIN {USER} \"{PASSWORD}\"")).await;
+        raw
+    }
+
+    /// Sends `command` and returns every byte of the answer up to its tagged OK.
+    async fn command(&mut self, command: &str) -> Vec<u8> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        self.tag += 1;
+        let tag = format!("r{} ", self.tag);
+        let stream = self.stream.get_mut();
+        stream
+            .write_all(format!("{tag}{command}\r\n").as_bytes())
+            .await
+            .expect("send");
+        let mut answer = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            self.stream
+                .read_until(b'\n', &mut line)
+                .await
+                .expect("read");
+            assert!(!line.is_empty(), "the server closed the connection");
+            let literal = line
+                .strip_suffix(b"}\r\n")
+                .and_then(|head| head.rsplit(|&b| b == b'{').next())
+                .and_then(|n| std::str::from_utf8(n).ok()?.parse::<usize>().ok());
+            answer.extend_from_slice(&line);
+            if let Some(len) = literal {
+                let mut bytes = vec![0; len];
+                self.stream.read_exact(&mut bytes).await.expect("literal");
+                answer.extend_from_slice(&bytes);
+                continue;
+            }
+            if line.starts_with(tag.as_bytes()) {
+                assert!(
+                    line[tag.len()..].starts_with(b"OK"),
+                    "{command}: {}",
+                    String::from_utf8_lossy(&line)
+                );
+                return answer;
+            }
+        }
+    }
+}
+
+/// The latest UID of each thread of a THREAD answer, newest thread first.
+fn latest_of_threads(answer: &[u8]) -> Vec<u32> {
+    let text = String::from_utf8_lossy(answer);
+    let list = text
+        .lines()
+        .find_map(|l| l.strip_prefix("* THREAD"))
+        .unwrap_or_default();
+    let mut latest = Vec::new();
+    let (mut depth, mut max, mut number) = (0, 0u32, String::new());
+    for c in list.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        if let Ok(n) = number.parse::<u32>() {
+            max = max.max(n);
+        }
+        number.clear();
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    latest.push(std::mem::take(&mut max));
+                }
+            }
+            _ => {}
+        }
+    }
+    latest.sort_unstable_by(|a, b| b.cmp(a));
+    latest
+}
+
+/// Not a test: what threading costs. The bridge's own threading of 10,000 and 100,000
+/// messages; then the first page of 50 threads of a 10,000-message INBOX through the bridge,
+/// first with every cache cold, then warm after one new message (the list computed anew),
+/// then repeated from the cache, on Dovecot (its THREAD) and on the bare profile (the bridge's
+/// threading), beside the direct `UID THREAD` + `UID FETCH` of the same page on Dovecot. Run
+/// it in release:
+/// `cargo nextest run --release --test threads --run-ignored only measure_thread_lists --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it on demand in release mode"]
+async fn measure_thread_lists() {
+    for count in [10_000usize, 100_000] {
+        let conversations = count * 2 / 5;
+        let text: Vec<(String, Option<String>, String)> = (0..count)
+            .map(|i| {
+                let first = i < conversations;
+                let n = if first { i } else { (i * 7919) % conversations };
+                (
+                    format!("<m{i}@t>"),
+                    (!first).then(|| format!("<m{n}@t>")),
+                    if first {
+                        format!("Topic {n}")
+                    } else {
+                        format!("Re: Topic {n}")
+                    },
+                )
+            })
+            .collect();
+        let messages: Vec<Message<u32>> = (1u32..)
+            .zip(&text)
+            .map(|(key, (id, parent, subject))| Message {
+                key,
+                message_id: Some(id),
+                references: parent.as_deref(),
+                in_reply_to: parent.as_deref(),
+                subject,
+                date: i64::from(key),
+            })
+            .collect();
+        let times: Vec<Duration> = (0..5)
+            .map(|_| {
+                let started = Instant::now();
+                let threads = threading::thread(&messages);
+                let took = started.elapsed();
+                assert_eq!(threads.len(), count * 2 / 5);
+                took
+            })
+            .collect();
+        println!(
+            "mail::threading of {count} messages: median {:?} of {times:?}",
+            median(times.clone())
+        );
+    }
+
+    let page_path = "/v1/mailboxes/INBOX/threads?limit=50";
+    let mut direct_median = None;
+    for profile in [Profile::Dovecot, Profile::Bare] {
+        let bridge = ServerBridge::start(profile).await;
+        bridge.server.deliver_many("INBOX", folder(10_000));
+        let token = bridge.login().await;
+        let (status, _) = bridge.get_json(&token, "/v1/mailboxes").await;
+        assert_eq!(status, StatusCode::OK);
+        let timed = |path: &'static str| {
+            let bridge = &bridge;
+            let token = &token;
+            async move {
+                let started = Instant::now();
+                let page = list(bridge, token, path).await;
+                (started.elapsed(), page)
+            }
+        };
+        let (cold, page) = timed(page_path).await;
+        assert_eq!(page["threads"].as_array().map(Vec::len), Some(50));
+        let mut raw = match &bridge.server {
+            common::servers::MailServer::Dovecot(dovecot) => {
+                Some(RawImap::login(dovecot.imap_addr()).await)
+            }
+            common::servers::MailServer::Cyrus(_) => None,
+        };
+        if let Some(raw) = &mut raw {
+            raw.command("SELECT INBOX").await;
+        }
+        // Each round: one new message, then the page through the bridge (its list computed
+        // anew) and, on Dovecot, the same page directly (another new message first, so that
+        // the server's THREAD has the same work).
+        let (mut warm, mut direct, mut noops) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..7 {
+            let reply = |n: usize| {
+                raw_message(
+                    &format!("<new{i}-{n}@t>"),
+                    "<c7-0@t>",
+                    "<c7-0@t>",
+                    "Re: Topic 7",
+                    0,
+                )
+            };
+            bridge.server.deliver("INBOX", &reply(0), "", None);
+            warm.push(timed(page_path).await.0);
+            if let Some(raw) = &mut raw {
+                bridge.server.deliver("INBOX", &reply(1), "", None);
+                let synced = Instant::now();
+                raw.command("NOOP").await;
+                noops.push(synced.elapsed());
+                let started = Instant::now();
+                let answer = raw.command("UID THREAD REFERENCES UTF-8 ALL").await;
+                let uids: Vec<String> = latest_of_threads(&answer)
+                    .iter()
+                    .take(50)
+                    .map(u32::to_string)
+                    .collect();
+                raw.command(&format!(
+                    "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
+                     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])",
+                    uids.join(",")
+                ))
+                .await;
+                direct.push(started.elapsed());
+            }
+        }
+        let mut cached = Vec::new();
+        for _ in 0..20 {
+            cached.push(timed(page_path).await.0);
+        }
+        // The direct page again with nothing new, as the cached page is.
+        let mut steady = Vec::new();
+        if let Some(raw) = &mut raw {
+            for _ in 0..20 {
+                let started = Instant::now();
+                let answer = raw.command("UID THREAD REFERENCES UTF-8 ALL").await;
+                let uids: Vec<String> = latest_of_threads(&answer)
+                    .iter()
+                    .take(50)
+                    .map(u32::to_string)
+                    .collect();
+                raw.command(&format!(
+                    "UID FETCH {} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
+                     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])",
+                    uids.join(",")
+                ))
+                .await;
+                steady.push(started.elapsed());
+            }
+        }
+        let (warm, cached) = (median(warm), median(cached));
+        println!(
+            "{}: first page of 50 threads of 10,000 messages: cold {cold:?}, warm after a new \
+             message {warm:?}, cached {cached:?} (medians)",
+            profile.name()
+        );
+        if !direct.is_empty() {
+            direct_median = Some((median(direct), median(noops), median(steady)));
+        }
+        if let Some((direct, noop, steady)) = direct_median {
+            // The bridge's warm page includes the NOOP that makes the server take in the new
+            // message (the first ms of it); a direct client needs one too.
+            println!(
+                "{}: direct UID THREAD + UID FETCH after a new message {direct:?}, with the NOOP \
+                 before it {:?}, with nothing new {steady:?}; bridge warm {:.2}x of the first \
+                 ({:.2}x without the NOOP), cached {:.2}x of the last",
+                profile.name(),
+                direct + noop,
+                warm.as_secs_f64() / (direct + noop).as_secs_f64(),
+                warm.as_secs_f64() / direct.as_secs_f64(),
+                cached.as_secs_f64() / steady.as_secs_f64()
+            );
+        }
     }
 }

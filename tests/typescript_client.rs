@@ -77,6 +77,13 @@ async fn the_typescript_client_type_checks_and_works_against_a_bridge() {
         "{report:#}"
     );
     assert_eq!(report["messages"], 5, "{report:#}");
+    // Five unrelated messages, two threads a page: three pages, every thread listed once, and
+    // the newest opened with as many messages as the list said.
+    let threads = &report["threads"];
+    assert_eq!(threads["total"], 5, "{report:#}");
+    assert_eq!(threads["listed"], 5, "{report:#}");
+    assert_eq!(threads["pages"], 3, "{report:#}");
+    assert_eq!(threads["opened"], threads["openedMessages"], "{report:#}");
     let uid = &report["opened"]["uid"];
     assert_eq!(
         report["flagsAfterPatch"],

@@ -256,6 +256,12 @@ impl From<ImapError> for ApiError {
                 "There is no message with that UID in this mailbox.",
             ),
             E::PartNotFound => ApiError::part_not_found(),
+            E::ThreadNotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "thread_not_found",
+                "Thread not found",
+                "There is no thread with that id in this mailbox (with these filters); its id changes when its first message goes and the next names no earlier one: list the threads again.",
+            ),
             E::AlreadyExists => ApiError::new(
                 StatusCode::CONFLICT,
                 "conflict",

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod moves;
 pub mod ops;
 pub mod schema;
+pub mod threads;
 pub mod throttle;
 
 use std::ops::Deref;
@@ -69,6 +70,8 @@ pub struct AppInner {
     pub throttle: throttle::LoginThrottle,
     /// Servers a caller may choose at login.
     pub allowed_servers: allowlist::AllowedServers,
+    /// Thread lists and the headers they are built from; `None` when disabled.
+    pub threads: Option<crate::imap::thread_cache::ThreadCache>,
 }
 
 impl AppState {
@@ -108,11 +111,13 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         schema::PartIdSchema,
         schema::SyncStateSchema,
         schema::CursorSchema,
+        schema::ThreadIdSchema,
     )),
     tags(
         (name = "auth", description = "Log in and out."),
         (name = "mailboxes", description = "Folders, their roles and counts."),
         (name = "messages", description = "Header lists, messages, raw downloads and attachments; upload, delete, move and copy."),
+        (name = "threads", description = "Conversations: a mailbox's messages threaded by their references, newest conversation first."),
         (name = "flags", description = "Read, flagged and other flags, one message or many."),
         (name = "sync", description = "What changed since a state, for clients that were offline."),
         (name = "events", description = "Real-time changes as server-sent events, fed by IMAP IDLE."),
@@ -132,6 +137,7 @@ fn routes(metrics_on_api_port: bool) -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(mailboxes::router())
         .merge(messages::router())
+        .merge(threads::router())
         .merge(downloads::router())
         .merge(flags::router())
         .merge(moves::router())

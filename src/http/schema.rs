@@ -122,6 +122,19 @@ named_schema!(
 );
 
 named_schema!(
+    /// A thread's id.
+    ThreadIdSchema,
+    "ThreadId",
+    json!({
+        "type": "string",
+        "description": "A thread's `thread_id` from a thread list of the same mailbox; opaque \
+            to clients.",
+        "pattern": THREAD_ID_PATTERN,
+        "example": "t1.5f3e2a11c09d7b64",
+    })
+);
+
+named_schema!(
     /// Flags of a new message, comma separated.
     FlagListSchema,
     "FlagList",
@@ -188,6 +201,8 @@ macro_rules! flag {
         )
     };
 }
+
+const THREAD_ID_PATTERN: &str = r"^t1\.[0-9a-f]{16}$";
 
 /// IMAP's ATOM-CHAR without `]` (RFC 3501's flag-keyword), as a character class.
 macro_rules! atom_char {
@@ -457,6 +472,25 @@ mod tests {
                 pattern.is_match(s),
                 PartId::parse(s).is_ok(),
                 "part id {s:?}: pattern and parser disagree"
+            );
+        }
+    }
+
+    #[test]
+    fn the_thread_id_pattern_accepts_exactly_what_the_bridge_accepts() {
+        let pattern = pattern_of(ThreadIdSchema::schema());
+        for s in SAMPLES.iter().copied().chain([
+            "t1.0123456789abcdef",
+            "t1.0123456789ABCDEF",
+            "t1.0123456789abcde",
+            "t1.0123456789abcdef0",
+            "t2.0123456789abcdef",
+            "t1.0123456789abcdef\n",
+        ]) {
+            assert_eq!(
+                pattern.is_match(s),
+                s.parse::<crate::imap::state::ThreadId>().is_ok(),
+                "thread id {s:?}: pattern and parser disagree"
             );
         }
     }

@@ -40,6 +40,9 @@ pub enum ImapError {
     /// No message with that UID in the mailbox.
     #[error("message not found")]
     MessageNotFound,
+    /// No thread with that id in the mailbox.
+    #[error("thread not found")]
+    ThreadNotFound,
     /// No body part with that id in the message.
     #[error("part not found")]
     PartNotFound,

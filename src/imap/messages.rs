@@ -791,7 +791,7 @@ impl Connection {
     }
 
     /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are skipped).
-    async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
+    pub(crate) async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }

@@ -17,6 +17,8 @@ pub mod pool;
 pub mod sasl;
 pub mod state;
 pub mod sync;
+pub mod thread_cache;
+pub mod thread_index;
 pub mod threads;
 pub mod tracker;
 pub mod transport;

@@ -1,4 +1,5 @@
-//! Opaque tokens handed to HTTP callers: a mailbox's delta-sync state and a page cursor.
+//! Opaque tokens handed to HTTP callers: a mailbox's delta-sync state, a page cursor and a
+//! thread's id.
 //!
 //! Both are plain dotted numbers behind a version prefix, strictly parsed: a token that does
 //! not parse is a 400, and a token that parses can at worst make the bridge do more work,
@@ -154,6 +155,47 @@ impl FromStr for PageCursor {
     }
 }
 
+/// A conversation's id within a mailbox: 64 bits of SHA-256 over what names the
+/// conversation (see `imap::thread_index` for what that is), as `t1.` and 16 lower-case hex
+/// digits. It says nothing about the mailbox or the messages without the mailbox at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadId(u64);
+
+impl ThreadId {
+    /// The id derived from `parts` (each one delimited, so `["ab", "c"]` and `["a", "bc"]`
+    /// differ).
+    pub fn derive(parts: &[&[u8]]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in parts {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        let digest = hash.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        ThreadId(u64::from_be_bytes(first))
+    }
+}
+
+impl fmt::Display for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t1.{:016x}", self.0)
+    }
+}
+
+impl FromStr for ThreadId {
+    type Err = MalformedToken;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = MalformedToken("thread id");
+        let hex = s.strip_prefix("t1.").ok_or(err.clone())?;
+        if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(err);
+        }
+        u64::from_str_radix(hex, 16).map(ThreadId).map_err(|_| err)
+    }
+}
+
 /// `n` as a UID or UIDVALIDITY: non-zero and within 32 bits.
 fn nonzero_u32(n: u64) -> Option<u32> {
     u32::try_from(n).ok().filter(|&n| n != 0)
@@ -293,6 +335,33 @@ mod tests {
             assert_eq!(state.to_string(), "s1.7.0.9");
             assert_eq!(state.to_string().parse(), Ok(state));
         }
+    }
+
+    #[test]
+    fn thread_ids_round_trip_and_refuse_anything_else() {
+        let id = ThreadId::derive(&[b"origin", b"a@x"]);
+        assert_eq!(id.to_string().len(), "t1.".len() + 16);
+        assert_eq!(id.to_string().parse::<ThreadId>(), Ok(id));
+        assert_eq!(ThreadId::derive(&[b"origin", b"a@x"]), id, "stable");
+        assert_ne!(
+            ThreadId::derive(&[b"origina", b"@x"]),
+            id,
+            "parts delimited"
+        );
+        for bad in [
+            "",
+            "t1.",
+            "t1.0123456789abcde",
+            "t1.0123456789abcdef0",
+            "t1.0123456789ABCDEF",
+            "t2.0123456789abcdef",
+            "t1.0123456789abcdeg",
+            "t1.0123456789abcdef\r\n",
+            "c1.1.2.3.00000000",
+        ] {
+            assert!(bad.parse::<ThreadId>().is_err(), "{bad:?}");
+        }
+        assert!("t1.0123456789abcdef".parse::<ThreadId>().is_ok());
     }
 
     #[test]

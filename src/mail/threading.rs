@@ -24,21 +24,25 @@
 //! roots, O(n log n); a folder of 10,000 messages threads in a few milliseconds. What it takes
 //! from the server is each message's Message-ID, In-Reply-To, References, Subject and Date.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-/// One message to thread.
-#[derive(Debug, Clone)]
-pub struct Message<K> {
+use super::address::parse_address_list;
+use super::content::first_field;
+use super::summary::{Address, decode_header_text, parse_internal_date, parse_rfc2822_date};
+
+/// One message to thread, borrowing its text from wherever the caller keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a, K> {
     /// What the caller knows the message by (a UID, a mailbox and a UID...).
     pub key: K,
     /// The Message-ID, angle brackets included or not.
-    pub message_id: Option<String>,
+    pub message_id: Option<&'a str>,
     /// The `References` header's raw value, if any.
-    pub references: Option<String>,
+    pub references: Option<&'a str>,
     /// The `In-Reply-To` header's raw value, if any.
-    pub in_reply_to: Option<String>,
+    pub in_reply_to: Option<&'a str>,
     /// The decoded subject.
-    pub subject: String,
+    pub subject: &'a str,
     /// The sent date (the Date header, or the arrival time when it has none), in seconds.
     pub date: i64,
 }
@@ -57,6 +61,114 @@ impl<K: Clone> Thread<K> {
     pub fn keys(&self) -> Vec<K> {
         self.messages.iter().map(|(k, _)| k.clone()).collect()
     }
+}
+
+/// The header fields a [`ThreadHeader`] is read from, as `BODY.PEEK[HEADER.FIELDS (…)]`
+/// names them.
+pub const THREAD_HEADER_FIELDS: &str = "MESSAGE-ID IN-REPLY-TO REFERENCES SUBJECT DATE FROM";
+
+/// What threading and a thread list take from one message's header: the fields that link it
+/// to other messages, its subject, sent date and authors. It never changes for a message, so
+/// it can be kept for as long as the message's UID stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThreadHeader {
+    /// The Message-ID as written (angle brackets included), unfolded.
+    pub message_id: Option<String>,
+    /// The `References` value, unfolded.
+    pub references: Option<String>,
+    /// The `In-Reply-To` value, unfolded.
+    pub in_reply_to: Option<String>,
+    /// The subject, RFC 2047 decoded.
+    pub subject: Option<String>,
+    /// The Date header in seconds since the epoch, when it is readable.
+    pub date: Option<i64>,
+    /// The authors (From), read as mail clients read the field.
+    pub from: Vec<Address>,
+}
+
+impl ThreadHeader {
+    /// Reads the fields of [`THREAD_HEADER_FIELDS`] from a header block (others are ignored).
+    pub fn parse(block: &[u8]) -> Self {
+        let unfolded = |name: &str| {
+            first_field(block, name).and_then(|raw| {
+                let text = String::from_utf8_lossy(raw);
+                let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                (!text.is_empty()).then_some(text)
+            })
+        };
+        ThreadHeader {
+            message_id: unfolded("Message-ID"),
+            references: unfolded("References"),
+            in_reply_to: unfolded("In-Reply-To"),
+            subject: first_field(block, "Subject").map(decode_header_text),
+            date: first_field(block, "Date")
+                .and_then(parse_rfc2822_date)
+                .and_then(|date| rfc3339_seconds(&date)),
+            from: first_field(block, "From")
+                .map(parse_address_list)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Where the message's conversation started, by the message's own account: the first id
+    /// of its `References` (RFC 5322 §3.6.4 puts the conversation's first message there),
+    /// else the first id of its `In-Reply-To`, else its own Message-ID; without angle
+    /// brackets. `None` for a message that names no id at all.
+    ///
+    /// Every reply of a well-formed conversation names the same origin, and so does its first
+    /// message (its own id), so the origin of a thread's first message stays the same when an
+    /// earlier message joins the thread or the first one is deleted.
+    pub fn origin(&self) -> Option<&str> {
+        fn first(value: Option<&str>) -> Option<&str> {
+            value.and_then(|v| message_ids(v).first().copied())
+        }
+        first(self.references.as_deref())
+            .or_else(|| first(self.in_reply_to.as_deref()))
+            .or_else(|| self.message_id.as_deref().and_then(own_id))
+    }
+
+    /// The message as [`thread`] takes it: `received` (the arrival time, in seconds) stands in
+    /// for a missing or unreadable Date.
+    pub fn message<K>(&self, key: K, received: Option<i64>) -> Message<'_, K> {
+        Message {
+            key,
+            message_id: self.message_id.as_deref(),
+            references: self.references.as_deref(),
+            in_reply_to: self.in_reply_to.as_deref(),
+            subject: self.subject.as_deref().unwrap_or_default(),
+            date: self.date.or(received).unwrap_or(0),
+        }
+    }
+}
+
+/// An IMAP INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) in seconds since the epoch.
+pub fn internal_date_seconds(value: &str) -> Option<i64> {
+    parse_internal_date(value).and_then(|date| rfc3339_seconds(&date))
+}
+
+fn rfc3339_seconds(value: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .ok()
+        .map(|date| date.timestamp())
+}
+
+/// The distinct authors of a thread's messages, given in reading order: each address once
+/// (compared without regard to letter case), in the order they first wrote, at most `max`.
+pub fn participants<'a>(
+    authors: impl IntoIterator<Item = &'a [Address]>,
+    max: usize,
+) -> Vec<Address> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for address in authors.into_iter().flatten() {
+        if out.len() == max {
+            break;
+        }
+        if seen.insert(address.address.to_lowercase()) {
+            out.push(address.clone());
+        }
+    }
+    out
 }
 
 /// The message ids in a header value (`<a@b> <c@d>`), without their angle brackets; text
@@ -180,7 +292,7 @@ struct Container {
 }
 
 struct Threader<'a, K> {
-    messages: &'a [Message<K>],
+    messages: &'a [Message<'a, K>],
     containers: Vec<Container>,
 }
 
@@ -286,7 +398,7 @@ impl<K: Clone> Threader<'_, K> {
     fn subject_of(&self, container: usize) -> (String, bool) {
         let (_, message) = self.date(container);
         match self.messages.get(message) {
-            Some(m) => base_subject(&m.subject),
+            Some(m) => base_subject(m.subject),
             None => (String::new(), false),
         }
     }
@@ -322,7 +434,7 @@ impl<K: Clone> Threader<'_, K> {
 
 /// Threads `messages` (RFC 5256 REFERENCES): the threads, oldest first by their first
 /// message's sent date.
-pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
+pub fn thread<K: Clone>(messages: &[Message<'_, K>]) -> Vec<Thread<K>> {
     let mut t = Threader {
         messages,
         containers: Vec::with_capacity(messages.len() * 2),
@@ -330,7 +442,7 @@ pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
     let mut ids: HashMap<&str, usize> = HashMap::with_capacity(messages.len() * 2);
     for (index, message) in messages.iter().enumerate() {
         // (1A)
-        let own = message.message_id.as_deref().and_then(own_id);
+        let own = message.message_id.and_then(own_id);
         let container = match own.and_then(|id| ids.get(id).copied()) {
             Some(c) if t.containers[c].message.is_none() => c,
             _ => {
@@ -343,15 +455,10 @@ pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
         };
         t.containers[container].message = Some(index);
         // (1B)
-        let mut references = message
-            .references
-            .as_deref()
-            .map(message_ids)
-            .unwrap_or_default();
+        let mut references = message.references.map(message_ids).unwrap_or_default();
         if references.is_empty() {
             references = message
                 .in_reply_to
-                .as_deref()
                 .map(message_ids)
                 .unwrap_or_default()
                 .into_iter()
@@ -456,21 +563,21 @@ pub fn thread<K: Clone>(messages: &[Message<K>]) -> Vec<Thread<K>> {
 mod tests {
     use super::*;
 
-    fn message(
+    fn message<'a>(
         key: u32,
-        id: &str,
-        references: &str,
-        in_reply_to: &str,
-        subject: &str,
+        id: &'a str,
+        references: &'a str,
+        in_reply_to: &'a str,
+        subject: &'a str,
         date: i64,
-    ) -> Message<u32> {
-        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    ) -> Message<'a, u32> {
+        let some = |s: &'a str| (!s.is_empty()).then_some(s);
         Message {
             key,
             message_id: some(id),
             references: some(references),
             in_reply_to: some(in_reply_to),
-            subject: subject.to_owned(),
+            subject,
             date,
         }
     }
@@ -505,6 +612,75 @@ mod tests {
                 "{subject:?}"
             );
         }
+    }
+
+    #[test]
+    fn thread_headers_are_read_from_the_fetched_fields() {
+        let header = ThreadHeader::parse(
+            b"Message-ID: <b@x>\r\nReferences: <a@x>\r\n <m@x>\r\nIn-Reply-To: <m@x>\r\n\
+              Subject: =?UTF-8?Q?Re:_Pl=C3=A4ne?=\r\nDate: Mon, 06 May 2024 12:00:00 +0200\r\n\
+              From: Bob <bob@example.test>, carol@example.test\r\n\r\n",
+        );
+        assert_eq!(header.message_id.as_deref(), Some("<b@x>"));
+        assert_eq!(header.references.as_deref(), Some("<a@x> <m@x>"));
+        assert_eq!(header.in_reply_to.as_deref(), Some("<m@x>"));
+        assert_eq!(header.subject.as_deref(), Some("Re: Pläne"));
+        assert_eq!(header.date, Some(1_714_989_600));
+        let from: Vec<&str> = header.from.iter().map(|a| a.address.as_str()).collect();
+        assert_eq!(from, ["bob@example.test", "carol@example.test"]);
+        assert_eq!(header.origin(), Some("a@x"));
+        let message = header.message(7u32, Some(5));
+        assert_eq!((message.key, message.date), (7, 1_714_989_600));
+        assert_eq!(message.subject, "Re: Pläne");
+
+        let bare = ThreadHeader::parse(b"Subject: Hi\r\nDate: not a date\r\n\r\n");
+        assert_eq!(bare.origin(), None);
+        assert_eq!(bare.message(1u32, Some(42)).date, 42, "arrival stands in");
+        assert_eq!(bare.message(1u32, None).date, 0);
+        assert_eq!(
+            internal_date_seconds("06-May-2024 12:00:00 +0000"),
+            Some(1_714_996_800)
+        );
+    }
+
+    #[test]
+    fn the_origin_is_where_the_conversation_started() {
+        let header = |id: &str, references: &str, in_reply_to: &str| ThreadHeader {
+            message_id: (!id.is_empty()).then(|| id.to_owned()),
+            references: (!references.is_empty()).then(|| references.to_owned()),
+            in_reply_to: (!in_reply_to.is_empty()).then(|| in_reply_to.to_owned()),
+            ..ThreadHeader::default()
+        };
+        assert_eq!(header("<a@x>", "", "").origin(), Some("a@x"));
+        assert_eq!(
+            header("<c@x>", "<a@x> <b@x>", "<b@x>").origin(),
+            Some("a@x")
+        );
+        assert_eq!(header("<c@x>", "", "<b@x> <z@x>").origin(), Some("b@x"));
+        // A broken References falls through to what is usable.
+        assert_eq!(header("<c@x>", "garbage", "").origin(), Some("c@x"));
+        assert_eq!(header("bare@id", "", "").origin(), Some("bare@id"));
+        assert_eq!(header("", "", "").origin(), None);
+    }
+
+    #[test]
+    fn participants_are_the_distinct_authors_in_order() {
+        let address = |a: &str| Address {
+            name: None,
+            address: a.to_owned(),
+        };
+        let bob = [address("bob@x")];
+        let alice = [address("Alice@x")];
+        let both = [address("alice@X"), address("carol@x")];
+        let authors: [&[Address]; 4] = [&bob, &alice, &bob, &both];
+        let names = |max| -> Vec<String> {
+            participants(authors, max)
+                .into_iter()
+                .map(|a| a.address)
+                .collect()
+        };
+        assert_eq!(names(10), ["bob@x", "Alice@x", "carol@x"]);
+        assert_eq!(names(2), ["bob@x", "Alice@x"]);
     }
 
     #[test]
@@ -596,18 +772,18 @@ mod tests {
         let threads = thread(&[
             Message {
                 key: ("INBOX", 7),
-                message_id: Some("<a@x>".into()),
+                message_id: Some("<a@x>"),
                 references: None,
                 in_reply_to: None,
-                subject: "Trip".into(),
+                subject: "Trip",
                 date: 10,
             },
             Message {
                 key: ("Sent", 3),
-                message_id: Some("<b@me>".into()),
-                references: Some("<a@x>".into()),
-                in_reply_to: Some("<a@x>".into()),
-                subject: "Re: Trip".into(),
+                message_id: Some("<b@me>"),
+                references: Some("<a@x>"),
+                in_reply_to: Some("<a@x>"),
+                subject: "Re: Trip",
                 date: 20,
             },
         ]);
@@ -617,21 +793,18 @@ mod tests {
 
     #[test]
     fn a_chain_ten_thousand_deep_threads_without_recursion() {
-        let messages: Vec<Message<u32>> = (0..10_000u32)
+        let text: Vec<(String, String)> = (0..10_000u32)
             .map(|i| {
                 let references = (i.saturating_sub(20)..i)
                     .map(|r| format!("<m{r}@x>"))
                     .collect::<Vec<_>>()
                     .join(" ");
-                message(
-                    i,
-                    &format!("<m{i}@x>"),
-                    &references,
-                    "",
-                    "Chain",
-                    i64::from(i),
-                )
+                (format!("<m{i}@x>"), references)
             })
+            .collect();
+        let messages: Vec<Message<u32>> = (0u32..)
+            .zip(&text)
+            .map(|(i, (id, references))| message(i, id, references, "", "Chain", i64::from(i)))
             .collect();
         let threads = thread(&messages);
         assert_eq!(threads.len(), 1);

@@ -123,6 +123,7 @@ pub const CAPABILITIES: &[&str] = &[
     "PREVIEW",
     "ESEARCH",
     "SORT",
+    "THREAD=REFERENCES",
     "SPECIAL-USE",
     "CREATE-SPECIAL-USE",
     "LIST-EXTENDED",

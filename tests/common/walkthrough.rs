@@ -369,6 +369,62 @@ pub fn check(report: &Report) -> Result<Shown, String> {
         );
     }
 
+    const THREADS: &str = "/v1/mailboxes/INBOX/threads";
+    for ex in c.step("list the conversations", "GET", |p, q| {
+        p == THREADS && q == "limit=3"
+    }) {
+        let threads = array(&ex.json()["threads"]);
+        let latest: Vec<u64> = threads
+            .iter()
+            .filter_map(|t| t["latest"]["uid"].as_u64())
+            .collect();
+        c.claim(
+            ex,
+            (1..=3).contains(&threads.len())
+                && latest.len() == threads.len()
+                && descending(&latest)
+                && threads.iter().all(|t| {
+                    let listed = numbers(&t["uids"]);
+                    t["thread_id"].is_string()
+                        && listed.iter().max() == t["latest"]["uid"].as_u64().as_ref()
+                        && t["messages"].as_u64()
+                            == Some((listed.len() + array(&t["sent_uids"]).len()) as u64)
+                }),
+            "up to three conversations, newest first by their latest message, each with its id, \
+             count and latest summary",
+        );
+    }
+    let mut newest_thread: Option<(String, Vec<u64>)> = None;
+    for ex in c.step("take the newest conversation's id", "GET", |p, q| {
+        p == THREADS && q == "limit=1"
+    }) {
+        let threads = array(&ex.json()["threads"]);
+        newest_thread = threads
+            .first()
+            .and_then(|t| Some((t["thread_id"].as_str()?.to_owned(), numbers(&t["uids"]))));
+        c.claim(
+            ex,
+            threads.len() == 1 && newest_thread.is_some(),
+            "one conversation with its thread_id",
+        );
+    }
+    let (thread_id, thread_uids) = newest_thread.unwrap_or_default();
+    for ex in c.step("open the conversation", "GET", |p, q| {
+        p == format!("{THREADS}/{thread_id}") && q.is_empty()
+    }) {
+        let thread = ex.json();
+        let messages = array(&thread["messages"]);
+        let uids: Vec<u64> = messages.iter().filter_map(|m| m["uid"].as_u64()).collect();
+        c.claim(
+            ex,
+            thread["thread_id"] == thread_id.as_str()
+                && uids == thread_uids
+                && messages.first().is_some_and(|m| m["depth"] == 0)
+                && messages.iter().all(|m| m["mailbox"] == "INBOX"),
+            "the conversation's messages in reading order, as the list had them",
+        );
+    }
+
     let mut invoice_uid = None;
     let mut invoice_subject = String::new();
     for ex in c.step("find the invoice by its subject", "GET", |p, q| {
@@ -638,6 +694,10 @@ fn uids(page: &Value) -> Vec<u64> {
         .iter()
         .filter_map(|m| m["uid"].as_u64())
         .collect()
+}
+
+fn numbers(list: &Value) -> Vec<u64> {
+    array(list).iter().filter_map(Value::as_u64).collect()
 }
 
 fn descending(uids: &[u64]) -> bool {

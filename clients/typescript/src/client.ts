@@ -21,12 +21,26 @@ export type FlagsPatch = Schemas["FlagsPatch"];
 export type MessageFlags = Schemas["MessageFlags"];
 export type TransferResult = Schemas["TransferResult"];
 export type ChangeSet = Schemas["ChangeSet"];
+export type ThreadList = Schemas["ThreadList"];
+export type ThreadItem = Schemas["ThreadItem"];
+export type ThreadView = Schemas["ThreadView"];
 export type Problem = Schemas["Problem"];
 
 /** Filters and order of a header list: every query parameter except the cursor. */
 export type MessageQuery = Omit<
   NonNullable<paths["/v1/mailboxes/{mailbox}/messages"]["get"]["parameters"]["query"]>,
   "cursor"
+>;
+
+/** Filters of a thread list and `include_sent`: every query parameter except the cursor. */
+export type ThreadQuery = Omit<
+  NonNullable<paths["/v1/mailboxes/{mailbox}/threads"]["get"]["parameters"]["query"]>,
+  "cursor"
+>;
+
+/** Which threads a thread id is looked up among: the filters and `include_sent` of its list. */
+export type ThreadLookup = NonNullable<
+  paths["/v1/mailboxes/{mailbox}/threads/{thread_id}"]["get"]["parameters"]["query"]
 >;
 
 /**
@@ -197,6 +211,35 @@ export class Session {
       throw new Error("the header list returned no page");
     }
     return { messages, state: first.state, uidValidity: first.uid_validity };
+  }
+
+  /**
+   * A page of `mailbox`'s conversations, newest first by their latest message; pass the page's
+   * `next_cursor` as `cursor`, with the same `query`, for the next one. After `k` new messages
+   * (events or `changes`), the first `k` threads are every thread they went to.
+   */
+  async threads(mailbox: string, query: ThreadQuery = {}, cursor?: string): Promise<ThreadList> {
+    return unwrap(
+      await this.api.GET("/v1/mailboxes/{mailbox}/threads", {
+        params: {
+          path: { mailbox },
+          query: cursor === undefined ? query : { ...query, cursor },
+        },
+      }),
+    );
+  }
+
+  /**
+   * One conversation: its messages' summaries in reading order, each with its depth and mailbox.
+   * Pass the filters and `include_sent` of the list `threadId` came from to get the thread as
+   * that list showed it.
+   */
+  async thread(mailbox: string, threadId: string, query: ThreadLookup = {}): Promise<ThreadView> {
+    return unwrap(
+      await this.api.GET("/v1/mailboxes/{mailbox}/threads/{thread_id}", {
+        params: { path: { mailbox, thread_id: threadId }, query },
+      }),
+    );
   }
 
   /** One message, parsed; `markSeen` also sets `\Seen`. */

@@ -1,11 +1,11 @@
 /**
  * A front end's first minute against a bridge, through the typed client: log in, list the
- * mailboxes, page through INBOX, open a message, flag it, see the flag among the changes, file
+ * mailboxes, page through INBOX, list its conversations and open one, open a message, flag it, see the flag among the changes, file
  * it away, get an event-stream URL, log out. `tests/typescript_client.rs` compiles this and runs
  * it against a real bridge, so the client is proven at run time as well as by tsc.
  */
 
-import { BridgeError, login, type BridgeOptions } from "./client.js";
+import { BridgeError, login, type BridgeOptions, type ThreadList } from "./client.js";
 
 /** What the tour saw, for the test to check. */
 export interface TourReport {
@@ -13,6 +13,7 @@ export interface TourReport {
   mailboxes: string[];
   pageSizes: number[];
   messages: number;
+  threads: { pages: number; listed: number; total: number; opened: number; openedMessages: number };
   opened: { uid: number; subject: string | null; headers: number };
   flagsAfterPatch: string[];
   changedUids: number[];
@@ -37,6 +38,17 @@ export async function tour(
   const pageSizes: number[] = [];
   for await (const page of session.pages("INBOX", { limit: pageSize })) pageSizes.push(page.messages.length);
   const inbox = await session.allMessages("INBOX", { limit: pageSize });
+  const threadPages: ThreadList[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await session.threads("INBOX", { limit: pageSize }, cursor);
+    threadPages.push(page);
+    cursor = page.next_cursor ?? undefined;
+  } while (cursor !== undefined);
+  const newest = threadPages[0]?.threads[0];
+  if (newest === undefined) throw new Error("INBOX has no threads");
+  const conversation = await session.thread("INBOX", newest.thread_id);
+
   const first = inbox.messages[0];
   if (first === undefined) throw new Error("INBOX is empty");
 
@@ -71,6 +83,13 @@ export async function tour(
     mailboxes,
     pageSizes,
     messages: inbox.messages.length,
+    threads: {
+      pages: threadPages.length,
+      listed: threadPages.reduce((n, page) => n + page.threads.length, 0),
+      total: threadPages[0]?.total ?? 0,
+      opened: newest.messages,
+      openedMessages: conversation.messages.length,
+    },
     opened: { uid: message.uid, subject: message.subject ?? null, headers: message.headers.length },
     flagsAfterPatch: flagged.flags,
     changedUids: changes.updated.map((update) => update.uid),

@@ -7,7 +7,7 @@
 
 import createClient from "openapi-fetch";
 
-import type { FlagsPatch, Mailbox, MessageView, StreamEvents, Summary } from "./client.js";
+import type { FlagsPatch, Mailbox, MessageView, StreamEvents, Summary, ThreadItem } from "./client.js";
 import type { paths } from "./schema.js";
 
 type IsAny<T> = 0 extends 1 & T ? true : false;
@@ -20,6 +20,8 @@ function assertType<T extends true>(): T | undefined {
 assertType<Equals<IsAny<Mailbox>, false>>();
 assertType<Equals<IsAny<MessageView>, false>>();
 assertType<Equals<Summary["uid"], number>>();
+assertType<Equals<ThreadItem["latest"], Summary>>();
+assertType<Equals<ThreadItem["uids"], number[]>>();
 assertType<Equals<Mailbox["special_use"], "inbox" | "sent" | "drafts" | "trash" | "junk" | "archive" | "all" | "flagged" | null | undefined>>();
 assertType<Equals<StreamEvents["message.expunged"], { mailbox: string; uid: number }>>();
 assertType<Equals<StreamEvents["message.new"]["subject"], string | null | undefined>>();
@@ -55,6 +57,15 @@ export async function rejectedCalls(): Promise<void> {
 
   // @ts-expect-error `sort` is one of the listed keys
   await api.GET("/v1/mailboxes/{mailbox}/messages", { params: { path: { mailbox: "INBOX" }, query: { sort: "newest" } } });
+
+  // @ts-expect-error `include_sent` is a boolean
+  await api.GET("/v1/mailboxes/{mailbox}/threads", { params: { path: { mailbox: "INBOX" }, query: { include_sent: "yes" } } });
+
+  // @ts-expect-error a thread needs its `thread_id`
+  await api.GET("/v1/mailboxes/{mailbox}/threads/{thread_id}", { params: { path: { mailbox: "INBOX" } } });
+
+  // @ts-expect-error a thread list takes no `sort`
+  await api.GET("/v1/mailboxes/{mailbox}/threads", { params: { path: { mailbox: "INBOX" }, query: { sort: "date" } } });
 
   // @ts-expect-error `changes` requires `since`
   await api.GET("/v1/mailboxes/{mailbox}/changes", { params: { path: { mailbox: "INBOX" }, query: {} } });
