@@ -139,7 +139,7 @@ async fn run(dovecot: &Dovecot, smoke: bool) -> anyhow::Result<()> {
     if smoke {
         config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     }
-    imap_bridge::telemetry::init(&config)?;
+    imap_bridge::telemetry::init(&config.log, config.log_format)?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (set IMAP_BRIDGE_LISTEN to another address)",

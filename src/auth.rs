@@ -21,7 +21,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
@@ -32,6 +31,7 @@ use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use crate::imap::{Credentials, OAuthMechanism, Secret, Upstream};
+use crate::keys::derive;
 
 /// Why a token was refused. Deliberately coarse: callers learn only that it is not valid.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -565,13 +565,6 @@ fn associated_data(jti: &str, sub: &str) -> Vec<u8> {
     aad
 }
 
-/// A key for one purpose from a secret: HMAC-SHA256(secret, label).
-pub(crate) fn derive(secret: &[u8], label: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("any key length");
-    mac.update(label);
-    Zeroizing::new(mac.finalize().into_bytes().into())
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -582,6 +575,7 @@ fn now() -> u64 {
 mod tests {
     use super::*;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    use hmac::{Hmac, Mac};
     use serde_json::{Value, json};
 
     const A: [u8; 32] = [7u8; 32];

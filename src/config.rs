@@ -6,21 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-/// How the bridge protects its connection to the IMAP server.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Security {
-    /// Implicit TLS from the first byte (port 993 style).
-    Tls,
-    /// Plain TCP upgraded with STARTTLS before login (port 143 style); refused if not offered.
-    Starttls,
-    /// No encryption: only for loopback servers unless explicitly allowed.
-    Plain,
-}
+pub use crate::imap::transport::Security;
+pub use crate::telemetry::LogFormat;
 
 /// The bridge's settings.
 #[derive(Debug, Clone, Parser)]
@@ -267,15 +256,6 @@ pub struct Config {
     /// HEALTHCHECK, for images without a shell or curl.
     #[arg(long)]
     pub healthcheck: bool,
-}
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
 }
 
 impl Config {

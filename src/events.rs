@@ -298,11 +298,11 @@ pub struct EventIdKeys {
 impl EventIdKeys {
     /// Keys from the current secret and the previous ones.
     pub fn new<'a>(current: &[u8], previous: impl IntoIterator<Item = &'a [u8]>) -> Self {
-        let mut keys = vec![crate::auth::derive(current, EVENT_ID_LABEL)];
+        let mut keys = vec![crate::keys::derive(current, EVENT_ID_LABEL)];
         keys.extend(
             previous
                 .into_iter()
-                .map(|s| crate::auth::derive(s, EVENT_ID_LABEL)),
+                .map(|s| crate::keys::derive(s, EVENT_ID_LABEL)),
         );
         EventIdKeys { keys }
     }
@@ -1283,8 +1283,7 @@ fn backoff(attempt: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Security;
-    use crate::imap::transport::Upstream;
+    use crate::imap::transport::{Security, Upstream};
 
     fn state(m: u64, n: u32) -> MailboxState {
         MailboxState {

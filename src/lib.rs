@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod imap;
+pub mod keys;
 pub mod mail;
 pub mod shutdown;
 pub mod telemetry;

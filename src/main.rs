@@ -46,7 +46,7 @@ async fn run() -> anyhow::Result<()> {
     if config.healthcheck {
         return healthcheck(config.listen).await;
     }
-    imap_bridge::telemetry::init(&config)?;
+    imap_bridge::telemetry::init(&config.log, config.log_format)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(listen = %listener.local_addr()?, "imap-bridge listening");
     imap_bridge::serve(config, listener, imap_bridge::shutdown_signal()).await

@@ -8,11 +8,19 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::config::{Config, LogFormat};
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
 
-/// Installs the global tracing subscriber, writing to standard output.
-pub fn init(config: &Config) -> anyhow::Result<()> {
-    init_with_writer(config, std::io::stdout)
+/// Installs the global tracing subscriber with the `IMAP_BRIDGE_LOG` filter `filter`,
+/// writing to standard output.
+pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+    init_with_writer(filter, format, std::io::stdout)
 }
 
 /// Installs the global tracing subscriber, writing lines to `writer`.
@@ -20,17 +28,17 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
 /// JSON lines carry the fields of the span they were written in (`span`) and of every
 /// enclosing span (`spans`): each line written while a request is handled carries
 /// `span.request_id`, the request's `X-Request-Id`.
-pub fn init_with_writer<W>(config: &Config, writer: W) -> anyhow::Result<()>
+pub fn init_with_writer<W>(filter: &str, format: LogFormat, writer: W) -> anyhow::Result<()>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(&config.log)
-        .map_err(|e| anyhow::anyhow!("invalid IMAP_BRIDGE_LOG: {e}"))?;
+    let filter =
+        EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("invalid IMAP_BRIDGE_LOG: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(true)
         .with_writer(writer);
-    let result = match config.log_format {
+    let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
             .json()

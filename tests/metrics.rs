@@ -668,8 +668,12 @@ async fn every_json_log_line_of_a_request_carries_its_request_id() {
     );
     log_config.log_format = LogFormat::Json;
     log_config.log = "info,imap_bridge=trace,tower_http=debug".to_owned();
-    imap_bridge::telemetry::init_with_writer(&log_config, capture.clone())
-        .expect("the only subscriber of this test process");
+    imap_bridge::telemetry::init_with_writer(
+        &log_config.log,
+        log_config.log_format,
+        capture.clone(),
+    )
+    .expect("the only subscriber of this test process");
     let bridge = TestBridge::start().await;
     bridge
         .dovecot

@@ -93,26 +93,5 @@ pub enum ImapError {
     Io(#[from] io::Error),
 }
 
-impl ImapError {
-    /// Whether the session that produced this error can still be used.
-    ///
-    /// Only a clean tagged NO leaves a session in a known state; anything else, a BAD included
-    /// (the server may have read our bytes differently from how we meant them), discards it.
-    pub fn session_survives(&self) -> bool {
-        matches!(
-            self,
-            ImapError::InvalidArgument(_)
-                | ImapError::MailboxNotFound
-                | ImapError::AlreadyExists
-                | ImapError::MessageNotFound
-                | ImapError::PartNotFound
-                | ImapError::UidValidityChanged { .. }
-                | ImapError::NotAllowed(_)
-                | ImapError::No { .. }
-                | ImapError::Unsupported(_)
-        )
-    }
-}
-
 /// Result of the IMAP layer.
 pub type Result<T, E = ImapError> = std::result::Result<T, E>;

@@ -942,13 +942,6 @@ impl SessionPool {
             .clone()
     }
 
-    /// Opens a session outside any pool, for a one-off credential check.
-    pub async fn verify(&self, upstream: &Upstream, credentials: &Credentials) -> Result<()> {
-        let conn = self.shared.connect(upstream, credentials, None).await?;
-        tokio::spawn(conn.logout());
-        Ok(())
-    }
-
     fn build(
         &self,
         key: &UserKey,

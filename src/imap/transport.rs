@@ -24,7 +24,19 @@ use tokio_rustls::client::TlsStream;
 
 use super::error::{ImapError, Result};
 use super::guard::{GuardLimits, MAX_NESTING, ResponseScanner};
-use crate::config::Security;
+/// How the bridge protects its connection to the IMAP server.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Implicit TLS from the first byte (port 993 style).
+    Tls,
+    /// Plain TCP upgraded with STARTTLS before login (port 143 style); refused if not offered.
+    Starttls,
+    /// No encryption: only for loopback servers unless explicitly allowed.
+    Plain,
+}
 
 /// Where and how to reach one IMAP server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
