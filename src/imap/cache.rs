@@ -10,6 +10,7 @@
 //! raises HIGHESTMODSEQ and every new message raises UIDNEXT, so while the state is the same
 //! the result is too: a sorted page then costs a STATUS instead of a SORT of the whole mailbox.
 
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 
 use moka::sync::Cache;
@@ -17,7 +18,7 @@ use moka::sync::Cache;
 use super::encode::MailboxName;
 use super::pool::UserKey;
 use super::state::MailboxState;
-use crate::mail::summary::Summary;
+use crate::mail::listing::SummaryJson;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ResultKey {
@@ -34,19 +35,59 @@ struct CachedResult {
     uids: Arc<[u32]>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SummaryKey {
+/// One user's mailbox at one UIDVALIDITY: what the keys of a page's summaries share, made
+/// once per page, with its hash.
+#[derive(Debug)]
+struct Folder {
     user: Arc<UserKey>,
     mailbox: MailboxName,
     uid_validity: u32,
+    /// Of the three above, by the cache's own random hasher.
+    hash: u64,
+}
+
+impl PartialEq for Folder {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.uid_validity == other.uid_validity
+            && self.mailbox == other.mailbox
+            && self.user == other.user
+    }
+}
+
+impl Eq for Folder {}
+
+/// A message in a [`Folder`].
+#[derive(Debug, Clone)]
+struct SummaryKey {
+    folder: Arc<Folder>,
     uid: u32,
+}
+
+impl PartialEq for SummaryKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.uid == other.uid
+            && (Arc::ptr_eq(&self.folder, &other.folder) || self.folder == other.folder)
+    }
+}
+
+impl Eq for SummaryKey {}
+
+impl Hash for SummaryKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.folder.hash);
+        state.write_u32(self.uid);
+    }
 }
 
 /// The cache, shared by every session.
 #[derive(Clone)]
 pub struct SummaryCache {
-    entries: Cache<SummaryKey, Arc<Summary>>,
+    entries: Cache<SummaryKey, Arc<SummaryJson>>,
     results: Cache<ResultKey, Arc<CachedResult>>,
+    /// Hashes a [`Folder`]; random, like the tables' own, so that no one can choose names
+    /// that collide.
+    folder_hasher: RandomState,
 }
 
 impl SummaryCache {
@@ -56,7 +97,7 @@ impl SummaryCache {
     pub fn new(max_bytes: u64) -> Self {
         let entries = Cache::builder()
             .max_capacity(max_bytes - max_bytes / 4)
-            .weigher(|key: &SummaryKey, value: &Arc<Summary>| {
+            .weigher(|key: &SummaryKey, value: &Arc<SummaryJson>| {
                 u32::try_from(weight(key, value)).unwrap_or(u32::MAX)
             })
             .build();
@@ -68,7 +109,11 @@ impl SummaryCache {
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
-        SummaryCache { entries, results }
+        SummaryCache {
+            entries,
+            results,
+            folder_hasher: RandomState::new(),
+        }
     }
 
     /// A view of the cache for one user.
@@ -95,32 +140,23 @@ pub struct CacheScope {
 }
 
 impl CacheScope {
-    fn key(&self, mailbox: &MailboxName, uid_validity: u32, uid: u32) -> SummaryKey {
-        SummaryKey {
-            user: self.user.clone(),
-            mailbox: mailbox.clone(),
-            uid_validity,
-            uid,
-        }
-    }
-
-    /// The cached summary of a message, with `flags` (read fresh) put in.
-    pub fn get(
-        &self,
-        mailbox: &MailboxName,
-        uid_validity: u32,
-        uid: u32,
-        flags: Vec<String>,
-    ) -> Option<Summary> {
-        let hit = self
+    /// The summaries of `mailbox` at `uid_validity`.
+    pub fn folder(&self, mailbox: &MailboxName, uid_validity: u32) -> CachedFolder {
+        let hash = self
             .cache
-            .entries
-            .get(&self.key(mailbox, uid_validity, uid));
-        metrics::counter!(crate::telemetry::names::SUMMARY_CACHE_LOOKUPS, "hit" => if hit.is_some() { "true" } else { "false" }).increment(1);
-        hit.map(|cached| Summary {
-            flags,
-            ..(*cached).clone()
-        })
+            .folder_hasher
+            .hash_one((&*self.user, mailbox.as_str(), uid_validity));
+        CachedFolder {
+            entries: self.cache.entries.clone(),
+            folder: Arc::new(Folder {
+                user: self.user.clone(),
+                mailbox: mailbox.clone(),
+                uid_validity,
+                hash,
+            }),
+            hits: 0,
+            misses: 0,
+        }
     }
 
     /// The result of `query` in `mailbox` when it was computed at exactly `state`.
@@ -171,35 +207,57 @@ impl CacheScope {
             .results
             .insert(key, Arc::new(CachedResult { state, uids }));
     }
+}
 
-    /// Remembers a summary (its flags are not relied upon).
-    pub fn put(&self, mailbox: &MailboxName, uid_validity: u32, summary: &Summary) {
-        self.cache.entries.insert(
-            self.key(mailbox, uid_validity, summary.uid),
-            Arc::new(summary.clone()),
-        );
+/// The cached summaries of one mailbox at one UIDVALIDITY, as one page looks them up. Its
+/// lookups are counted in the metrics when it is dropped.
+pub struct CachedFolder {
+    entries: Cache<SummaryKey, Arc<SummaryJson>>,
+    folder: Arc<Folder>,
+    hits: u64,
+    misses: u64,
+}
+
+impl CachedFolder {
+    fn key(&self, uid: u32) -> SummaryKey {
+        SummaryKey {
+            folder: self.folder.clone(),
+            uid,
+        }
+    }
+
+    /// The cached summary of message `uid` (without flags).
+    pub fn get(&mut self, uid: u32) -> Option<Arc<SummaryJson>> {
+        let hit = self.entries.get(&self.key(uid));
+        match hit {
+            Some(_) => self.hits += 1,
+            None => self.misses += 1,
+        }
+        hit
+    }
+
+    /// Remembers a summary.
+    pub fn put(&self, summary: Arc<SummaryJson>) {
+        self.entries.insert(self.key(summary.uid()), summary);
+    }
+}
+
+impl Drop for CachedFolder {
+    fn drop(&mut self) {
+        for (hit, count) in [("true", self.hits), ("false", self.misses)] {
+            if count > 0 {
+                metrics::counter!(crate::telemetry::names::SUMMARY_CACHE_LOOKUPS, "hit" => hit)
+                    .increment(count);
+            }
+        }
     }
 }
 
 /// Approximate heap bytes of an entry.
-fn weight(key: &SummaryKey, s: &Summary) -> usize {
-    let text = |o: &Option<String>| o.as_ref().map_or(0, String::len);
-    let addresses = |list: &[crate::mail::summary::Address]| {
-        list.iter()
-            .map(|a| a.address.len() + text(&a.name) + 48)
-            .sum::<usize>()
-    };
-    std::mem::size_of::<Summary>()
-        + key.mailbox.as_str().len()
+fn weight(key: &SummaryKey, s: &SummaryJson) -> usize {
+    std::mem::size_of::<SummaryKey>()
+        + std::mem::size_of::<SummaryJson>()
+        + key.folder.mailbox.as_str().len()
         + 64
-        + text(&s.message_id)
-        + text(&s.subject)
-        + text(&s.date)
-        + text(&s.received_at)
-        + text(&s.in_reply_to)
-        + addresses(&s.from)
-        + addresses(&s.to)
-        + addresses(&s.cc)
-        + addresses(&s.reply_to)
-        + s.flags.iter().map(|f| f.len() + 24).sum::<usize>()
+        + s.len()
 }

@@ -15,11 +15,12 @@ use async_imap::imap_proto::{
     StatusAttribute,
 };
 
-use super::cache::CacheScope;
+use super::cache::CachedFolder;
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
 use super::state::{MailboxState, PageCursor, server_modseq};
+use crate::mail::listing::{FlagsJson, ListEntry};
 use crate::mail::structure::{
     self, BodyPart, MAX_WHOLE_PROBE, MessageParts, PROBE_LEN, SizeProbe, WalkLimits,
 };
@@ -87,7 +88,7 @@ pub struct HeaderPage {
     /// Delta-sync state taken before the page was read.
     pub state: MailboxState,
     /// The page, in the requested order.
-    pub messages: Vec<Summary>,
+    pub messages: Vec<ListEntry>,
     /// Where the next page starts, if there is one.
     pub next_cursor: Option<PageCursor>,
 }
@@ -125,26 +126,32 @@ struct Refreshed {
 /// Largest amount of one text or HTML part read for the detail view.
 pub const MAX_TEXT_PART: u32 = 4 * 1024 * 1024;
 
-/// One message of a FETCH answer: where it was, and its summary.
+/// One message of a page's FETCH answers: where it was, and its entry in the list.
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) seq: u32,
+    pub(crate) uid: u32,
+    pub(crate) summary: ListEntry,
+}
+
+/// One message of a FETCH answer with its full summary.
+#[derive(Debug)]
+pub(crate) struct FetchedSummary {
     pub(crate) uid: u32,
     pub(crate) summary: Summary,
 }
 
 pub(crate) fn collect_summaries(
-    into: &mut Vec<Fetched>,
+    into: &mut Vec<FetchedSummary>,
 ) -> impl FnMut(&Response<'_>) -> Result<()> + Send + '_ {
     move |response| {
-        if let Response::Fetch(seq, attrs) = response
+        if let Response::Fetch(_, attrs) = response
             && attrs
                 .iter()
                 .any(|a| matches!(a, AttributeValue::Envelope(_)))
             && let Some(summary) = summary_from_fetch(attrs)
         {
-            into.push(Fetched {
-                seq: *seq,
+            into.push(FetchedSummary {
                 uid: summary.uid,
                 summary,
             });
@@ -156,9 +163,7 @@ pub(crate) fn collect_summaries(
 /// Collects a window's FETCH answers: full summaries (remembered in the cache), or UID+FLAGS
 /// answers completed from the cache; the misses are listed for one more fetch.
 struct WindowCollector {
-    cache: Option<CacheScope>,
-    mailbox: MailboxName,
-    uid_validity: u32,
+    cache: Option<CachedFolder>,
     fetched: Vec<Fetched>,
     missing: Vec<(u32, u32)>,
     /// Which answers belong to the request: unsolicited FETCHes (another client's flag change
@@ -176,10 +181,9 @@ enum Wanted {
 
 impl WindowCollector {
     fn new(conn: &Connection, mailbox: &MailboxName, wanted: Wanted) -> Self {
+        let uid_validity = conn.selected().map_or(0, |s| s.uid_validity);
         WindowCollector {
-            cache: conn.cache().cloned(),
-            mailbox: mailbox.clone(),
-            uid_validity: conn.selected().map_or(0, |s| s.uid_validity),
+            cache: conn.cache().map(|c| c.folder(mailbox, uid_validity)),
             fetched: Vec::new(),
             missing: Vec::new(),
             wanted,
@@ -214,34 +218,52 @@ impl WindowCollector {
                 && (self.wants(*seq, summary.uid)
                     || self.missing.iter().any(|(_, u)| *u == summary.uid))
             {
+                let uid = summary.uid;
+                let entry = ListEntry::from_summary(summary);
                 if let Some(cache) = &self.cache {
-                    cache.put(&self.mailbox, self.uid_validity, &summary);
+                    cache.put(entry.summary().clone());
                 }
-                self.missing.retain(|(_, uid)| *uid != summary.uid);
-                self.fetched.retain(|f| f.uid != summary.uid);
+                self.missing.retain(|(_, u)| *u != uid);
+                self.fetched.retain(|f| f.uid != uid);
                 self.fetched.push(Fetched {
                     seq: *seq,
-                    uid: summary.uid,
-                    summary,
+                    uid,
+                    summary: entry,
                 });
             }
             return;
         }
-        let (Some(cache), Some((uid, flags))) = (&self.cache, uid_and_flags(attrs)) else {
+        if self.cache.is_none() {
+            return;
+        }
+        let Some((uid, flags)) = uid_and_flags_json(attrs) else {
             return;
         };
         if !self.wants(*seq, uid) {
             return;
         }
-        match cache.get(&self.mailbox, self.uid_validity, uid, flags) {
-            Some(summary) => self.fetched.push(Fetched {
+        match self.cache.as_mut().and_then(|cache| cache.get(uid)) {
+            Some(cached) => self.fetched.push(Fetched {
                 seq: *seq,
                 uid,
-                summary,
+                summary: ListEntry::new(cached, flags),
             }),
             None => self.missing.push((*seq, uid)),
         }
     }
+}
+
+/// The UID and the flags (without `\Recent`, as JSON) of a FETCH response.
+fn uid_and_flags_json(attrs: &[AttributeValue<'_>]) -> Option<(u32, FlagsJson)> {
+    let uid = attrs.iter().find_map(|a| match a {
+        AttributeValue::Uid(u) => Some(*u),
+        _ => None,
+    })?;
+    let flags = attrs.iter().find_map(|a| match a {
+        AttributeValue::Flags(f) => Some(f),
+        _ => None,
+    })?;
+    Some((uid, FlagsJson::new(flags.iter().map(|f| &**f))))
 }
 
 /// The UID and the flags (without `\\Recent`) of a FETCH response.
@@ -851,7 +873,7 @@ impl Connection {
     }
 
     /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are skipped).
-    async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
+    async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<ListEntry>> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
@@ -866,7 +888,7 @@ impl Connection {
         .await?
         .into_result()?;
         let fetched = self.complete(window).await?;
-        let mut by_uid: HashMap<u32, Summary> =
+        let mut by_uid: HashMap<u32, ListEntry> =
             fetched.into_iter().map(|f| (f.uid, f.summary)).collect();
         Ok(uids.iter().filter_map(|u| by_uid.remove(u)).collect())
     }
