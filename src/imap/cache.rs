@@ -3,7 +3,9 @@
 //! What a summary says (envelope, size, structure, arrival time) never changes for a given
 //! UIDVALIDITY and UID, so it can be kept across requests and sessions; only flags change, and
 //! those are always read fresh. Entries are scoped to one user on one server and one mailbox, so
-//! nothing crosses accounts.
+//! nothing crosses accounts. Summaries are kept as JSON, in blocks of [`BLOCK`] consecutive
+//! UIDs: a page of recent mail is one or two lookups rather than one per message, and its
+//! summaries are evicted together, as they are read together.
 //!
 //! A SEARCH or SORT result is kept with the mailbox's delta-sync state (UIDVALIDITY,
 //! HIGHESTMODSEQ, UIDNEXT) it was computed at. With CONDSTORE every flag change and expunge
@@ -57,33 +59,39 @@ impl PartialEq for Folder {
 
 impl Eq for Folder {}
 
-/// A message in a [`Folder`].
+/// UIDs per block of summaries.
+const BLOCK: u32 = 64;
+
+/// The block of UIDs `BLOCK * block ..` in a [`Folder`].
 #[derive(Debug, Clone)]
-struct SummaryKey {
+struct BlockKey {
     folder: Arc<Folder>,
-    uid: u32,
+    block: u32,
 }
 
-impl PartialEq for SummaryKey {
+impl PartialEq for BlockKey {
     fn eq(&self, other: &Self) -> bool {
-        self.uid == other.uid
+        self.block == other.block
             && (Arc::ptr_eq(&self.folder, &other.folder) || self.folder == other.folder)
     }
 }
 
-impl Eq for SummaryKey {}
+impl Eq for BlockKey {}
 
-impl Hash for SummaryKey {
+impl Hash for BlockKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         state.write_u64(self.folder.hash);
-        state.write_u32(self.uid);
+        state.write_u32(self.block);
     }
 }
+
+/// The summaries held of one block, by UID.
+type Block = Arc<[SummaryJson]>;
 
 /// The cache, shared by every session.
 #[derive(Clone)]
 pub struct SummaryCache {
-    entries: Cache<SummaryKey, Arc<SummaryJson>>,
+    entries: Cache<BlockKey, Block>,
     results: Cache<ResultKey, Arc<CachedResult>>,
     /// Hashes a [`Folder`]; random, like the tables' own, so that no one can choose names
     /// that collide.
@@ -97,7 +105,7 @@ impl SummaryCache {
     pub fn new(max_bytes: u64) -> Self {
         let entries = Cache::builder()
             .max_capacity(max_bytes - max_bytes / 4)
-            .weigher(|key: &SummaryKey, value: &Arc<SummaryJson>| {
+            .weigher(|key: &BlockKey, value: &Block| {
                 u32::try_from(weight(key, value)).unwrap_or(u32::MAX)
             })
             .build();
@@ -154,6 +162,8 @@ impl CacheScope {
                 uid_validity,
                 hash,
             }),
+            blocks: Vec::new(),
+            new: Vec::new(),
             hits: 0,
             misses: 0,
         }
@@ -209,26 +219,45 @@ impl CacheScope {
     }
 }
 
-/// The cached summaries of one mailbox at one UIDVALIDITY, as one page looks them up. Its
-/// lookups are counted in the metrics when it is dropped.
+/// The cached summaries of one mailbox at one UIDVALIDITY, as one page looks them up. When
+/// it is dropped, the summaries it was given are stored, one insert per block, and its
+/// lookups are counted in the metrics.
 pub struct CachedFolder {
-    entries: Cache<SummaryKey, Arc<SummaryJson>>,
+    entries: Cache<BlockKey, Block>,
     folder: Arc<Folder>,
+    /// The blocks looked up so far, held or not.
+    blocks: Vec<(u32, Option<Block>)>,
+    /// Summaries to store.
+    new: Vec<SummaryJson>,
     hits: u64,
     misses: u64,
 }
 
 impl CachedFolder {
-    fn key(&self, uid: u32) -> SummaryKey {
-        SummaryKey {
+    fn key(&self, block: u32) -> BlockKey {
+        BlockKey {
             folder: self.folder.clone(),
-            uid,
+            block,
         }
     }
 
     /// The cached summary of message `uid` (without flags).
-    pub fn get(&mut self, uid: u32) -> Option<Arc<SummaryJson>> {
-        let hit = self.entries.get(&self.key(uid));
+    pub fn get(&mut self, uid: u32) -> Option<SummaryJson> {
+        let block = uid / BLOCK;
+        let held = match self.blocks.iter().find(|(b, _)| *b == block) {
+            Some((_, held)) => held,
+            None => {
+                let held = self.entries.get(&self.key(block));
+                self.blocks.push((block, held));
+                &self.blocks[self.blocks.len() - 1].1
+            }
+        };
+        let hit = held.as_ref().and_then(|summaries| {
+            summaries
+                .binary_search_by_key(&uid, SummaryJson::uid)
+                .ok()
+                .map(|i| summaries[i].clone())
+        });
         match hit {
             Some(_) => self.hits += 1,
             None => self.misses += 1,
@@ -237,13 +266,40 @@ impl CachedFolder {
     }
 
     /// Remembers a summary.
-    pub fn put(&self, summary: Arc<SummaryJson>) {
-        self.entries.insert(self.key(summary.uid()), summary);
+    pub fn put(&mut self, summary: SummaryJson) {
+        self.new.push(summary);
+    }
+
+    /// Adds the new summaries to their blocks as the cache holds them now.
+    fn store(&mut self) {
+        let mut new = std::mem::take(&mut self.new);
+        new.sort_unstable_by_key(SummaryJson::uid);
+        new.dedup_by_key(|s| s.uid());
+        for run in new.chunk_by(|a, b| a.uid() / BLOCK == b.uid() / BLOCK) {
+            let key = self.key(run[0].uid() / BLOCK);
+            let held = self.entries.get(&key);
+            let mut summaries: Vec<SummaryJson> = run.to_vec();
+            if let Some(held) = held {
+                summaries.extend(
+                    held.iter()
+                        .filter(|s| {
+                            run.binary_search_by_key(&s.uid(), SummaryJson::uid)
+                                .is_err()
+                        })
+                        .cloned(),
+                );
+                summaries.sort_unstable_by_key(SummaryJson::uid);
+            }
+            self.entries.insert(key, summaries.into());
+        }
     }
 }
 
 impl Drop for CachedFolder {
     fn drop(&mut self) {
+        if !self.new.is_empty() {
+            self.store();
+        }
         for (hit, count) in [("true", self.hits), ("false", self.misses)] {
             if count > 0 {
                 metrics::counter!(crate::telemetry::names::SUMMARY_CACHE_LOOKUPS, "hit" => hit)
@@ -254,10 +310,97 @@ impl Drop for CachedFolder {
 }
 
 /// Approximate heap bytes of an entry.
-fn weight(key: &SummaryKey, s: &SummaryJson) -> usize {
-    std::mem::size_of::<SummaryKey>()
-        + std::mem::size_of::<SummaryJson>()
+fn weight(key: &BlockKey, summaries: &Block) -> usize {
+    std::mem::size_of::<BlockKey>()
         + key.folder.mailbox.as_str().len()
         + 64
-        + s.len()
+        + summaries
+            .iter()
+            .map(|s| std::mem::size_of::<SummaryJson>() + s.len() + 16)
+            .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::transport::{Security, Upstream};
+    use crate::mail::listing::ListEntry;
+    use crate::mail::summary::Summary;
+
+    fn user(name: &str) -> UserKey {
+        UserKey {
+            upstream: Upstream {
+                host: "imap.example.com".into(),
+                port: 993,
+                security: Security::Tls,
+            },
+            username: name.into(),
+        }
+    }
+
+    fn summary(uid: u32) -> SummaryJson {
+        let summary = Summary {
+            uid,
+            message_id: None,
+            subject: Some(format!("message {uid}")),
+            from: Vec::new(),
+            to: Vec::new(),
+            cc: Vec::new(),
+            reply_to: Vec::new(),
+            date: None,
+            received_at: None,
+            flags: Vec::new(),
+            size: uid,
+            has_attachments: false,
+            in_reply_to: None,
+        };
+        ListEntry::from_summary(summary).summary().clone()
+    }
+
+    #[test]
+    fn summaries_come_back_by_uid_across_blocks_and_pages() {
+        let cache = SummaryCache::new(1 << 20);
+        let inbox = MailboxName::new("INBOX").unwrap();
+        let scope = cache.scope(&user("alice"));
+        let mut first = scope.folder(&inbox, 7);
+        for uid in [1, 63, 64, 200] {
+            assert_eq!(first.get(uid), None);
+            first.put(summary(uid));
+        }
+        drop(first);
+        // A later page adds to a block that holds summaries already.
+        let mut second = scope.folder(&inbox, 7);
+        second.put(summary(2));
+        drop(second);
+        let mut third = scope.folder(&inbox, 7);
+        for uid in [1, 2, 63, 64, 200] {
+            assert_eq!(third.get(uid), Some(summary(uid)), "uid {uid}");
+        }
+        assert_eq!(third.get(3), None);
+        assert_eq!(third.get(65), None);
+    }
+
+    #[test]
+    fn nothing_crosses_users_mailboxes_or_uid_validities() {
+        let cache = SummaryCache::new(1 << 20);
+        let inbox = MailboxName::new("INBOX").unwrap();
+        let mut alice = cache.scope(&user("alice")).folder(&inbox, 7);
+        alice.put(summary(5));
+        drop(alice);
+        let other = MailboxName::new("Other").unwrap();
+        for (user, mailbox, uid_validity) in [
+            ("bob", &inbox, 7),
+            ("alice", &other, 7),
+            ("alice", &inbox, 8),
+        ] {
+            let mut folder = cache
+                .scope(&super::tests::user(user))
+                .folder(mailbox, uid_validity);
+            assert_eq!(folder.get(5), None);
+        }
+        assert_eq!(
+            cache.scope(&user("alice")).folder(&inbox, 7).get(5),
+            Some(summary(5))
+        );
+    }
 }

@@ -220,7 +220,7 @@ impl WindowCollector {
             {
                 let uid = summary.uid;
                 let entry = ListEntry::from_summary(summary);
-                if let Some(cache) = &self.cache {
+                if let Some(cache) = &mut self.cache {
                     cache.put(entry.summary().clone());
                 }
                 self.missing.retain(|(_, u)| *u != uid);

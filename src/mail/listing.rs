@@ -16,13 +16,13 @@ const FLAGS_KEY: &str = "\"flags\":";
 
 /// A [`Summary`]'s JSON object without the value of `flags`: exactly what `serde_json` writes
 /// for it, once the flags' value is put back between [`SummaryJson::head`] and
-/// [`SummaryJson::tail`].
+/// [`SummaryJson::tail`]. Cloning it shares the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SummaryJson {
-    /// The object, without the flags' value.
-    text: Box<str>,
+    /// The object, without the flags' value; its count and bytes in one allocation.
+    text: Arc<str>,
     /// Where the flags' value goes in `text`.
-    gap: usize,
+    gap: u32,
     /// The message's UID.
     uid: u32,
 }
@@ -43,8 +43,8 @@ impl SummaryJson {
         cut.push_str(&text[..gap]);
         cut.push_str(&text[gap + 2..]);
         SummaryJson {
-            text: cut.into_boxed_str(),
-            gap,
+            text: cut.into(),
+            gap: u32::try_from(gap).expect("a summary's JSON is far below 4 GiB"),
             uid: summary.uid,
         }
     }
@@ -56,12 +56,12 @@ impl SummaryJson {
 
     /// The JSON up to the flags' value.
     pub fn head(&self) -> &str {
-        &self.text[..self.gap]
+        &self.text[..self.gap as usize]
     }
 
     /// The JSON after the flags' value.
     pub fn tail(&self) -> &str {
-        &self.text[self.gap..]
+        &self.text[self.gap as usize..]
     }
 
     /// Bytes held (for cache weights).
@@ -107,13 +107,13 @@ impl FlagsJson {
 /// One message of a header list: its summary's JSON and its current flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListEntry {
-    summary: Arc<SummaryJson>,
+    summary: SummaryJson,
     flags: FlagsJson,
 }
 
 impl ListEntry {
     /// `summary` with `flags`.
-    pub fn new(summary: Arc<SummaryJson>, flags: FlagsJson) -> Self {
+    pub fn new(summary: SummaryJson, flags: FlagsJson) -> Self {
         ListEntry { summary, flags }
     }
 
@@ -121,7 +121,7 @@ impl ListEntry {
     pub fn from_summary(mut summary: Summary) -> Self {
         let flags = std::mem::take(&mut summary.flags);
         ListEntry {
-            summary: Arc::new(SummaryJson::new(&summary)),
+            summary: SummaryJson::new(&summary),
             flags: FlagsJson::new(flags.iter().map(String::as_str)),
         }
     }
@@ -132,7 +132,7 @@ impl ListEntry {
     }
 
     /// The summary without flags, as the cache keeps it.
-    pub fn summary(&self) -> &Arc<SummaryJson> {
+    pub fn summary(&self) -> &SummaryJson {
         &self.summary
     }
 
