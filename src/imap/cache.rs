@@ -7,6 +7,9 @@
 //! UIDs: a page of recent mail is one or two lookups rather than one per message, and its
 //! summaries are evicted together, as they are read together.
 //!
+//! A message view's first round trip (summary, header, walked MIME structure) is kept too, in
+//! an eighth of the cache, so that opening a message again reads only its flags and parts.
+//!
 //! A SEARCH or SORT result is kept with the mailbox's delta-sync state (UIDVALIDITY,
 //! HIGHESTMODSEQ, UIDNEXT) it was computed at. With CONDSTORE every flag change and expunge
 //! raises HIGHESTMODSEQ and every new message raises UIDNEXT, so while the state is the same
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use moka::sync::Cache;
 
 use super::encode::MailboxName;
+use super::messages::MessageOutline;
 use super::pool::UserKey;
 use super::state::MailboxState;
 use crate::mail::listing::SummaryJson;
@@ -88,23 +92,47 @@ impl Hash for BlockKey {
 /// The summaries held of one block, by UID.
 type Block = Arc<[SummaryJson]>;
 
+/// A message in a [`Folder`].
+#[derive(Debug, Clone)]
+struct MessageKey {
+    folder: Arc<Folder>,
+    uid: u32,
+}
+
+impl PartialEq for MessageKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.uid == other.uid
+            && (Arc::ptr_eq(&self.folder, &other.folder) || self.folder == other.folder)
+    }
+}
+
+impl Eq for MessageKey {}
+
+impl Hash for MessageKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.folder.hash);
+        state.write_u32(self.uid);
+    }
+}
+
 /// The cache, shared by every session.
 #[derive(Clone)]
 pub struct SummaryCache {
     entries: Cache<BlockKey, Block>,
     results: Cache<ResultKey, Arc<CachedResult>>,
+    details: Cache<MessageKey, Arc<MessageOutline>>,
     /// Hashes a [`Folder`]; random, like the tables' own, so that no one can choose names
     /// that collide.
     folder_hasher: RandomState,
 }
 
 impl SummaryCache {
-    /// A cache holding about `max_bytes`: three quarters for summaries, a quarter for
-    /// SEARCH/SORT results (4 bytes per UID, so 16 MiB of a 64 MiB cache hold a sorted
-    /// 100,000-message mailbox 40 times).
+    /// A cache holding about `max_bytes`: five eighths for summaries, an eighth for message
+    /// outlines, a quarter for SEARCH/SORT results (4 bytes per UID, so 16 MiB of a 64 MiB
+    /// cache hold a sorted 100,000-message mailbox 40 times).
     pub fn new(max_bytes: u64) -> Self {
         let entries = Cache::builder()
-            .max_capacity(max_bytes - max_bytes / 4)
+            .max_capacity(max_bytes - max_bytes / 4 - max_bytes / 8)
             .weigher(|key: &BlockKey, value: &Block| {
                 u32::try_from(weight(key, value)).unwrap_or(u32::MAX)
             })
@@ -117,9 +145,16 @@ impl SummaryCache {
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
+        let details = Cache::builder()
+            .max_capacity(max_bytes / 8)
+            .weigher(|key: &MessageKey, value: &Arc<MessageOutline>| {
+                u32::try_from(outline_weight(key, value)).unwrap_or(u32::MAX)
+            })
+            .build();
         SummaryCache {
             entries,
             results,
+            details,
             folder_hasher: RandomState::new(),
         }
     }
@@ -136,7 +171,8 @@ impl SummaryCache {
     pub fn weighted_size(&self) -> u64 {
         self.entries.run_pending_tasks();
         self.results.run_pending_tasks();
-        self.entries.weighted_size() + self.results.weighted_size()
+        self.details.run_pending_tasks();
+        self.entries.weighted_size() + self.results.weighted_size() + self.details.weighted_size()
     }
 }
 
@@ -148,25 +184,59 @@ pub struct CacheScope {
 }
 
 impl CacheScope {
-    /// The summaries of `mailbox` at `uid_validity`.
-    pub fn folder(&self, mailbox: &MailboxName, uid_validity: u32) -> CachedFolder {
+    fn key_folder(&self, mailbox: &MailboxName, uid_validity: u32) -> Arc<Folder> {
         let hash = self
             .cache
             .folder_hasher
             .hash_one((&*self.user, mailbox.as_str(), uid_validity));
+        Arc::new(Folder {
+            user: self.user.clone(),
+            mailbox: mailbox.clone(),
+            uid_validity,
+            hash,
+        })
+    }
+
+    /// The summaries of `mailbox` at `uid_validity`.
+    pub fn folder(&self, mailbox: &MailboxName, uid_validity: u32) -> CachedFolder {
         CachedFolder {
             entries: self.cache.entries.clone(),
-            folder: Arc::new(Folder {
-                user: self.user.clone(),
-                mailbox: mailbox.clone(),
-                uid_validity,
-                hash,
-            }),
+            folder: self.key_folder(mailbox, uid_validity),
             blocks: Vec::new(),
             new: Vec::new(),
             hits: 0,
             misses: 0,
         }
+    }
+
+    /// The outline of message `uid` of `mailbox` at `uid_validity`, from a view of it before.
+    pub fn detail(
+        &self,
+        mailbox: &MailboxName,
+        uid_validity: u32,
+        uid: u32,
+    ) -> Option<Arc<MessageOutline>> {
+        self.cache.details.get(&MessageKey {
+            folder: self.key_folder(mailbox, uid_validity),
+            uid,
+        })
+    }
+
+    /// Remembers the outline of message `uid`.
+    pub fn put_detail(
+        &self,
+        mailbox: &MailboxName,
+        uid_validity: u32,
+        uid: u32,
+        outline: &MessageOutline,
+    ) {
+        self.cache.details.insert(
+            MessageKey {
+                folder: self.key_folder(mailbox, uid_validity),
+                uid,
+            },
+            Arc::new(outline.clone()),
+        );
     }
 
     /// The result of `query` in `mailbox` when it was computed at exactly `state`.
@@ -318,6 +388,21 @@ fn weight(key: &BlockKey, summaries: &Block) -> usize {
             .iter()
             .map(|s| std::mem::size_of::<SummaryJson>() + s.len() + 16)
             .sum::<usize>()
+}
+
+/// Approximate heap bytes of a message outline.
+fn outline_weight(key: &MessageKey, outline: &MessageOutline) -> usize {
+    let summary = serde_json::to_string(&outline.summary).map_or(0, |s| s.len());
+    let parts = outline.parts.text_parts.len()
+        + outline.parts.html_parts.len()
+        + outline.parts.attachments.len();
+    std::mem::size_of::<MessageKey>()
+        + std::mem::size_of::<MessageOutline>()
+        + key.folder.mailbox.as_str().len()
+        + 64
+        + 2 * summary
+        + outline.header.len()
+        + 256 * parts
 }
 
 #[cfg(test)]

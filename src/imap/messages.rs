@@ -108,6 +108,18 @@ pub struct MessageDetail {
     pub uid_validity: u32,
 }
 
+/// What a message view learns in its first round trip, and what the cache keeps of it: none
+/// of it changes for a given UIDVALIDITY and UID but the summary's flags.
+#[derive(Debug, Clone)]
+pub struct MessageOutline {
+    /// Summary fields (flags as read then).
+    pub summary: Summary,
+    /// The raw header block.
+    pub header: Vec<u8>,
+    /// MIME parts by role, before anything the second round trip learns.
+    pub parts: MessageParts,
+}
+
 /// What [`Connection::refresh_and_run`] learnt.
 struct Refreshed {
     state: MailboxState,
@@ -910,67 +922,35 @@ impl Connection {
     ) -> Result<MessageDetail> {
         let selected = self.select(mailbox).await?;
         let set = UidSet::single(uid)?;
-        let mut summary = None;
-        let mut header = None;
-        let mut structure_result = None;
-        let mut single_part = false;
-        let cmd = Command::new("UID FETCH")
-            .uid_set(&set)
-            .atom("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])");
-        self.run(&cmd, |r| {
-            if let Response::Fetch(_, attrs) = r
-                && attrs
-                    .iter()
-                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
-                && attrs
-                    .iter()
-                    .any(|a| matches!(a, AttributeValue::Envelope(_)))
-            {
-                summary = summary_from_fetch(attrs);
-                for attr in attrs {
-                    match attr {
-                        AttributeValue::BodySection { data, .. } => {
-                            header = Some(data.as_deref().unwrap_or_default().to_vec());
-                        }
-                        AttributeValue::BodyStructure(bs) => {
-                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
-                            structure_result = Some(structure::walk(bs, limits));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await?
-        .into_result()?;
-        let mut summary = summary.ok_or(ImapError::MessageNotFound)?;
-        let header = header.unwrap_or_default();
-        let mut parts = match structure_result {
-            Some(Ok(parts)) => parts,
-            Some(Err(e)) => {
-                return Err(ImapError::NotAllowed(format!(
-                    "the message's MIME structure is refused: {e}"
-                )));
-            }
+        // A message read before needs one round trip: its structure and header are known,
+        // only its flags are read with the parts. Setting \Seen takes the long way, which
+        // knows the flags before deciding to store.
+        let known = self
+            .cache()
+            .filter(|_| !mark_seen)
+            .and_then(|cache| cache.detail(mailbox, selected.uid_validity, uid));
+        let (mut summary, header, mut parts) = match &known {
+            Some(known) => (
+                known.summary.clone(),
+                known.header.clone(),
+                known.parts.clone(),
+            ),
             None => {
-                return Err(ImapError::Protocol(
-                    "no BODYSTRUCTURE in FETCH response".into(),
-                ));
+                let detail = self.message_outline(uid, limits).await?;
+                if let Some(cache) = self.cache() {
+                    cache.put_detail(mailbox, selected.uid_validity, uid, &detail);
+                }
+                (detail.summary, detail.header, detail.parts)
             }
         };
-        if single_part {
-            // The part's MIME header is the message header, which is here already.
-            for part in parts
-                .attachments
-                .iter_mut()
-                .filter(|p| p.filename_needs_header())
-            {
-                part.learn_filename_from_header(&header);
-            }
-        }
 
-        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let mut fetch = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom(if known.is_some() {
+                "(UID FLAGS"
+            } else {
+                "(UID"
+            });
         let mut items = 0;
         for part in parts.text_parts.iter().chain(parts.html_parts.iter()) {
             fetch = if part.whole_body {
@@ -1007,7 +987,7 @@ impl Connection {
             }
         }
         let mut cmds = Vec::new();
-        if items > 0 {
+        if items > 0 || known.is_some() {
             cmds.push(fetch.atom(")"));
         }
         let already_seen = summary
@@ -1022,9 +1002,17 @@ impl Connection {
             );
         }
         let mut sections = Sections::new();
+        let mut flags = None;
         if !cmds.is_empty() {
             let done = self
                 .run_pipelined(&cmds, |_, r| {
+                    if known.is_some()
+                        && let Response::Fetch(_, attrs) = r
+                        && let Some((u, f)) = uid_and_flags(attrs)
+                        && u == uid
+                    {
+                        flags = Some(f);
+                    }
                     sections.take(uid, r);
                     Ok(())
                 })
@@ -1035,6 +1023,9 @@ impl Connection {
             if mark_seen && !already_seen {
                 summary.flags.push("\\Seen".to_owned());
             }
+        }
+        if known.is_some() {
+            summary.flags = flags.ok_or(ImapError::MessageNotFound)?;
         }
 
         let mut bodies = HashMap::new();
@@ -1120,6 +1111,76 @@ impl Connection {
             parts,
             bodies,
             uid_validity: selected.uid_validity,
+        })
+    }
+
+    /// The first round trip of a message view: the summary, the header and the walked
+    /// structure (with file names the header gives a single-part message).
+    async fn message_outline(&mut self, uid: u32, limits: &WalkLimits) -> Result<MessageOutline> {
+        let set = UidSet::single(uid)?;
+        let mut summary = None;
+        let mut header = None;
+        let mut structure_result = None;
+        let mut single_part = false;
+        let cmd = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])");
+        self.run(&cmd, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Envelope(_)))
+            {
+                summary = summary_from_fetch(attrs);
+                for attr in attrs {
+                    match attr {
+                        AttributeValue::BodySection { data, .. } => {
+                            header = Some(data.as_deref().unwrap_or_default().to_vec());
+                        }
+                        AttributeValue::BodyStructure(bs) => {
+                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
+                            structure_result = Some(structure::walk(bs, limits));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        let summary = summary.ok_or(ImapError::MessageNotFound)?;
+        let header = header.unwrap_or_default();
+        let mut parts = match structure_result {
+            Some(Ok(parts)) => parts,
+            Some(Err(e)) => {
+                return Err(ImapError::NotAllowed(format!(
+                    "the message's MIME structure is refused: {e}"
+                )));
+            }
+            None => {
+                return Err(ImapError::Protocol(
+                    "no BODYSTRUCTURE in FETCH response".into(),
+                ));
+            }
+        };
+        if single_part {
+            // The part's MIME header is the message header, which is here already.
+            for part in parts
+                .attachments
+                .iter_mut()
+                .filter(|p| p.filename_needs_header())
+            {
+                part.learn_filename_from_header(&header);
+            }
+        }
+        Ok(MessageOutline {
+            summary,
+            header,
+            parts,
         })
     }
 
