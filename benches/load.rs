@@ -7,6 +7,7 @@
 //! | `BENCH_SECONDS` | 20 | length of each load run |
 //! | `BENCH_USERS` | `50,200` | simulated users of each load run, comma separated |
 //! | `BENCH_PAGE_USERS` | 50 | simulated users of the warm-page run (0: none) |
+//! | `BENCH_VIEW_USERS` | 0 | simulated users of a message-view run (0: none) |
 //! | `BENCH_MESSAGES` | 1000 | messages in each load user's INBOX |
 //! | `BENCH_IDLE_USERS` | 1000 | logged-in idle users for the memory figures |
 //! | `BENCH_SSE_USERS` | 200 | users holding event streams (`BENCH_STREAMS_PER_USER` each) |
@@ -33,7 +34,8 @@
 //! (`PATCH …/messages/{uid}/flags`, adding or removing `\Flagged`). Any non-2xx answer or
 //! transport failure is an error. Then one more run, with `BENCH_PAGE_USERS` users, sends only
 //! warm first pages (the summaries come from the cache, flags from IMAP): its bridge CPU per
-//! request is the bridge's CPU per warm page. CPU time is utime + stime from `/proc/<pid>/stat`, read just
+//! request is the bridge's CPU per warm page. With `BENCH_VIEW_USERS`, a last run sends only
+//! message views of random UIDs, for the bridge's CPU per message view. CPU time is utime + stime from `/proc/<pid>/stat`, read just
 //! before the users start and after the last one stops: for the bridge process, for Dovecot's
 //! whole process tree (the master from `run/master.pid` and every process below it, with the
 //! reaped ones' time that moves into their parent's cutime/cstime), for this benchmark's own
@@ -75,6 +77,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+/// The target for the bridge's CPU per warm page, in µs.
+const PAGE_CPU_TARGET_US: u32 = 150;
 /// Page size of the header lists.
 const PAGE: usize = 50;
 /// Messages in each idle user's INBOX: one page.
@@ -146,6 +150,7 @@ struct Settings {
     seconds: u64,
     load_users: Vec<usize>,
     page_users: usize,
+    view_users: usize,
     messages: usize,
     idle_users: usize,
     sse_users: usize,
@@ -167,6 +172,7 @@ impl Settings {
             seconds: env_number("BENCH_SECONDS", 20)? as u64,
             load_users,
             page_users: env_number("BENCH_PAGE_USERS", 50)?,
+            view_users: env_number("BENCH_VIEW_USERS", 0)?,
             messages: env_number("BENCH_MESSAGES", 1000)?,
             idle_users: env_number("BENCH_IDLE_USERS", 1000)?,
             sse_users: env_number("BENCH_SSE_USERS", 200)?,
@@ -200,13 +206,17 @@ impl Settings {
             .max()
             .unwrap_or(0)
             .max(self.page_users)
+            .max(self.view_users)
     }
 
-    /// Every run: the mixed ones, then the warm-page one.
+    /// Every run: the mixed ones, then the warm-page one and the message-view one.
     fn runs(&self) -> Vec<(usize, Mix)> {
         let mut runs: Vec<_> = self.load_users.iter().map(|&n| (n, Mix::Mixed)).collect();
         if self.page_users > 0 {
             runs.push((self.page_users, Mix::WarmPages));
+        }
+        if self.view_users > 0 {
+            runs.push((self.view_users, Mix::Views));
         }
         runs
     }
@@ -328,6 +338,8 @@ enum Mix {
     Mixed,
     /// The first page only, over and over.
     WarmPages,
+    /// Message views only.
+    Views,
 }
 
 impl Mix {
@@ -335,6 +347,7 @@ impl Mix {
         match self {
             Mix::Mixed => "mixed",
             Mix::WarmPages => "pages",
+            Mix::Views => "views",
         }
     }
 }
@@ -420,6 +433,7 @@ impl Simulated {
             let roll: f64 = match mix {
                 Mix::Mixed => rng.random(),
                 Mix::WarmPages => 0.0,
+                Mix::Views => 0.75,
             };
             let uid = rng.random_range(1..=self.newest_uid);
             let (kind, request) = if roll < 0.6 {
@@ -981,6 +995,17 @@ fn report(
             100.0 * run.machine_cpu.as_secs_f64()
                 / (cores.max(1) as f64 * run.elapsed.as_secs_f64()),
         );
+        if run.mix == Mix::WarmPages {
+            let per_page = per_request_us(run.bridge_cpu, run.requests());
+            println!(
+                "  bridge CPU per warm page {per_page:.0} µs; target ≤ {PAGE_CPU_TARGET_US} µs: {}",
+                if per_page <= PAGE_CPU_TARGET_US as f64 {
+                    "met"
+                } else {
+                    "MISSED"
+                }
+            );
+        }
         for e in &run.first_errors {
             println!("  error: {e}");
         }
