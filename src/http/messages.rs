@@ -183,8 +183,9 @@ impl ListQuery {
     }
 }
 
-/// A page of the header list. The handler writes it with [`message_list_json`], from
-/// summaries kept as JSON; this is its schema, and what that JSON says.
+// The handler writes this JSON with `message_list_json`, from summaries kept as JSON: the
+// struct is its schema, and what that JSON says.
+/// A page of the header list.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "mailbox": "INBOX",
