@@ -6,6 +6,8 @@
 //! | --- | --- | --- |
 //! | `BENCH_SECONDS` | 20 | length of each load run |
 //! | `BENCH_USERS` | `50,200` | simulated users of each load run, comma separated |
+//! | `BENCH_PAGE_USERS` | 50 | simulated users of the warm-page run (0: none) |
+//! | `BENCH_VIEW_USERS` | 0 | simulated users of a message-view run (0: none) |
 //! | `BENCH_MESSAGES` | 1000 | messages in each load user's INBOX |
 //! | `BENCH_IDLE_USERS` | 1000 | logged-in idle users for the memory figures |
 //! | `BENCH_SSE_USERS` | 200 | users holding event streams (`BENCH_STREAMS_PER_USER` each) |
@@ -30,7 +32,10 @@
 //! (`GET /v1/mailboxes/INBOX/messages?limit=50`, a quarter of them page 2 via the cursor), 30 %
 //! message views of random UIDs (`GET …/messages/{uid}`), 10 % flag changes
 //! (`PATCH …/messages/{uid}/flags`, adding or removing `\Flagged`). Any non-2xx answer or
-//! transport failure is an error. CPU time is utime + stime from `/proc/<pid>/stat`, read just
+//! transport failure is an error. Then one more run, with `BENCH_PAGE_USERS` users, sends only
+//! warm first pages (the summaries come from the cache, flags from IMAP): its bridge CPU per
+//! request is the bridge's CPU per warm page. With `BENCH_VIEW_USERS`, a last run sends only
+//! message views of random UIDs, for the bridge's CPU per message view. CPU time is utime + stime from `/proc/<pid>/stat`, read just
 //! before the users start and after the last one stops: for the bridge process, for Dovecot's
 //! whole process tree (the master from `run/master.pid` and every process below it, with the
 //! reaped ones' time that moves into their parent's cutime/cstime), for this benchmark's own
@@ -72,6 +77,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
+/// The issue's target for the bridge's CPU per warm page, in µs.
+const PAGE_CPU_TARGET_US: u32 = 150;
 /// Page size of the header lists.
 const PAGE: usize = 50;
 /// Messages in each idle user's INBOX: one page.
@@ -142,6 +149,8 @@ fn main() -> anyhow::Result<()> {
 struct Settings {
     seconds: u64,
     load_users: Vec<usize>,
+    page_users: usize,
+    view_users: usize,
     messages: usize,
     idle_users: usize,
     sse_users: usize,
@@ -162,6 +171,8 @@ impl Settings {
         let settings = Settings {
             seconds: env_number("BENCH_SECONDS", 20)? as u64,
             load_users,
+            page_users: env_number("BENCH_PAGE_USERS", 50)?,
+            view_users: env_number("BENCH_VIEW_USERS", 0)?,
             messages: env_number("BENCH_MESSAGES", 1000)?,
             idle_users: env_number("BENCH_IDLE_USERS", 1000)?,
             sse_users: env_number("BENCH_SSE_USERS", 200)?,
@@ -189,7 +200,25 @@ impl Settings {
     }
 
     fn most_load_users(&self) -> usize {
-        self.load_users.iter().copied().max().unwrap_or(0)
+        self.load_users
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.page_users)
+            .max(self.view_users)
+    }
+
+    /// Every run: the mixed ones, then the warm-page one and the message-view one.
+    fn runs(&self) -> Vec<(usize, Mix)> {
+        let mut runs: Vec<_> = self.load_users.iter().map(|&n| (n, Mix::Mixed)).collect();
+        if self.page_users > 0 {
+            runs.push((self.page_users, Mix::WarmPages));
+        }
+        if self.view_users > 0 {
+            runs.push((self.view_users, Mix::Views));
+        }
+        runs
     }
 }
 
@@ -302,6 +331,27 @@ enum Kind {
 
 const KINDS: [Kind; 3] = [Kind::Page, Kind::Body, Kind::Flags];
 
+/// What the users of a run send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// Pages, message views and flag changes.
+    Mixed,
+    /// The first page only, over and over.
+    WarmPages,
+    /// Message views only.
+    Views,
+}
+
+impl Mix {
+    fn label(self) -> &'static str {
+        match self {
+            Mix::Mixed => "mixed",
+            Mix::WarmPages => "pages",
+            Mix::Views => "views",
+        }
+    }
+}
+
 impl Kind {
     fn index(self) -> usize {
         self as usize
@@ -372,7 +422,7 @@ impl Simulated {
     }
 
     /// Sends requests of the mix one after another until `until`.
-    async fn run(self, base: Arc<str>, until: Instant, seed: u64) -> Tally {
+    async fn run(self, base: Arc<str>, mix: Mix, until: Instant, seed: u64) -> Tally {
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut tally = Tally::default();
         let messages = format!("{base}/v1/mailboxes/INBOX/messages");
@@ -380,10 +430,14 @@ impl Simulated {
         let cursor: String = form_urlencoded::byte_serialize(self.cursor.as_bytes()).collect();
         let second_page = format!("{first_page}&cursor={cursor}");
         while Instant::now() < until {
-            let roll: f64 = rng.random();
+            let roll: f64 = match mix {
+                Mix::Mixed => rng.random(),
+                Mix::WarmPages => 0.0,
+                Mix::Views => 0.75,
+            };
             let uid = rng.random_range(1..=self.newest_uid);
             let (kind, request) = if roll < 0.6 {
-                let url = if rng.random_bool(0.25) {
+                let url = if mix == Mix::Mixed && rng.random_bool(0.25) {
                     &second_page
                 } else {
                     &first_page
@@ -445,6 +499,7 @@ struct Tally {
 
 struct LoadRun {
     users: usize,
+    mix: Mix,
     setup: Duration,
     elapsed: Duration,
     /// Sorted, per [`Kind`].
@@ -481,7 +536,7 @@ async fn load_runs(dovecot: &Dovecot, settings: &Settings) -> anyhow::Result<Vec
     let imap_port = dovecot.imaps_addr().port();
     let base: Arc<str> = bridge.base.clone().into();
     let mut runs = Vec::new();
-    for &users in &settings.load_users {
+    for (users, mix) in settings.runs() {
         let setup_started = Instant::now();
         let simulated: Vec<Simulated> = futures::stream::iter(0..users)
             .map(|i| {
@@ -497,9 +552,11 @@ async fn load_runs(dovecot: &Dovecot, settings: &Settings) -> anyhow::Result<Vec
             .await?;
         let setup = setup_started.elapsed();
         eprintln!(
-            "load: {users} users logged in with their INBOX selected in {:.1} s; running {} s",
+            "load: {users} users logged in with their INBOX selected in {:.1} s; running {} s of \
+             {}",
             setup.as_secs_f64(),
-            settings.seconds
+            settings.seconds,
+            mix.label()
         );
 
         let self_pid = std::process::id();
@@ -514,7 +571,7 @@ async fn load_runs(dovecot: &Dovecot, settings: &Settings) -> anyhow::Result<Vec
         let tasks: Vec<_> = simulated
             .into_iter()
             .enumerate()
-            .map(|(i, user)| tokio::spawn(user.run(base.clone(), until, i as u64)))
+            .map(|(i, user)| tokio::spawn(user.run(base.clone(), mix, until, i as u64)))
             .collect();
         let mut tally = Tally::default();
         for task in tasks {
@@ -542,6 +599,7 @@ async fn load_runs(dovecot: &Dovecot, settings: &Settings) -> anyhow::Result<Vec
         let sessions = dovecot_connections(dovecot)?;
         runs.push(LoadRun {
             users,
+            mix,
             setup,
             elapsed,
             latencies: tally.latencies,
@@ -839,8 +897,10 @@ fn report(
         seeding.took.as_secs_f64()
     );
     println!(
-        "mix: 60 % header pages of {PAGE} (¼ page 2), 30 % message views, 10 % flag changes; \
-         closed loop per user, HTTP keep-alive, Accept-Encoding: {}",
+        "mix: mixed = 60 % header pages of {PAGE} (¼ page 2), 30 % message views, 10 % flag \
+         changes; pages = the first page only (warm: summaries cached, flags from IMAP); closed \
+         loop per user, HTTP keep-alive, Accept-Encoding: {}; r/s/core = requests per second \
+         of the bridge's CPU time",
         settings.accept_encoding.as_deref().unwrap_or("none")
     );
     println!(
@@ -849,8 +909,9 @@ fn report(
     );
     println!();
     println!(
-        "{:>5} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} {:>11} {:>11} {:>6} {:>11} {:>15} {:>9}",
+        "{:>5} {:>6} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} {:>11} {:>10} {:>11} {:>6} {:>11} {:>15} {:>9}",
         "users",
+        "mix",
         "secs",
         "reqs",
         "req/s",
@@ -858,6 +919,7 @@ fn report(
         "p99 ms",
         "errors",
         "bridge µs/r",
+        "r/s/core",
         "Dovecot µs/r",
         "ratio",
         "client µs/r",
@@ -870,8 +932,9 @@ fn report(
         let bridge = per_request_us(run.bridge_cpu, requests);
         let dovecot = per_request_us(run.dovecot_cpu, requests);
         println!(
-            "{:>5} {:>5.1} {:>7} {:>7.0} {:>7.1} {:>7.1} {:>6} {:>11.0} {:>11.0} {:>6.2} {:>11.0} {:>15} {:>9}",
+            "{:>5} {:>6} {:>5.1} {:>7} {:>7.0} {:>7.1} {:>7.1} {:>6} {:>11.0} {:>10.0} {:>11.0} {:>6.2} {:>11.0} {:>15} {:>9}",
             run.users,
+            run.mix.label(),
             run.elapsed.as_secs_f64(),
             requests,
             requests as f64 / run.elapsed.as_secs_f64(),
@@ -879,6 +942,7 @@ fn report(
             ms(percentile(&all, 0.99)),
             run.errors,
             bridge,
+            1e6 / bridge.max(f64::MIN_POSITIVE),
             dovecot,
             bridge / dovecot.max(f64::MIN_POSITIVE),
             per_request_us(run.client_cpu, requests),
@@ -888,13 +952,13 @@ fn report(
     }
     println!();
     println!("latency by kind, ms: p50 / p99 (requests)");
-    print!("{:>5}", "users");
+    print!("{:>5} {:>6}", "users", "mix");
     for kind in KINDS {
         print!(" {:>26}", kind.label());
     }
     println!();
     for run in runs {
-        print!("{:>5}", run.users);
+        print!("{:>5} {:>6}", run.users, run.mix.label());
         for kind in KINDS {
             let l = &run.latencies[kind.index()];
             print!(
@@ -913,9 +977,10 @@ fn report(
     for run in runs {
         let ours = run.bridge_cpu + run.dovecot_cpu + run.client_cpu;
         println!(
-            "{} users: set-up (login + first page, {SETUP_CONCURRENCY} at a time) {:.1} s; \
+            "{} users, {}: set-up (login + first page, {SETUP_CONCURRENCY} at a time) {:.1} s; \
              bridge VmRSS {} KiB, VmHWM {} KiB after the run",
             run.users,
+            run.mix.label(),
             run.setup.as_secs_f64(),
             run.bridge_memory.rss_kib,
             run.bridge_memory.hwm_kib,
@@ -930,6 +995,17 @@ fn report(
             100.0 * run.machine_cpu.as_secs_f64()
                 / (cores.max(1) as f64 * run.elapsed.as_secs_f64()),
         );
+        if run.mix == Mix::WarmPages {
+            let per_page = per_request_us(run.bridge_cpu, run.requests());
+            println!(
+                "  bridge CPU per warm page {per_page:.0} µs; target ≤ {PAGE_CPU_TARGET_US} µs: {}",
+                if per_page <= PAGE_CPU_TARGET_US as f64 {
+                    "met"
+                } else {
+                    "MISSED"
+                }
+            );
+        }
         for e in &run.first_errors {
             println!("  error: {e}");
         }

@@ -148,8 +148,9 @@ pub struct Config {
     #[arg(long, env = "IMAP_BRIDGE_IMAP_COMMAND_TIMEOUT", default_value_t = 30)]
     pub imap_command_timeout: u64,
 
-    /// Memory for cached message summaries, in MiB (they never change for a UID; flags are
-    /// always read fresh). 0 disables the cache.
+    /// Memory for cached message summaries, and the headers and MIME structure of messages
+    /// viewed, in MiB (they never change for a UID; flags are always read fresh). 0 disables
+    /// the cache.
     #[arg(long, env = "IMAP_BRIDGE_CACHE_SIZE", default_value_t = 64)]
     pub cache_size: u64,
 

@@ -1234,3 +1234,95 @@ async fn query_values_that_are_not_utf8_are_refused_on_every_route() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A message opened again reads only its flags and parts (its header and structure are
+/// remembered from the first view) and says exactly what a first view says, with its flags
+/// as they are now.
+#[tokio::test]
+async fn a_message_opened_again_is_the_same_in_one_round_trip_with_fresh_flags() {
+    let bridge = TestBridge::start_with(
+        DovecotOptions {
+            rawlog: true,
+            ..DovecotOptions::default()
+        },
+        Link::Tls,
+        |_| {},
+    )
+    .await;
+    seeded_with_dates(&bridge);
+    let token = bridge.login().await;
+    let mut direct = bridge.imap().await;
+    let inbox = direct.uids("INBOX").await;
+    for &uid in &inbox {
+        let path = format!("/v1/mailboxes/INBOX/messages/{uid}");
+        let (status, first) = bridge.get_json(&token, &path).await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        let (_, again) = bridge.get_json(&token, &path).await;
+        assert_eq!(again, first, "message {uid} opened again");
+    }
+    let structure_reads = |log: &str| log.lines().filter(|l| l.contains("BODYSTRUCTURE")).count();
+    let before = structure_reads(&bridge.dovecot.rawlog_in(USER));
+
+    let uid = inbox[0];
+    let path = format!("/v1/mailboxes/INBOX/messages/{uid}");
+    direct
+        .store("INBOX", &uid.to_string(), "+FLAGS (\\Flagged)")
+        .await;
+    let (_, flagged) = bridge.get_json(&token, &path).await;
+    assert!(
+        flagged["flags"]
+            .as_array()
+            .expect("flags")
+            .contains(&Value::from("\\Flagged")),
+        "{flagged}"
+    );
+    direct
+        .store("INBOX", &uid.to_string(), "-FLAGS (\\Seen)")
+        .await;
+    let (_, unread) = bridge.get_json(&token, &path).await;
+    assert!(
+        !unread["flags"]
+            .as_array()
+            .expect("flags")
+            .contains(&Value::from("\\Seen")),
+        "{unread}"
+    );
+    assert_eq!(
+        structure_reads(&bridge.dovecot.rawlog_in(USER)),
+        before,
+        "views of known messages read no structure"
+    );
+    // Marking it read still works, and says so.
+    let (_, read) = bridge
+        .get_json(&token, &format!("{path}?mark_seen=true"))
+        .await;
+    assert!(
+        read["flags"]
+            .as_array()
+            .expect("flags")
+            .contains(&Value::from("\\Seen")),
+        "{read}"
+    );
+    assert!(
+        direct
+            .flags("INBOX", uid)
+            .await
+            .iter()
+            .any(|f| f.contains("Seen"))
+    );
+
+    // Once the bridge's session has heard of the expunge (a list syncs it), the message is
+    // gone for it as for a first view.
+    direct.expunge("INBOX", uid).await;
+    let (status, _) = bridge
+        .get_json(&token, "/v1/mailboxes/INBOX/messages")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let gone = bridge.get_json(&token, &path).await;
+    common::bridge::assert_problem(
+        &gone,
+        StatusCode::NOT_FOUND,
+        "message_not_found",
+        "expunged",
+    );
+}

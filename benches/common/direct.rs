@@ -246,23 +246,16 @@ impl Direct {
         decoded.context("no body part in the FETCH answer")?
     }
 
-    /// The bridge's exchanges for one message: summary, header and structure in one
-    /// `UID FETCH`, then the text parts `parts` (at most `max_part` bytes each) in a second.
+    /// The bridge's exchanges for a message it has shown before: its flags and the text parts
+    /// `parts` (at most `max_part` bytes each) in one `UID FETCH` (the summary, header and
+    /// structure come from its cache; a first view reads them in a `UID FETCH` before).
     pub async fn message_as_bridge(
         &mut self,
         uid: u32,
         parts: &[&str],
         max_part: u32,
     ) -> anyhow::Result<()> {
-        self.exchange(
-            &[format!(
-                "UID FETCH {uid} (UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
-                 BODY.PEEK[HEADER])"
-            )],
-            |_| {},
-        )
-        .await?;
-        let mut fetch = format!("UID FETCH {uid} (UID");
+        let mut fetch = format!("UID FETCH {uid} (UID FLAGS");
         for part in parts {
             write!(fetch, " BODY.PEEK[{part}]<0.{max_part}>")?;
         }

@@ -16,7 +16,7 @@ use async_imap::imap_proto::{AttributeValue, Response};
 use super::connection::Connection;
 use super::encode::{Command, MailboxName, UidSet};
 use super::error::{ImapError, Result};
-use super::messages::{Fetched, SUMMARY_ITEMS, collect_summaries};
+use super::messages::{FetchedSummary, SUMMARY_ITEMS, collect_summaries};
 use super::state::MailboxState;
 use crate::mail::summary::Summary;
 
@@ -133,7 +133,7 @@ impl Connection {
         }
         let mut vanished_since_from = BTreeSet::new();
         let mut modified: BTreeMap<u32, (u64, Vec<String>)> = BTreeMap::new();
-        let mut arrived: Vec<Fetched> = Vec::new();
+        let mut arrived: Vec<FetchedSummary> = Vec::new();
         let done = {
             let mut collect_arrivals = collect_summaries(&mut arrived);
             self.run_pipelined(&cmds, |_, r| {
@@ -215,7 +215,7 @@ impl Connection {
         let tracker = self
             .tracker()
             .ok_or_else(|| ImapError::Protocol("the session follows no mailbox".into()))?;
-        let mut arrived: Vec<Fetched> = Vec::new();
+        let mut arrived: Vec<FetchedSummary> = Vec::new();
         if tracker.pending_arrivals() > 0 {
             let next = tracker.next_uid();
             let cmd = Command::new("UID FETCH")

@@ -15,12 +15,13 @@ use async_imap::imap_proto::{
     StatusAttribute,
 };
 
-use super::cache::CacheScope;
+use super::cache::CachedFolder;
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
 use super::paging::{self, Boundary, Locate};
 use super::state::{MailboxState, PageCursor, server_modseq};
+use crate::mail::listing::{FlagsJson, ListEntry};
 use crate::mail::structure::{
     self, BodyPart, MAX_WHOLE_PROBE, MessageParts, PROBE_LEN, SizeProbe, WalkLimits,
 };
@@ -88,7 +89,7 @@ pub struct HeaderPage {
     /// Delta-sync state taken before the page was read.
     pub state: MailboxState,
     /// The page, in the requested order.
-    pub messages: Vec<Summary>,
+    pub messages: Vec<ListEntry>,
     /// Where the next page starts, if there is one.
     pub next_cursor: Option<PageCursor>,
 }
@@ -106,6 +107,18 @@ pub struct MessageDetail {
     pub bodies: HashMap<String, Vec<u8>>,
     /// UIDVALIDITY of the mailbox.
     pub uid_validity: u32,
+}
+
+/// What a message view learns in its first round trip, and what the cache keeps of it: none
+/// of it changes for a given UIDVALIDITY and UID but the summary's flags.
+#[derive(Debug, Clone)]
+pub struct MessageOutline {
+    /// Summary fields (flags as read then).
+    pub summary: Summary,
+    /// The raw header block.
+    pub header: Vec<u8>,
+    /// MIME parts by role, before anything the second round trip learns.
+    pub parts: MessageParts,
 }
 
 /// What [`Connection::refresh_and_run`] learnt.
@@ -126,10 +139,17 @@ struct Refreshed {
 /// Largest amount of one text or HTML part read for the detail view.
 pub const MAX_TEXT_PART: u32 = 4 * 1024 * 1024;
 
-/// One message of a FETCH answer: where it was, and its summary.
+/// One message of a page's FETCH answers: where it was, and its entry in the list.
 #[derive(Debug)]
 pub(crate) struct Fetched {
     pub(crate) seq: u32,
+    pub(crate) uid: u32,
+    pub(crate) summary: ListEntry,
+}
+
+/// One message of a FETCH answer with its full summary.
+#[derive(Debug)]
+pub(crate) struct FetchedSummary {
     pub(crate) uid: u32,
     pub(crate) summary: Summary,
 }
@@ -140,17 +160,16 @@ fn seq_uids(fetched: &[Fetched]) -> Vec<(u32, u32)> {
 }
 
 pub(crate) fn collect_summaries(
-    into: &mut Vec<Fetched>,
+    into: &mut Vec<FetchedSummary>,
 ) -> impl FnMut(&Response<'_>) -> Result<()> + Send + '_ {
     move |response| {
-        if let Response::Fetch(seq, attrs) = response
+        if let Response::Fetch(_, attrs) = response
             && attrs
                 .iter()
                 .any(|a| matches!(a, AttributeValue::Envelope(_)))
             && let Some(summary) = summary_from_fetch(attrs)
         {
-            into.push(Fetched {
-                seq: *seq,
+            into.push(FetchedSummary {
                 uid: summary.uid,
                 summary,
             });
@@ -162,9 +181,7 @@ pub(crate) fn collect_summaries(
 /// Collects a window's FETCH answers: full summaries (remembered in the cache), or UID+FLAGS
 /// answers completed from the cache; the misses are listed for one more fetch.
 struct WindowCollector {
-    cache: Option<CacheScope>,
-    mailbox: MailboxName,
-    uid_validity: u32,
+    cache: Option<CachedFolder>,
     fetched: Vec<Fetched>,
     missing: Vec<(u32, u32)>,
     /// Which answers belong to the request: unsolicited FETCHes (another client's flag change
@@ -182,10 +199,9 @@ enum Wanted {
 
 impl WindowCollector {
     fn new(conn: &Connection, mailbox: &MailboxName, wanted: Wanted) -> Self {
+        let uid_validity = conn.selected().map_or(0, |s| s.uid_validity);
         WindowCollector {
-            cache: conn.cache().cloned(),
-            mailbox: mailbox.clone(),
-            uid_validity: conn.selected().map_or(0, |s| s.uid_validity),
+            cache: conn.cache().map(|c| c.folder(mailbox, uid_validity)),
             fetched: Vec::new(),
             missing: Vec::new(),
             wanted,
@@ -220,34 +236,52 @@ impl WindowCollector {
                 && (self.wants(*seq, summary.uid)
                     || self.missing.iter().any(|(_, u)| *u == summary.uid))
             {
-                if let Some(cache) = &self.cache {
-                    cache.put(&self.mailbox, self.uid_validity, &summary);
+                let uid = summary.uid;
+                let entry = ListEntry::from_summary(summary);
+                if let Some(cache) = &mut self.cache {
+                    cache.put(entry.summary().clone());
                 }
-                self.missing.retain(|(_, uid)| *uid != summary.uid);
-                self.fetched.retain(|f| f.uid != summary.uid);
+                self.missing.retain(|(_, u)| *u != uid);
+                self.fetched.retain(|f| f.uid != uid);
                 self.fetched.push(Fetched {
                     seq: *seq,
-                    uid: summary.uid,
-                    summary,
+                    uid,
+                    summary: entry,
                 });
             }
             return;
         }
-        let (Some(cache), Some((uid, flags))) = (&self.cache, uid_and_flags(attrs)) else {
+        if self.cache.is_none() {
+            return;
+        }
+        let Some((uid, flags)) = uid_and_flags_json(attrs) else {
             return;
         };
         if !self.wants(*seq, uid) {
             return;
         }
-        match cache.get(&self.mailbox, self.uid_validity, uid, flags) {
-            Some(summary) => self.fetched.push(Fetched {
+        match self.cache.as_mut().and_then(|cache| cache.get(uid)) {
+            Some(cached) => self.fetched.push(Fetched {
                 seq: *seq,
                 uid,
-                summary,
+                summary: ListEntry::new(cached, flags),
             }),
             None => self.missing.push((*seq, uid)),
         }
     }
+}
+
+/// The UID and the flags (without `\Recent`, as JSON) of a FETCH response.
+fn uid_and_flags_json(attrs: &[AttributeValue<'_>]) -> Option<(u32, FlagsJson)> {
+    let uid = attrs.iter().find_map(|a| match a {
+        AttributeValue::Uid(u) => Some(*u),
+        _ => None,
+    })?;
+    let flags = attrs.iter().find_map(|a| match a {
+        AttributeValue::Flags(f) => Some(f),
+        _ => None,
+    })?;
+    Some((uid, FlagsJson::new(flags.iter().map(|f| &**f))))
 }
 
 /// The UID and the flags (without `\\Recent`) of a FETCH response.
@@ -790,8 +824,20 @@ impl Connection {
             .sort_criteria(filters))
     }
 
+    /// Summaries of `uids` as values, in the order given (missing ones are skipped): for
+    /// callers that read their fields, such as thread lists. Header lists write the cached
+    /// JSON instead ([`Connection::summaries_by_uid`]).
+    pub(crate) async fn summary_values_by_uid(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
+        Ok(self
+            .summaries_by_uid(uids)
+            .await?
+            .iter()
+            .filter_map(ListEntry::to_summary)
+            .collect())
+    }
+
     /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are skipped).
-    pub(crate) async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
+    async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<ListEntry>> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
@@ -806,7 +852,7 @@ impl Connection {
         .await?
         .into_result()?;
         let fetched = self.complete(window).await?;
-        let mut by_uid: HashMap<u32, Summary> =
+        let mut by_uid: HashMap<u32, ListEntry> =
             fetched.into_iter().map(|f| (f.uid, f.summary)).collect();
         Ok(uids.iter().filter_map(|u| by_uid.remove(u)).collect())
     }
@@ -828,67 +874,35 @@ impl Connection {
     ) -> Result<MessageDetail> {
         let selected = self.select(mailbox).await?;
         let set = UidSet::single(uid)?;
-        let mut summary = None;
-        let mut header = None;
-        let mut structure_result = None;
-        let mut single_part = false;
-        let cmd = Command::new("UID FETCH")
-            .uid_set(&set)
-            .atom("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])");
-        self.run(&cmd, |r| {
-            if let Response::Fetch(_, attrs) = r
-                && attrs
-                    .iter()
-                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
-                && attrs
-                    .iter()
-                    .any(|a| matches!(a, AttributeValue::Envelope(_)))
-            {
-                summary = summary_from_fetch(attrs);
-                for attr in attrs {
-                    match attr {
-                        AttributeValue::BodySection { data, .. } => {
-                            header = Some(data.as_deref().unwrap_or_default().to_vec());
-                        }
-                        AttributeValue::BodyStructure(bs) => {
-                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
-                            structure_result = Some(structure::walk(bs, limits));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Ok(())
-        })
-        .await?
-        .into_result()?;
-        let mut summary = summary.ok_or(ImapError::MessageNotFound)?;
-        let header = header.unwrap_or_default();
-        let mut parts = match structure_result {
-            Some(Ok(parts)) => parts,
-            Some(Err(e)) => {
-                return Err(ImapError::NotAllowed(format!(
-                    "the message's MIME structure is refused: {e}"
-                )));
-            }
+        // A message read before needs one round trip: its structure and header are known,
+        // only its flags are read with the parts. Setting \Seen takes the long way, which
+        // knows the flags before deciding to store.
+        let known = self
+            .cache()
+            .filter(|_| !mark_seen)
+            .and_then(|cache| cache.detail(mailbox, selected.uid_validity, uid));
+        let (mut summary, header, mut parts) = match &known {
+            Some(known) => (
+                known.summary.clone(),
+                known.header.clone(),
+                known.parts.clone(),
+            ),
             None => {
-                return Err(ImapError::Protocol(
-                    "no BODYSTRUCTURE in FETCH response".into(),
-                ));
+                let detail = self.message_outline(uid, limits).await?;
+                if let Some(cache) = self.cache() {
+                    cache.put_detail(mailbox, selected.uid_validity, uid, &detail);
+                }
+                (detail.summary, detail.header, detail.parts)
             }
         };
-        if single_part {
-            // The part's MIME header is the message header, which is here already.
-            for part in parts
-                .attachments
-                .iter_mut()
-                .filter(|p| p.filename_needs_header())
-            {
-                part.learn_filename_from_header(&header);
-            }
-        }
 
-        let mut fetch = Command::new("UID FETCH").uid_set(&set).atom("(UID");
+        let mut fetch = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom(if known.is_some() {
+                "(UID FLAGS"
+            } else {
+                "(UID"
+            });
         let mut items = 0;
         for part in parts.text_parts.iter().chain(parts.html_parts.iter()) {
             fetch = if part.whole_body {
@@ -925,7 +939,7 @@ impl Connection {
             }
         }
         let mut cmds = Vec::new();
-        if items > 0 {
+        if items > 0 || known.is_some() {
             cmds.push(fetch.atom(")"));
         }
         let already_seen = summary
@@ -940,9 +954,17 @@ impl Connection {
             );
         }
         let mut sections = Sections::new();
+        let mut flags = None;
         if !cmds.is_empty() {
             let done = self
                 .run_pipelined(&cmds, |_, r| {
+                    if known.is_some()
+                        && let Response::Fetch(_, attrs) = r
+                        && let Some((u, f)) = uid_and_flags(attrs)
+                        && u == uid
+                    {
+                        flags = Some(f);
+                    }
                     sections.take(uid, r);
                     Ok(())
                 })
@@ -953,6 +975,9 @@ impl Connection {
             if mark_seen && !already_seen {
                 summary.flags.push("\\Seen".to_owned());
             }
+        }
+        if known.is_some() {
+            summary.flags = flags.ok_or(ImapError::MessageNotFound)?;
         }
 
         let mut bodies = HashMap::new();
@@ -1038,6 +1063,76 @@ impl Connection {
             parts,
             bodies,
             uid_validity: selected.uid_validity,
+        })
+    }
+
+    /// The first round trip of a message view: the summary, the header and the walked
+    /// structure (with file names the header gives a single-part message).
+    async fn message_outline(&mut self, uid: u32, limits: &WalkLimits) -> Result<MessageOutline> {
+        let set = UidSet::single(uid)?;
+        let mut summary = None;
+        let mut header = None;
+        let mut structure_result = None;
+        let mut single_part = false;
+        let cmd = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom("(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER])");
+        self.run(&cmd, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Uid(u) if *u == uid))
+                && attrs
+                    .iter()
+                    .any(|a| matches!(a, AttributeValue::Envelope(_)))
+            {
+                summary = summary_from_fetch(attrs);
+                for attr in attrs {
+                    match attr {
+                        AttributeValue::BodySection { data, .. } => {
+                            header = Some(data.as_deref().unwrap_or_default().to_vec());
+                        }
+                        AttributeValue::BodyStructure(bs) => {
+                            single_part = !matches!(bs, BodyStructure::Multipart { .. });
+                            structure_result = Some(structure::walk(bs, limits));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await?
+        .into_result()?;
+        let summary = summary.ok_or(ImapError::MessageNotFound)?;
+        let header = header.unwrap_or_default();
+        let mut parts = match structure_result {
+            Some(Ok(parts)) => parts,
+            Some(Err(e)) => {
+                return Err(ImapError::NotAllowed(format!(
+                    "the message's MIME structure is refused: {e}"
+                )));
+            }
+            None => {
+                return Err(ImapError::Protocol(
+                    "no BODYSTRUCTURE in FETCH response".into(),
+                ));
+            }
+        };
+        if single_part {
+            // The part's MIME header is the message header, which is here already.
+            for part in parts
+                .attachments
+                .iter_mut()
+                .filter(|p| p.filename_needs_header())
+            {
+                part.learn_filename_from_header(&header);
+            }
+        }
+        Ok(MessageOutline {
+            summary,
+            header,
+            parts,
         })
     }
 

@@ -321,7 +321,7 @@ impl Connection {
         };
         let latest: Vec<u32> = threads.iter().map(|t| t.latest).collect();
         let mut summaries: HashMap<u32, Summary> = self
-            .summaries_by_uid(&latest)
+            .summary_values_by_uid(&latest)
             .await?
             .into_iter()
             .map(|s| (s.uid, s))
@@ -372,14 +372,17 @@ impl Connection {
         let sent_uids = thread.uids(Side::Sent);
         if let Some((sent, _)) = view.sent.as_ref().filter(|_| !sent_uids.is_empty()) {
             self.select(sent).await?;
-            for summary in self.summaries_by_uid(&sent_uids).await? {
+            for summary in self.summary_values_by_uid(&sent_uids).await? {
                 summaries.insert((Side::Sent, summary.uid), summary);
             }
         }
         let headers = self
             .headers_of_threads(cache, mailbox, &view, &[thread])
             .await?;
-        for summary in self.summaries_by_uid(&thread.uids(Side::Listed)).await? {
+        for summary in self
+            .summary_values_by_uid(&thread.uids(Side::Listed))
+            .await?
+        {
             summaries.insert((Side::Listed, summary.uid), summary);
         }
         let messages = thread

@@ -6,6 +6,7 @@
 //!
 //! * [`summary`]: the [`Summary`] of a message in a listing, and the decoding of header
 //!   text (RFC 2047 words, addresses, dates).
+//! * [`listing`]: header list entries as JSON, serialised once and written by concatenation.
 //! * [`address`]: address lists read from raw header fields, where a server's ENVELOPE
 //!   gave up.
 //! * [`structure`]: sorting a BODYSTRUCTURE into text body, HTML body and attachments,
@@ -18,6 +19,7 @@
 pub mod address;
 pub mod content;
 pub mod html;
+pub mod listing;
 pub mod part_id;
 pub mod preview;
 pub mod structure;
