@@ -608,13 +608,27 @@ impl Connection {
         // Linear in the messages and their references, but thousands of them are CPU work
         // (see `threading`): off the async workers.
         let threaded = tokio::task::spawn_blocking(move || {
-            let messages: Vec<Message<(Side, u32)>> = listed
+            // REFERENCES links messages in the order it meets them, and a server meets them
+            // in mailbox (UID) order: so does the bridge, the Sent mail after, so that the same
+            // mail always gives the same threads.
+            let in_uid_order = |headers: &HashMap<u32, Arc<CachedHeader>>| {
+                let mut uids: Vec<u32> = headers.keys().copied().collect();
+                uids.sort_unstable();
+                uids
+            };
+            let (listed_order, sent_order) = (in_uid_order(&listed), in_uid_order(&sent));
+            let messages: Vec<Message<(Side, u32)>> = listed_order
                 .iter()
-                .map(|(uid, h)| h.header.message((Side::Listed, *uid), h.received))
-                .chain(
-                    sent.iter()
-                        .map(|(uid, h)| h.header.message((Side::Sent, *uid), h.received)),
-                )
+                .map(|uid| {
+                    listed[uid]
+                        .header
+                        .message((Side::Listed, *uid), listed[uid].received)
+                })
+                .chain(sent_order.iter().map(|uid| {
+                    sent[uid]
+                        .header
+                        .message((Side::Sent, *uid), sent[uid].received)
+                }))
                 .collect();
             let threads = threading::thread(&messages);
             drop(messages);
