@@ -97,6 +97,10 @@ pub struct ListQuery {
     pub since: Option<NaiveDate>,
     /// Received before this day (IMAP internal date).
     pub before: Option<NaiveDate>,
+    /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
+    /// then reads no message text for it.
+    #[param(default = true)]
+    pub preview: Option<bool>,
 }
 
 /// Longest accepted filter string.
@@ -179,6 +183,7 @@ impl ListQuery {
             order,
             filters,
             query,
+            preview: self.preview.unwrap_or(true),
         })
     }
 }
@@ -275,7 +280,7 @@ fn message_list_json(mailbox: &str, page: &HeaderPage) -> String {
         if i > 0 {
             out.push(',');
         }
-        entry.write(&mut out);
+        entry.write(&mut out, page.preview);
     }
     out.push_str("],\"next_cursor\":");
     match &page.next_cursor {
@@ -694,6 +699,7 @@ mod tests {
             size: 48_213,
             has_attachments: uid.is_multiple_of(2),
             in_reply_to: None,
+            preview: Some(format!("Preview of \"{uid}\" ✉")),
         }
     }
 
@@ -716,13 +722,19 @@ mod tests {
             ),
             (Vec::new(), None),
         ] {
-            for mailbox in ["INBOX", "Archiv \"2024\" / Zoë"] {
+            for (mailbox, preview) in [("INBOX", true), ("Archiv \"2024\" / Zoë", false)] {
                 let expected = serde_json::to_string(&MessageList {
                     mailbox: mailbox.to_owned(),
                     uid_validity: state.uid_validity,
                     total: 10_234,
                     state: state.to_string(),
-                    messages: messages.clone(),
+                    messages: messages
+                        .iter()
+                        .map(|m| Summary {
+                            preview: m.preview.clone().filter(|_| preview),
+                            ..m.clone()
+                        })
+                        .collect(),
                     next_cursor: next_cursor.map(|c| c.to_string()),
                 })
                 .unwrap();
@@ -736,6 +748,7 @@ mod tests {
                         .map(ListEntry::from_summary)
                         .collect(),
                     next_cursor,
+                    preview,
                 };
                 assert_eq!(message_list_json(mailbox, &page), expected);
             }

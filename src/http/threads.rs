@@ -64,6 +64,10 @@ pub struct ThreadListQuery {
     /// Also thread in the user's own messages from the Sent mailbox (found by its role).
     #[param(default = false)]
     pub include_sent: Option<bool>,
+    /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
+    /// then reads no message text for it.
+    #[param(default = true)]
+    pub preview: Option<bool>,
 }
 
 /// Which threads a thread id is looked up among: the filters and `include_sent` of the list
@@ -95,6 +99,10 @@ pub struct ThreadQueryParams {
     /// Also thread in the user's own messages from the Sent mailbox (found by its role).
     #[param(default = false)]
     pub include_sent: Option<bool>,
+    /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
+    /// then reads no message text for it.
+    #[param(default = true)]
+    pub preview: Option<bool>,
 }
 
 /// Longest accepted filter string.
@@ -204,6 +212,7 @@ impl ThreadListQuery {
                 limit,
                 cursor,
                 query: fingerprint,
+                preview: self.preview.unwrap_or(true),
             },
         ))
     }
@@ -466,11 +475,12 @@ async fn get_thread(
 ) -> ApiResult<Json<ThreadView>> {
     let name = MailboxName::new(&mailbox)?;
     let id: ThreadId = thread_id.parse()?;
+    let preview = query.preview.unwrap_or(true);
     let query = query.to_query()?;
     let cache = state.threads.as_ref().map(|c| c.scope(&user.key));
     let mut session = user.session(&state).await?;
     let thread = session
-        .thread_detail(cache.as_ref(), &name, &query, id)
+        .thread_detail(cache.as_ref(), &name, &query, id, preview)
         .await?;
     drop(session);
     let sent = thread.sent_mailbox.map(|m| m.as_str().to_owned());
