@@ -202,7 +202,8 @@ impl ListQuery {
         "subject": "Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
         "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
         "date": "2024-03-01T10:15:00Z", "received_at": "2024-03-01T10:15:02Z",
-        "flags": ["\\Seen"], "size": 48213, "has_attachments": true, "in_reply_to": null
+        "flags": ["\\Seen"], "size": 48213, "has_attachments": true, "in_reply_to": null,
+        "preview": "Hi Alice, the Q1 report is attached. Revenue is up 4% on last quarter."
     }],
     "next_cursor": "c1.1700000000.10300.10234.5d41402a"
 }))]
@@ -222,6 +223,11 @@ pub struct MessageList {
 }
 
 /// A header list, newest first by default. Cost grows with `limit`, not with the mailbox.
+///
+/// Each summary carries its `preview` unless `preview=false`: the server's `PREVIEW`, fetched
+/// with the summaries where the server offers it, else the start (2 KiB) of each message's
+/// first text part, read for the whole page in one more round trip. Previews are cached with
+/// the summaries, so a repeated page reads no text.
 #[utoipa::path(
     get,
     path = "/v1/mailboxes/{mailbox}/messages",

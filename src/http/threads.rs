@@ -286,7 +286,8 @@ pub struct ThreadItem {
             "subject": "Re: Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
             "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
             "date": "2024-03-01T10:15:00Z", "received_at": "2024-03-01T10:15:02Z",
-            "flags": [], "size": 48213, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>"
+            "flags": [], "size": 48213, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>",
+            "preview": "Thanks, the figures look right to me."
         },
         "uids": [10211, 10254, 10300],
         "unread_uids": [10300],
@@ -414,12 +415,14 @@ pub struct ThreadMessageView {
          "subject": "Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
          "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
          "date": "2024-02-28T09:00:00Z", "received_at": "2024-02-28T09:00:01Z",
-         "flags": ["\\Seen"], "size": 5120, "has_attachments": false, "in_reply_to": null},
+         "flags": ["\\Seen"], "size": 5120, "has_attachments": false, "in_reply_to": null,
+         "preview": "Hi Alice, the Q1 report is attached."},
         {"mailbox": "Sent", "depth": 1, "uid": 733, "message_id": "<a1@alice.example.com>",
          "subject": "Re: Quarterly report", "from": [{"name": "Alice", "address": "alice@example.com"}],
          "to": [{"name": "Bob Martin", "address": "bob@example.com"}], "cc": [], "reply_to": [],
          "date": "2024-02-28T11:30:00Z", "received_at": "2024-02-28T11:30:00Z",
-         "flags": ["\\Seen"], "size": 2210, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>"}
+         "flags": ["\\Seen"], "size": 2210, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>",
+         "preview": "Thanks, the figures look right to me."}
     ]
 }))]
 pub struct ThreadView {
