@@ -587,3 +587,129 @@ async fn dovecot_without_the_cache() {
 async fn exchange_without_the_cache() {
     previews_without_cache(Profile::Exchange).await;
 }
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// The summary items the bridge fetches, for the direct client.
+const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
+     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
+const SUMMARY_ITEMS_WITH_PREVIEW: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE \
+     BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)] PREVIEW)";
+
+/// Times `runs` requests of `path`, after one that warms it.
+async fn time_page(bridge: &ServerBridge, token: &str, path: &str, runs: usize) -> Duration {
+    get(bridge, token, path).await;
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = std::time::Instant::now();
+        let page = get(bridge, token, path).await;
+        times.push(started.elapsed());
+        assert_eq!(page["messages"].as_array().map(Vec::len), Some(50));
+    }
+    median(times)
+}
+
+/// Times a direct client's IMAP work for the newest 50 of 1,000 messages on a pooled session:
+/// the summaries (with the server's PREVIEW when `preview` and offered), and, when `preview`
+/// and the server offers none, the first 2 KiB of each message's first part in a second round
+/// trip.
+async fn time_direct(bridge: &ServerBridge, preview: bool, runs: usize) -> Duration {
+    let key = UserKey {
+        upstream: bridge.state.upstream.clone(),
+        username: USER.to_owned(),
+    };
+    let credentials = Credentials::password(USER, PASSWORD);
+    let mut session = bridge
+        .state
+        .pools
+        .session(&key, &credentials)
+        .await
+        .expect("a session");
+    session
+        .select(&MailboxName::new("INBOX").expect("name"))
+        .await
+        .expect("select");
+    // Cyrus answers PREVIEW with NIL: the text is read there as without PREVIEW.
+    let server = preview && bridge.profile == Profile::Dovecot;
+    let items = if server {
+        SUMMARY_ITEMS_WITH_PREVIEW
+    } else {
+        SUMMARY_ITEMS
+    };
+    let summaries = [Command::new("FETCH").seq_range(951, Some(1000)).atom(items)];
+    let bodies = [Command::new("FETCH")
+        .seq_range(951, Some(1000))
+        .atom("(UID BODY.PEEK[1]<0.2048>)")];
+    let mut times = Vec::with_capacity(runs);
+    for run in 0..=runs {
+        let started = std::time::Instant::now();
+        let mut bytes = 0;
+        for done in session
+            .run_pipelined_raw(&summaries, |_, _, raw| {
+                bytes += raw.len().min(1);
+                Ok(())
+            })
+            .await
+            .expect("FETCH")
+        {
+            done.into_result().expect("FETCH answered");
+        }
+        if preview && !server {
+            for done in session
+                .run_pipelined(&bodies, |_, _| Ok(()))
+                .await
+                .expect("FETCH")
+            {
+                done.into_result().expect("FETCH answered");
+            }
+        }
+        assert_eq!(bytes, 50);
+        if run > 0 {
+            times.push(started.elapsed());
+        }
+    }
+    median(times)
+}
+
+/// The cost of previews: a page of 50 of 1,000 varied messages (`corpus::bulk`) with and
+/// without previews, with the summary cache off (every page fetches its summaries, as a cold
+/// page does) and on (a cached repeat), beside a direct client's IMAP work for the same data,
+/// on Dovecot (its PREVIEW), the Gmail profile and Cyrus (the text read). Run it in release:
+/// `cargo nextest run --release --test previews --run-ignored only measure_previews --no-capture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run it on demand in release mode"]
+async fn measure_previews() {
+    const RUNS: usize = 30;
+    let page = "/v1/mailboxes/INBOX/messages?limit=50";
+    let plain = "/v1/mailboxes/INBOX/messages?limit=50&preview=false";
+    for profile in [Profile::Dovecot, Profile::Gmail, Profile::Cyrus] {
+        for cache in [false, true] {
+            let bridge = ServerBridge::start_with(profile, |c| {
+                if !cache {
+                    c.cache_size = 0;
+                }
+            })
+            .await;
+            bridge
+                .server
+                .deliver_many("INBOX", common::corpus::bulk(1000, 17).collect());
+            let token = bridge.login().await;
+            let with = time_page(&bridge, &token, page, RUNS).await;
+            let without = time_page(&bridge, &token, plain, RUNS).await;
+            let direct_with = time_direct(&bridge, true, RUNS).await;
+            let direct_without = time_direct(&bridge, false, RUNS).await;
+            println!(
+                "{:>8} cache {:>3}: page of 50 with previews {with:?}, without {without:?}; \
+                 direct with {direct_with:?}, without {direct_without:?}; \
+                 with/direct {:.2}, without/direct {:.2}",
+                profile.name(),
+                if cache { "on" } else { "off" },
+                with.as_secs_f64() / direct_with.as_secs_f64(),
+                without.as_secs_f64() / direct_without.as_secs_f64(),
+            );
+        }
+    }
+}
