@@ -98,10 +98,7 @@ pub(crate) fn from_response(
         && let Some(NString::Text(text)) = nstring_item(raw, b"PREVIEW")
     {
         metrics::counter!(names::PREVIEWS_FETCHED, "source" => "server").increment(1);
-        return (
-            Some(preview_from_server(&utf8_or_windows_1252(&text))),
-            PreviewNeed::Nothing,
-        );
+        return (Some(server_preview(&text)), PreviewNeed::Nothing);
     }
     let structure = attrs.iter().find_map(|attr| match attr {
         AttributeValue::BodyStructure(structure) => Some(structure),
@@ -111,6 +108,24 @@ pub(crate) fn from_response(
         Some(Some(part)) => (None, PreviewNeed::Part(part)),
         Some(None) => (Some(String::new()), PreviewNeed::Nothing),
         None => (None, PreviewNeed::Ask),
+    }
+}
+
+/// Most bytes of a server's preview read: RFC 8970 previews have at most 256 characters, and
+/// a preview has 200.
+const MAX_SERVER_PREVIEW_BYTES: usize = 4096;
+
+/// The preview of the server's `PREVIEW` text (UTF-8 by RFC 8970; bytes that are not are read
+/// as windows-1252, as everywhere), of its first [`MAX_SERVER_PREVIEW_BYTES`] only.
+fn server_preview(raw: &[u8]) -> String {
+    let raw = &raw[..raw.len().min(MAX_SERVER_PREVIEW_BYTES)];
+    match std::str::from_utf8(raw) {
+        Ok(text) => preview_from_server(text),
+        // Valid but for a character cut by the bound.
+        Err(e) if e.error_len().is_none() => {
+            preview_from_server(&String::from_utf8_lossy(&raw[..e.valid_up_to()]))
+        }
+        Err(_) => preview_from_server(&utf8_or_windows_1252(raw)),
     }
 }
 
@@ -237,4 +252,24 @@ fn uid_of(attrs: &[AttributeValue<'_>]) -> Option<u32> {
         AttributeValue::Uid(uid) => Some(*uid),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_preview_is_read_as_utf_8_and_bounded() {
+        assert_eq!(
+            server_preview("Grüße  aus\r\nKöln".as_bytes()),
+            "Grüße aus Köln"
+        );
+        assert_eq!(server_preview(b"Gr\xfc\xdfe"), "Grüße");
+        // A hostile server's endless preview costs its first bytes, cut at a character.
+        let long = "é".repeat(MAX_SERVER_PREVIEW_BYTES);
+        assert_eq!(server_preview(long.as_bytes()), "é".repeat(200));
+        let odd = format!("x{long}");
+        let preview = server_preview(odd.as_bytes());
+        assert!(preview.starts_with("xé") && !preview.contains('\u{fffd}'));
+    }
 }
