@@ -38,20 +38,11 @@ pub struct SummaryJson {
 }
 
 impl SummaryJson {
-    /// Serialises `summary`, whose flags must be empty.
-    fn new(summary: &Summary) -> Self {
+    /// Serialises `summary`, whose flags and preview must be empty, with `preview`.
+    fn new(summary: &Summary, preview: Option<&str>) -> Self {
         assert!(summary.flags.is_empty(), "the flags are kept apart");
-        let preview = summary.preview.as_deref();
-        // Serialised without its preview (which is then left out), which goes on the end.
-        let text = if preview.is_some() {
-            serde_json::to_string(&Summary {
-                preview: None,
-                ..summary.clone()
-            })
-        } else {
-            serde_json::to_string(summary)
-        }
-        .expect("a summary serialises to JSON");
+        assert!(summary.preview.is_none(), "the preview is written apart");
+        let text = serde_json::to_string(summary).expect("a summary serialises to JSON");
         // The flags' value, written empty, is cut out again. A quote inside a JSON string is
         // always escaped, so `"flags":[]` can only be the key and its empty value.
         let empty = format!("{FLAGS_KEY}[]");
@@ -59,18 +50,25 @@ impl SummaryJson {
             .find(&empty)
             .expect("a serialised summary has its flags");
         let gap = at + FLAGS_KEY.len();
-        let mut cut = String::with_capacity(text.len() - 2);
+        let preview_len = preview.map_or(0, |p| PREVIEW_KEY.len() + p.len() + 2);
+        let mut cut = String::with_capacity(text.len() - 2 + preview_len);
         cut.push_str(&text[..gap]);
         cut.push_str(&text[gap + 2..]);
-        let json = SummaryJson {
+        // Without a preview (left out by serde) the object ends with its last field; the
+        // preview goes after it, as serde writes the last field.
+        let preview_at = preview.map(|preview| {
+            cut.pop();
+            let at = cut.len();
+            cut.push_str(PREVIEW_KEY);
+            push_json_string(&mut cut, preview);
+            cut.push('}');
+            u32::try_from(at).expect("a summary's JSON is far below 4 GiB")
+        });
+        SummaryJson {
             text: cut.into(),
             gap: u32::try_from(gap).expect("a summary's JSON is far below 4 GiB"),
-            preview_at: None,
+            preview_at,
             uid: summary.uid,
-        };
-        match preview {
-            Some(preview) => json.with_preview(preview),
-            None => json,
         }
     }
 
@@ -183,8 +181,9 @@ impl ListEntry {
     /// A fresh summary, flags and all.
     pub fn from_summary(mut summary: Summary) -> Self {
         let flags = std::mem::take(&mut summary.flags);
+        let preview = summary.preview.take();
         ListEntry {
-            summary: SummaryJson::new(&summary),
+            summary: SummaryJson::new(&summary, preview.as_deref()),
             flags: FlagsJson::new(flags.iter().map(String::as_str)),
         }
     }
