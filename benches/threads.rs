@@ -36,15 +36,17 @@
 //! | (c) warm, after one new message; Dovecot advertising Gmail's capabilities (no THREAD, no SORT) | the page, the bridge threading itself from the headers it keeps | *stateless*: `NOOP`, `UID FETCH 1:* <the bridge's threading header items>` with every header parsed and threaded locally with the bridge's own code (`mail::threading`), `UID SEARCH UNSEEN` + `UID FETCH` summaries (From and Subject came with the headers). *Own header cache* (reference): keeps the parsed headers, so its second round trip is `UID FETCH <next UID>:* <header items>`, only new mail (it assumes no expunges), then it threads all it holds and goes on as the stateless one |
 //! | (d) cached repeat, nothing new; Gmail profile | the page from the cache | as in (c) |
 //!
-//! Each side of (a) and (c) gets its own new message just before its sample, so that every
-//! side takes in one message and the server's THREAD has the same work each time; the folder
-//! grows by one message per side and sample (10,000 → 10,201 with two sides and 100 samples,
-//! 10,301 with three). The summary items and the threading header items are read from the
-//! bridge's source (`SUMMARY_ITEMS` in `src/imap/messages.rs`, `HEADER_ITEMS` in
-//! `src/imap/threads.rs`), so the direct client asks for what the bridge asks for. Before the
-//! timed samples, the bridge's page and the direct client's page are checked to be the same
-//! threads (latest UID, UIDs and unread UIDs of each); every timed sample checks that its top
-//! thread holds the newest message.
+//! The sides take turns, one sample each per round, starting with another side each round.
+//! In (a) and (c) each sample comes right after a new message of its own, and after it the other
+//! sides take that message in, untimed (the bridge with a page, the direct session with `NOOP`
+//! and `UID THREAD`, or the new headers where it keeps them), so every sample is of exactly one
+//! new message since its side last looked. The folder grows by one message per side and sample
+//! (10,000 → 10,301 with three sides and 100 samples). The summary items and the threading
+//! header items are read from the bridge's source (`SUMMARY_ITEMS` in `src/imap/messages.rs`,
+//! `HEADER_ITEMS` in `src/imap/threads.rs`), so the direct client asks for what the bridge asks
+//! for. Before the timed samples of each case, the bridge's page and each direct side's are
+//! checked to be the same threads (latest UID, UIDs and unread UIDs of each); every timed
+//! sample checks that its top thread holds the newest message.
 //!
 //! Goals (issue 17): a warm page within 1.5× of the direct client (held to the *minimal* one
 //! with THREAD and the *stateless* one without); a cached repeat at most 0.5× of it.
@@ -668,6 +670,43 @@ struct Case {
     direct: Vec<(DirectKind, Vec<Duration>)>,
 }
 
+impl Case {
+    fn new(profile: ServerProfile) -> Self {
+        Case {
+            bridge: Vec::new(),
+            direct: profile
+                .direct_sides()
+                .iter()
+                .map(|&kind| (kind, Vec::new()))
+                .collect(),
+        }
+    }
+
+    /// One page by side `side` (0 the bridge, then the direct sides in order), timed.
+    async fn sample(
+        &self,
+        side: usize,
+        bridge: &Bridge,
+        direct: &mut Raw,
+    ) -> anyhow::Result<(Duration, Page, &'static str)> {
+        if side == 0 {
+            let (took, page) = timed_bridge(bridge).await?;
+            return Ok((took, page, "bridge"));
+        }
+        let kind = self.direct[side - 1].0;
+        let start = Instant::now();
+        let page = direct.page(kind).await?;
+        Ok((start.elapsed(), page, kind.label()))
+    }
+
+    fn push(&mut self, side: usize, took: Duration) {
+        match side {
+            0 => self.bridge.push(took),
+            _ => self.direct[side - 1].1.push(took),
+        }
+    }
+}
+
 async fn run_profile(
     profile: ServerProfile,
     folder: usize,
@@ -749,27 +788,25 @@ async fn run_profile(
         "the bridge's top thread does not hold the new message {count}"
     );
 
-    let mut warm = Case {
-        bridge: Vec::new(),
-        direct: profile
-            .direct_sides()
-            .iter()
-            .map(|&kind| (kind, Vec::new()))
-            .collect(),
-    };
-    for _ in 0..iterations {
-        dovecot.deliver(USER, MAILBOX, &corpus.next_new(), "", None);
-        count += 1;
-        let (took, page) = timed_bridge(&bridge).await?;
-        page.check_top(count, "bridge, warm")?;
-        warm.bridge.push(took);
-        for (kind, samples) in &mut warm.direct {
+    let sides = 1 + profile.direct_sides().len();
+    let mut warm = Case::new(profile);
+    for i in 0..iterations {
+        // Each side in turn, starting with another one each round.
+        for side in (0..sides).map(|s| (i + s) % sides) {
             dovecot.deliver(USER, MAILBOX, &corpus.next_new(), "", None);
             count += 1;
-            let start = Instant::now();
-            let page = direct.page(*kind).await?;
-            samples.push(start.elapsed());
-            page.check_top(count, kind.label())?;
+            let (took, page, label) = warm.sample(side, &bridge, &mut direct).await?;
+            page.check_top(count, label)?;
+            // The others take the message in, untimed, so that every sample is of exactly one
+            // new message since its side last looked.
+            if side != 0 {
+                bridge
+                    .page()
+                    .await?
+                    .check_top(count, "bridge, catching up")?;
+            }
+            direct.catch_up(profile).await?;
+            warm.push(side, took);
         }
     }
 
@@ -778,23 +815,12 @@ async fn run_profile(
     for &kind in profile.direct_sides() {
         same_page(&bridge_page, &direct.page(kind).await?, kind)?;
     }
-    let mut cached = Case {
-        bridge: Vec::new(),
-        direct: profile
-            .direct_sides()
-            .iter()
-            .map(|&kind| (kind, Vec::new()))
-            .collect(),
-    };
-    for _ in 0..iterations {
-        let (took, page) = timed_bridge(&bridge).await?;
-        page.check_top(count, "bridge, cached")?;
-        cached.bridge.push(took);
-        for (kind, samples) in &mut cached.direct {
-            let start = Instant::now();
-            let page = direct.page(*kind).await?;
-            samples.push(start.elapsed());
-            page.check_top(count, kind.label())?;
+    let mut cached = Case::new(profile);
+    for i in 0..iterations {
+        for side in (0..sides).map(|s| (i + s) % sides) {
+            let (took, page, label) = cached.sample(side, &bridge, &mut direct).await?;
+            page.check_top(count, label)?;
+            cached.push(side, took);
         }
     }
     direct.logout().await?;
@@ -1091,6 +1117,41 @@ impl Raw {
         Ok(())
     }
 
+    /// Takes in new mail, untimed, as the page of `profile`'s direct sides would: `NOOP`,
+    /// then `UID THREAD` (its answer dropped) where the server threads, else the new
+    /// messages' headers into the held ones.
+    async fn catch_up(&mut self, profile: ServerProfile) -> anyhow::Result<()> {
+        self.exchange(&["NOOP".to_owned()], |_| Ok(())).await?;
+        match profile {
+            ServerProfile::Dovecot => {
+                self.exchange(&["UID THREAD REFERENCES UTF-8 ALL".to_owned()], |_| Ok(()))
+                    .await
+            }
+            ServerProfile::Gmail => self.fetch_new_headers().await,
+        }
+    }
+
+    /// The headers of the messages above the held ones, into the held ones.
+    async fn fetch_new_headers(&mut self) -> anyhow::Result<()> {
+        let mut held = std::mem::take(&mut self.held);
+        let next = self.held_next;
+        let fetch = format!("UID FETCH {next}:* {}", self.items.thread_header);
+        let fetched = self
+            .exchange(&[fetch], |r| {
+                // `n:*` answers the last message even when it is below `n`.
+                if let Some((uid, header)) = thread_header_of(r)?
+                    && uid >= next
+                {
+                    held.insert(uid, header);
+                }
+                Ok(())
+            })
+            .await;
+        self.held_next = held.last_key_value().map_or(1, |(uid, _)| uid + 1);
+        self.held = held;
+        fetched
+    }
+
     /// The first page of threads, as `kind` gets it.
     async fn page(&mut self, kind: DirectKind) -> anyhow::Result<Page> {
         // Alone: Dovecot answers commands pipelined behind a NOOP from the mailbox as it was
@@ -1122,23 +1183,8 @@ impl Raw {
                 thread_locally(&headers)
             }
             DirectKind::OwnCache => {
-                let mut held = std::mem::take(&mut self.held);
-                let next = self.held_next;
-                let fetch = format!("UID FETCH {next}:* {}", self.items.thread_header);
-                self.exchange(&[fetch], |r| {
-                    // `n:*` answers the last message even when it is below `n`.
-                    if let Some((uid, header)) = thread_header_of(r)?
-                        && uid >= next
-                    {
-                        held.insert(uid, header);
-                    }
-                    Ok(())
-                })
-                .await?;
-                self.held_next = held.last_key_value().map_or(1, |(uid, _)| uid + 1);
-                let threads = thread_locally(&held);
-                self.held = held;
-                threads
+                self.fetch_new_headers().await?;
+                thread_locally(&self.held)
             }
         };
         let total = threads.len() as u64;
