@@ -667,42 +667,69 @@ struct ProfileRun {
 /// One case: the bridge's samples and each direct side's.
 struct Case {
     bridge: Vec<Duration>,
-    direct: Vec<(DirectKind, Vec<Duration>)>,
+    /// The IMAP commands the bridge sent during its samples: by command, their number and
+    /// the seconds they took (from its `imap_bridge_imap_command_duration_seconds`).
+    bridge_commands: BTreeMap<String, (u64, f64)>,
+    direct: Vec<DirectSide>,
+}
+
+/// One direct side's samples, whole and by round trip.
+struct DirectSide {
+    kind: DirectKind,
+    samples: Vec<Duration>,
+    rounds: Vec<[Duration; 3]>,
 }
 
 impl Case {
     fn new(profile: ServerProfile) -> Self {
         Case {
             bridge: Vec::new(),
+            bridge_commands: BTreeMap::new(),
             direct: profile
                 .direct_sides()
                 .iter()
-                .map(|&kind| (kind, Vec::new()))
+                .map(|&kind| DirectSide {
+                    kind,
+                    samples: Vec::new(),
+                    rounds: Vec::new(),
+                })
                 .collect(),
         }
     }
 
     /// One page by side `side` (0 the bridge, then the direct sides in order), timed.
     async fn sample(
-        &self,
+        &mut self,
         side: usize,
         bridge: &Bridge,
         direct: &mut Raw,
     ) -> anyhow::Result<(Duration, Page, &'static str)> {
         if side == 0 {
+            let before = imap_command_totals();
             let (took, page) = timed_bridge(bridge).await?;
+            for (command, (count, seconds)) in imap_command_totals() {
+                let (count_before, seconds_before) =
+                    before.get(&command).copied().unwrap_or_default();
+                if count > count_before {
+                    let total = self.bridge_commands.entry(command).or_default();
+                    total.0 += count - count_before;
+                    total.1 += seconds - seconds_before;
+                }
+            }
             return Ok((took, page, "bridge"));
         }
-        let kind = self.direct[side - 1].0;
+        let side = &mut self.direct[side - 1];
         let start = Instant::now();
-        let page = direct.page(kind).await?;
-        Ok((start.elapsed(), page, kind.label()))
+        let page = direct.page(side.kind).await?;
+        let took = start.elapsed();
+        side.rounds.push(direct.rounds);
+        Ok((took, page, side.kind.label()))
     }
 
     fn push(&mut self, side: usize, took: Duration) {
         match side {
             0 => self.bridge.push(took),
-            _ => self.direct[side - 1].1.push(took),
+            _ => self.direct[side - 1].samples.push(took),
         }
     }
 }
@@ -843,6 +870,37 @@ async fn timed_bridge(bridge: &Bridge) -> anyhow::Result<(Duration, Page)> {
     let body = bridge.page_body().await?;
     let took = start.elapsed();
     Ok((took, Page::from_json(&serde_json::from_slice(&body)?)?))
+}
+
+/// The IMAP commands every bridge in this process has sent: by command, their number and the
+/// seconds they took, from the process's Prometheus recorder (the bridges run in-process).
+fn imap_command_totals() -> BTreeMap<String, (u64, f64)> {
+    let text = imap_bridge::telemetry::metrics_handle().render();
+    let mut totals: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("imap_bridge_imap_command_duration_seconds_") else {
+            continue;
+        };
+        let Some((kind, rest)) = rest.split_once("{command=\"") else {
+            continue;
+        };
+        if kind != "count" && kind != "sum" {
+            continue;
+        }
+        let Some((command, value)) = rest.split_once("\"}") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let total = totals.entry(command.to_owned()).or_default();
+        match kind {
+            "count" => total.0 = value as u64,
+            "sum" => total.1 = value,
+            _ => {}
+        }
+    }
+    totals
 }
 
 /// A page as both sides see it: each thread's latest UID, UIDs and unread UIDs (sorted).
@@ -1019,6 +1077,9 @@ struct Raw {
     /// Threading headers held by [`DirectKind::OwnCache`], by UID, and the UID after the last.
     held: BTreeMap<u32, ThreadHeader>,
     held_next: u32,
+    /// The last page's round trips: `NOOP`; the threads (with local threading and the choice
+    /// of the page); the unread and the summaries.
+    rounds: [Duration; 3],
 }
 
 /// The FETCH items of the direct client's commands.
@@ -1047,6 +1108,7 @@ impl Raw {
             },
             held: BTreeMap::new(),
             held_next: 1,
+            rounds: [Duration::ZERO; 3],
         };
         raw.read_response().await?;
         raw.exchange(
@@ -1156,7 +1218,9 @@ impl Raw {
     async fn page(&mut self, kind: DirectKind) -> anyhow::Result<Page> {
         // Alone: Dovecot answers commands pipelined behind a NOOP from the mailbox as it was
         // before the NOOP (see `src/imap/sync.rs`), so they would miss the new message.
+        let started = Instant::now();
         self.exchange(&["NOOP".to_owned()], |_| Ok(())).await?;
+        let synced = Instant::now();
         // Threads as UID lists in reading order.
         let threads: Vec<Vec<u32>> = match kind {
             DirectKind::ThreadMinimal | DirectKind::ThreadSameData => {
@@ -1218,6 +1282,7 @@ impl Raw {
                 UidSet::from_uids(others)?
             ));
         }
+        let threaded = Instant::now();
         let mut unseen = HashSet::new();
         let mut summaries = HashSet::new();
         self.exchange(&commands, |r| {
@@ -1244,6 +1309,7 @@ impl Raw {
             latest.iter().all(|u| summaries.contains(u)),
             "a summary did not come"
         );
+        self.rounds = [synced - started, threaded - synced, threaded.elapsed()];
         Ok(Page {
             total,
             threads: threads
@@ -1363,6 +1429,54 @@ impl Stats {
     }
 }
 
+fn mean_ms(samples: &[Duration]) -> f64 {
+    samples.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / samples.len().max(1) as f64
+}
+
+impl Case {
+    /// Where the time goes, in means: the bridge's IMAP commands by kind and the rest (its own
+    /// work: HTTP, token, pool, caches, threading, JSON); each direct side's round trips.
+    fn breakdown(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let samples = self.bridge.len().max(1) as f64;
+        let bridge = mean_ms(&self.bridge);
+        let imap: f64 = self.bridge_commands.values().map(|(_, s)| s).sum::<f64>() * 1e3 / samples;
+        let commands: Vec<String> = self
+            .bridge_commands
+            .iter()
+            .map(|(command, (count, seconds))| {
+                format!(
+                    "{command} {:.2} × {:.2}",
+                    *count as f64 / samples,
+                    seconds * 1e3 / *count as f64
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "means, ms: bridge {bridge:.2} = its IMAP commands {imap:.2} (per page: {}) + the \
+             rest {:.2}",
+            commands.join(", "),
+            bridge - imap
+        ));
+        for side in &self.direct {
+            let round = |i: usize| {
+                side.rounds.iter().map(|r| r[i].as_secs_f64()).sum::<f64>() * 1e3
+                    / side.rounds.len().max(1) as f64
+            };
+            let label = side.kind.label();
+            lines.push(format!(
+                "           {} {:.2} = NOOP {:.2} + threads {:.2} + unread and summaries {:.2}",
+                label.split(':').next().unwrap_or(label),
+                mean_ms(&side.samples),
+                round(0),
+                round(1),
+                round(2)
+            ));
+        }
+        lines
+    }
+}
+
 #[derive(Default)]
 struct Report {
     threading: Vec<ThreadingCost>,
@@ -1440,7 +1554,8 @@ impl Report {
                     micros(bridge.p95),
                     micros(bridge.p99),
                 ));
-                for (i, (kind, samples)) in case.direct.iter().enumerate() {
+                for (i, side) in case.direct.iter().enumerate() {
+                    let (kind, samples) = (side.kind, &side.samples);
                     let direct = Stats::of(samples.clone());
                     let r = ratio(bridge.median, direct.median);
                     let judged = if i == 0 {
@@ -1455,6 +1570,9 @@ impl Report {
                         micros(direct.p95),
                         micros(direct.p99),
                     ));
+                }
+                for text in case.breakdown() {
+                    line(format!("    {text}"));
                 }
             }
         }
