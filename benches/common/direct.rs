@@ -465,7 +465,7 @@ fn decode_base64_lines(encoded: &[u8]) -> anyhow::Result<Vec<u8>> {
 /// small segments under Nagle's algorithm (Cyrus) waits 40 ms for each delayed ACK, and the
 /// direct side would measure that rather than IMAP.
 #[derive(Debug)]
-pub struct QuickAck(TlsStream<TcpStream>);
+pub struct QuickAck(pub TlsStream<TcpStream>);
 
 impl tokio::io::AsyncRead for QuickAck {
     fn poll_read(

@@ -1,0 +1,1590 @@
+//! Thread lists: the first page of 50 threads of a folder of 10,000 messages that form real
+//! conversations, through the bridge and by a direct IMAP client doing the same work on the
+//! same Dovecot, side by side in one run; and the bridge's threading alone.
+//!
+//! Run with `cargo bench --bench threads` (release build; `scripts/bench` runs it too).
+//! `BENCH_ITERS` sets the samples per side and case (default 100; threading 100,000 messages
+//! takes a fifth of that); `BENCH_FOLDER` the folder's size (default 10,000).
+//!
+//! **The folder.** `INBOX` seeded straight into Maildir with conversations (see
+//! [`Corpus`]): about 2,800 threads of 1 to 10 messages (a third of them single messages), each
+//! among 2–4 of 300 people, replies arriving minutes to a day and a half after what they answer
+//! and interleaved with other conversations, each naming its parent in `In-Reply-To` and its
+//! ancestors in `References` (3 % keep only `In-Reply-To`, 2 % name nothing and join by
+//! subject); a quarter are multipart/alternative; 3 % of the mail and the newest 20 messages
+//! are unread. New mail during the run is 70 % replies to a random conversation and 30 % new
+//! conversations.
+//!
+//! **The bridge** is served in-process over HTTP/1.1 on loopback (default settings: the
+//! summary and thread caches on), talking to Dovecot over TLS; a reqwest client with
+//! keep-alive times `GET /v1/mailboxes/INBOX/threads?limit=50` until its body is read whole
+//! (the JSON is checked afterwards, untimed). **The direct client** is one IMAP session over
+//! TLS on the same Dovecot, which writes each round trip's commands in one write (pipelined)
+//! and parses every FETCH and SEARCH answer with imap-proto, as the bridge does (THREAD
+//! answers, which imap-proto cannot read, with a small parser of its own, as the bridge does).
+//!
+//! Every direct page takes three round trips: `NOOP` alone (Dovecot answers commands pipelined
+//! behind a NOOP from the mailbox as it was before it, `src/imap/sync.rs`, so they would miss
+//! the new message); the threads; then, pipelined, `UID SEARCH UNSEEN UID <the page's
+//! messages>` and `UID FETCH <the 50 threads' latest messages> <summary items>`, the 50
+//! threads being those with the newest latest messages (highest UID), as the bridge orders them.
+//!
+//! | case | bridge | direct |
+//! | --- | --- | --- |
+//! | (a) warm, after one new message; Dovecot (`THREAD=REFERENCES`) | the page, its thread list computed anew (the server threads) | *minimal*: `NOOP`, `UID THREAD REFERENCES UTF-8 ALL`, `UID SEARCH UNSEEN` + `UID FETCH` summaries. *Same data*: the same, plus `UID FETCH <the page's other messages> (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])` in the last round trip, for each thread's first subject and its participants, which the bridge's page shows too |
+//! | (b) cached repeat, nothing new; Dovecot | the page, its list from the bridge's cache | the same exchanges as in (a) |
+//! | (c) warm, after one new message; Dovecot advertising Gmail's capabilities (no THREAD, no SORT) | the page, the bridge threading itself from the headers it keeps | *stateless*: `NOOP`, `UID FETCH 1:* <the bridge's threading header items>` with every header parsed and threaded locally with the bridge's own code (`mail::threading`), `UID SEARCH UNSEEN` + `UID FETCH` summaries (From and Subject came with the headers). *Own header cache* (reference): keeps the parsed headers, so its second round trip is `UID FETCH <next UID>:* <header items>`, only new mail (it assumes no expunges), then it threads all it holds and goes on as the stateless one |
+//! | (d) cached repeat, nothing new; Gmail profile | the page from the cache | as in (c) |
+//!
+//! The sides take turns, one sample each per round, starting with another side each round.
+//! In (a) and (c) each sample comes right after a new message of its own, and after it the other
+//! sides take that message in, untimed (the bridge with a page, the direct session with `NOOP`
+//! and `UID THREAD`, or the new headers where it keeps them), so every sample is of exactly one
+//! new message since its side last looked. The folder grows by one message per side and sample
+//! (10,000 → 10,301 with three sides and 100 samples). The summary items and the threading
+//! header items are read from the bridge's source (`SUMMARY_ITEMS` in `src/imap/messages.rs`,
+//! `HEADER_ITEMS` in `src/imap/threads.rs`), so the direct client asks for what the bridge asks
+//! for. Before the timed samples of each case, the bridge's page and each direct side's are
+//! checked to be the same threads (latest UID, UIDs and unread UIDs of each); every timed
+//! sample checks that its top thread holds the newest message.
+//!
+//! Goals (issue 17): a warm page within 1.5× of the direct client (held to the *minimal* one
+//! with THREAD and the *stateless* one without); a cached repeat at most 0.5× of it.
+//!
+//! **Threading alone**: `mail::threading::thread` over the threading headers of 10,000 and
+//! 100,000 messages of the same kind of corpus (parsed beforehand, untimed).
+
+mod common {
+    #![allow(dead_code)]
+    #[path = "../../tests/common/bridge.rs"]
+    pub mod bridge;
+    #[path = "../../tests/common/corpus.rs"]
+    pub mod corpus;
+    #[path = "../../tests/common/cyrus.rs"]
+    pub mod cyrus;
+    #[path = "../../tests/common/dovecot.rs"]
+    pub mod dovecot;
+    #[path = "../../tests/common/servers.rs"]
+    pub mod servers;
+}
+#[path = "common/direct.rs"]
+mod direct;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail, ensure};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
+use common::dovecot::{Dovecot, DovecotOptions};
+use direct::QuickAck;
+use imap_bridge::config::{Config, Security};
+use imap_bridge::imap::encode::UidSet;
+use imap_bridge::mail::threading::{self, Message, ThreadHeader};
+use rustls_pki_types::ServerName;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const USER: &str = "bench";
+const PASSWORD: &str = "bench-password";
+const MAILBOX: &str = "INBOX";
+const PAGE: usize = 50;
+/// Same as the `imap-bridge` binary: imap-proto parses BODYSTRUCTURE recursively.
+const THREAD_STACK: usize = 32 * 1024 * 1024;
+/// Issue 17's goals.
+const WARM_RATIO: f64 = 1.5;
+const CACHED_RATIO: f64 = 0.5;
+/// The larger folder threading alone is timed on.
+const LARGE_THREADING: usize = 100_000;
+
+fn main() -> anyhow::Result<()> {
+    let started = Instant::now();
+    let load_before = load_average();
+    let iterations = env_number("BENCH_ITERS", 100)?;
+    let folder = env_number("BENCH_FOLDER", 10_000)?;
+    ensure!(iterations > 0, "BENCH_ITERS must be at least 1");
+    ensure!(folder > PAGE * 4, "BENCH_FOLDER must be above {}", PAGE * 4);
+    let items = Items::from_source()?;
+
+    let mut report = Report::default();
+    for count in [folder, LARGE_THREADING] {
+        let samples = if count > folder {
+            (iterations / 5).max(3)
+        } else {
+            iterations
+        };
+        report.threading.push(threading_alone(count, samples));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK)
+        .build()?;
+    for profile in [ServerProfile::Dovecot, ServerProfile::Gmail] {
+        let run = runtime.block_on(run_profile(profile, folder, iterations, &items))?;
+        report.profiles.push(run);
+    }
+    report.load = (load_before, load_average());
+    report.elapsed = started.elapsed();
+    report.print(folder, iterations);
+    Ok(())
+}
+
+fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name} must be a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// The one-minute load average: whether something else ran on the machine meanwhile.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// What the bridge fetches, read from its source so that the direct client asks the same.
+struct Items {
+    /// A message's summary (`SUMMARY_ITEMS`, `src/imap/messages.rs`).
+    summary: String,
+    /// A message's threading header (`HEADER_ITEMS`, `src/imap/threads.rs`).
+    thread_header: String,
+}
+
+impl Items {
+    fn from_source() -> anyhow::Result<Self> {
+        Ok(Items {
+            summary: str_const(include_str!("../src/imap/messages.rs"), "SUMMARY_ITEMS")?,
+            thread_header: str_const(include_str!("../src/imap/threads.rs"), "HEADER_ITEMS")?,
+        })
+    }
+}
+
+/// The value of `const NAME: &str = "…";` in Rust source `source` (no escapes other than
+/// line continuations).
+fn str_const(source: &str, name: &str) -> anyhow::Result<String> {
+    let start = format!("const {name}: &str = \"");
+    let at = source
+        .find(&start)
+        .with_context(|| format!("no {name} in the bridge's source"))?;
+    let rest = &source[at + start.len()..];
+    let end = rest
+        .find("\";")
+        .with_context(|| format!("{name} does not end"))?;
+    let mut value = String::new();
+    let mut lines = rest[..end].split("\\\n");
+    value.push_str(lines.next().unwrap_or_default());
+    for line in lines {
+        value.push_str(line.trim_start());
+    }
+    ensure!(
+        !value.contains('\\') && value.starts_with('(') && value.ends_with(')'),
+        "{name} is not a plain FETCH item list: {value}"
+    );
+    Ok(value)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The corpus.
+
+/// A small, fixed pseudo-random generator (SplitMix64): the corpus is the same in every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n`.
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// True with probability `percent` %.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+const FIRST_NAMES: [&str; 20] = [
+    "Alice", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hiroshi", "Ines", "Jonas",
+    "Kateryna", "Liam", "Maya", "Nikolai", "Olga", "Pedro", "Quinn", "Rosa", "Samir", "Tereza",
+];
+const LAST_NAMES: [&str; 15] = [
+    "Andersen",
+    "Becker",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Horvat",
+    "Ivanova",
+    "Jansen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Novak",
+    "Okafor",
+];
+const TOPICS: [&str; 24] = [
+    "Quarterly budget review",
+    "Offsite agenda",
+    "Release checklist",
+    "Customer escalation",
+    "Hiring plan",
+    "Q3 roadmap",
+    "Invoice question",
+    "Server migration",
+    "Design review notes",
+    "Travel arrangements",
+    "Contract renewal",
+    "Security audit findings",
+    "Team lunch",
+    "Onboarding schedule",
+    "Bug triage",
+    "Conference talk proposal",
+    "Office move",
+    "Vendor comparison",
+    "Performance numbers",
+    "Holiday rota",
+    "Training materials",
+    "Board meeting minutes",
+    "Support backlog",
+    "Partner integration",
+];
+/// Conversation sizes 1 to 10, in percent: a third single messages, then fewer and fewer.
+const SIZE_WEIGHTS: [u64; 10] = [33, 17, 12, 9, 7, 6, 5, 4, 4, 3];
+
+/// One message of a conversation.
+struct Mail {
+    /// Its Message-ID, with angle brackets.
+    id: String,
+    /// Its ancestors' ids, oldest first (what its `References` names).
+    ancestors: Vec<String>,
+    /// Whose it is: an index into the people.
+    from: usize,
+    to: usize,
+    /// Seconds after the corpus's start.
+    time: i64,
+    /// Which headers link it: 0 both, 1 `In-Reply-To` alone, 2 neither (subject alone).
+    links: u8,
+    /// A multipart/alternative body.
+    html: bool,
+}
+
+/// A conversation: a topic, its people and its messages in the order they were written.
+struct Conversation {
+    topic: String,
+    people: Vec<usize>,
+    mails: Vec<Mail>,
+}
+
+/// A folder's worth of conversations, and the order its messages arrived in.
+struct Corpus {
+    conversations: Vec<Conversation>,
+    /// (conversation, message) in arrival order.
+    arrivals: Vec<(usize, usize)>,
+    /// Unread among the arrivals.
+    unseen: HashSet<(usize, usize)>,
+    rng: Rng,
+    /// Messages written after the seeding.
+    later: usize,
+}
+
+impl Corpus {
+    /// About `total` messages' worth of conversations, the first `total` of which (by time)
+    /// make the folder.
+    fn new(total: usize, seed: u64) -> Self {
+        let mut rng = Rng(seed);
+        let span = total as f64 * 450.0;
+        let mut conversations = Vec::new();
+        let mut written = 0;
+        while written < total {
+            let k = conversations.len();
+            let mut pick = rng.below(100) as u64;
+            let mut size = 1;
+            for (i, weight) in SIZE_WEIGHTS.iter().enumerate() {
+                if pick < *weight {
+                    size = i + 1;
+                    break;
+                }
+                pick -= weight;
+            }
+            let people: Vec<usize> = (0..2 + rng.below(3))
+                .map(|_| rng.below(FIRST_NAMES.len() * LAST_NAMES.len()))
+                .collect();
+            let mut conversation = Conversation {
+                topic: format!("{} #{k}", TOPICS[rng.below(TOPICS.len())]),
+                people,
+                mails: Vec::new(),
+            };
+            let mut time = (rng.unit() * span) as i64;
+            for _ in 0..size {
+                let mail = conversation.reply(&mut rng, time, k);
+                conversation.mails.push(mail);
+                // Two minutes to a day and a half later.
+                time += (120.0 * 2f64.powf(rng.unit() * 10.0)) as i64;
+            }
+            written += size;
+            conversations.push(conversation);
+        }
+        let mut arrivals: Vec<(i64, usize, usize)> = conversations
+            .iter()
+            .enumerate()
+            .flat_map(|(c, conv)| {
+                conv.mails
+                    .iter()
+                    .enumerate()
+                    .map(move |(m, mail)| (mail.time, c, m))
+            })
+            .collect();
+        arrivals.sort_unstable();
+        arrivals.truncate(total);
+        // What was written after the last arrival never came: within a conversation, times
+        // grow, so each keeps a prefix of its messages.
+        let mut kept = vec![0; conversations.len()];
+        for (_, c, m) in &arrivals {
+            kept[*c] = kept[*c].max(m + 1);
+        }
+        for (conversation, kept) in conversations.iter_mut().zip(kept) {
+            conversation.mails.truncate(kept);
+        }
+        let arrivals: Vec<(usize, usize)> = arrivals.into_iter().map(|(_, c, m)| (c, m)).collect();
+        let newest = arrivals.len().saturating_sub(20);
+        let unseen = arrivals
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i >= newest || rng.chance(3))
+            .map(|(_, a)| *a)
+            .collect();
+        Corpus {
+            conversations,
+            arrivals,
+            unseen,
+            rng,
+            later: 0,
+        }
+    }
+
+    /// The raw message `(conversation, message)`.
+    fn raw(&self, (c, m): (usize, usize)) -> Vec<u8> {
+        self.conversations[c].raw(m)
+    }
+
+    /// The threading header of `(conversation, message)`, as the bridge reads it.
+    fn thread_header(&self, at: (usize, usize)) -> ThreadHeader {
+        let raw = self.raw(at);
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |p| p + 2);
+        ThreadHeader::parse(&raw[..end])
+    }
+
+    /// A message written now: 70 % a reply to a random conversation, else a new one.
+    fn next_new(&mut self) -> Vec<u8> {
+        let time = self
+            .arrivals
+            .last()
+            .map_or(0, |&(c, m)| self.conversations[c].mails[m].time)
+            + 60 * (self.later as i64 + 1);
+        self.later += 1;
+        let k = self.conversations.len();
+        let c = if self.rng.chance(70) && k > 0 {
+            self.rng.below(k)
+        } else {
+            let people = (0..2 + self.rng.below(3))
+                .map(|_| self.rng.below(FIRST_NAMES.len() * LAST_NAMES.len()))
+                .collect();
+            self.conversations.push(Conversation {
+                topic: format!("{} #{k}", TOPICS[self.rng.below(TOPICS.len())]),
+                people,
+                mails: Vec::new(),
+            });
+            k
+        };
+        let conversation = &mut self.conversations[c];
+        let mail = conversation.reply(&mut self.rng, time, c);
+        conversation.mails.push(mail);
+        conversation.raw(conversation.mails.len() - 1)
+    }
+}
+
+impl Conversation {
+    /// The next message of this conversation (number `k`), written at `time`: the first, or a
+    /// reply to the latest message (60 %) or an earlier one.
+    fn reply(&self, rng: &mut Rng, time: i64, k: usize) -> Mail {
+        let n = self.mails.len();
+        let id = format!(
+            "<c{k}.m{n}.{:x}@mail.example.test>",
+            rng.next() & 0xffff_ffff
+        );
+        let from = self.people[rng.below(self.people.len())];
+        let to = self.people[rng.below(self.people.len())];
+        let html = rng.chance(25);
+        if n == 0 {
+            return Mail {
+                id,
+                ancestors: Vec::new(),
+                from,
+                to,
+                time,
+                links: 0,
+                html,
+            };
+        }
+        let parent = if rng.chance(60) { n - 1 } else { rng.below(n) };
+        let parent = &self.mails[parent];
+        let mut ancestors = parent.ancestors.clone();
+        ancestors.push(parent.id.clone());
+        let links = match rng.below(100) {
+            0..=2 => 1,
+            3..=4 => 2,
+            _ => 0,
+        };
+        Mail {
+            id,
+            ancestors,
+            from,
+            to,
+            time,
+            links,
+            html,
+        }
+    }
+
+    fn raw(&self, m: usize) -> Vec<u8> {
+        let mail = &self.mails[m];
+        let person = |p: usize| {
+            let (first, last) = (
+                FIRST_NAMES[p % FIRST_NAMES.len()],
+                LAST_NAMES[p / FIRST_NAMES.len()],
+            );
+            format!(
+                "{first} {last} <{}.{}@example.test>",
+                first.to_lowercase(),
+                p / FIRST_NAMES.len()
+            )
+        };
+        // 1 May 2024 onwards.
+        let date = chrono::DateTime::from_timestamp(1_714_521_600 + mail.time, 0)
+            .unwrap_or_default()
+            .format("%a, %d %b %Y %H:%M:%S +0000");
+        let subject = if m == 0 {
+            self.topic.clone()
+        } else {
+            format!("Re: {}", self.topic)
+        };
+        let mut head = format!(
+            "From: {}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: {}\r\n",
+            person(mail.from),
+            person(mail.to),
+            mail.id
+        );
+        if let Some(parent) = mail.ancestors.last() {
+            if mail.links == 0 {
+                head.push_str("References:");
+                for id in &mail.ancestors {
+                    head.push_str("\r\n ");
+                    head.push_str(id);
+                }
+                head.push_str("\r\n");
+            }
+            if mail.links <= 1 {
+                let _ = write!(head, "In-Reply-To: {parent}\r\n");
+            }
+        }
+        head.push_str("MIME-Version: 1.0\r\n");
+        let mut text = format!(
+            "Hello,\r\n\r\nabout {}: here is where things stand after message {m}.\r\n",
+            self.topic
+        );
+        for line in 0..(4 + (mail.time as usize % 12)) {
+            let _ = write!(
+                text,
+                "Point {line}: the numbers for this part look fine, and the next step is \
+                 agreed.\r\n"
+            );
+        }
+        text.push_str("\r\nBest,\r\n");
+        text.push_str(FIRST_NAMES[mail.from % FIRST_NAMES.len()]);
+        text.push_str("\r\n");
+        if m > 0 {
+            text.push_str("\r\n> Earlier in this thread: what we said before.\r\n");
+        }
+        let body = if mail.html {
+            let boundary = format!("b-{}", mail.id.trim_matches(['<', '>']));
+            head.push_str(&format!(
+                "Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n"
+            ));
+            format!(
+                "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
+                 --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+                 <html><body><p>{}</p></body></html>\r\n--{boundary}--\r\n",
+                text.replace("\r\n", "<br>\r\n")
+            )
+        } else {
+            head.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+            text
+        };
+        format!("{head}\r\n{body}").into_bytes()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Threading alone.
+
+/// `mail::threading::thread` over `count` messages' headers, `samples` times.
+fn threading_alone(count: usize, samples: usize) -> ThreadingCost {
+    let corpus = Corpus::new(count, 17);
+    let headers: Vec<ThreadHeader> = corpus
+        .arrivals
+        .iter()
+        .map(|&at| corpus.thread_header(at))
+        .collect();
+    let messages: Vec<Message<'_, u32>> = (1u32..)
+        .zip(&headers)
+        .map(|(uid, h)| h.message(uid, None))
+        .collect();
+    let mut times = Vec::with_capacity(samples);
+    let mut threads = 0;
+    // One round more than counted, untimed: the allocator's first growth.
+    for round in 0..=samples {
+        let start = Instant::now();
+        let threaded = threading::thread(&messages);
+        let took = start.elapsed();
+        threads = threaded.len();
+        drop(threaded);
+        if round > 0 {
+            times.push(took);
+        }
+    }
+    ThreadingCost {
+        messages: count,
+        threads,
+        conversations: corpus.conversations.len(),
+        stats: Stats::of(times),
+    }
+}
+
+struct ThreadingCost {
+    messages: usize,
+    threads: usize,
+    conversations: usize,
+    stats: Stats,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server profiles.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServerProfile {
+    /// Dovecot as it comes: `THREAD=REFERENCES`.
+    Dovecot,
+    /// Dovecot advertising Gmail's capabilities: no THREAD (nor SORT).
+    Gmail,
+}
+
+impl ServerProfile {
+    fn label(self) -> &'static str {
+        match self {
+            ServerProfile::Dovecot => "Dovecot (THREAD=REFERENCES: the server threads)",
+            ServerProfile::Gmail => {
+                "Dovecot advertising Gmail's capabilities (no THREAD: the bridge threads)"
+            }
+        }
+    }
+
+    /// The direct sides of its cases; the first is the one the goals hold the bridge to.
+    fn direct_sides(self) -> &'static [DirectKind] {
+        match self {
+            ServerProfile::Dovecot => &[DirectKind::ThreadMinimal, DirectKind::ThreadSameData],
+            ServerProfile::Gmail => &[DirectKind::Stateless, DirectKind::OwnCache],
+        }
+    }
+}
+
+/// What a direct client does for a page of threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DirectKind {
+    /// `NOOP`, `UID THREAD`, then `UID SEARCH UNSEEN` + the latest messages' summaries.
+    ThreadMinimal,
+    /// The same, plus From and Subject of the page's other messages.
+    ThreadSameData,
+    /// Every message's threading header fetched and threaded locally.
+    Stateless,
+    /// Only new messages' headers fetched; all held ones threaded locally.
+    OwnCache,
+}
+
+impl DirectKind {
+    fn label(self) -> &'static str {
+        match self {
+            DirectKind::ThreadMinimal => {
+                "direct, minimal: NOOP | UID THREAD | UID SEARCH UNSEEN + UID FETCH 50 summaries"
+            }
+            DirectKind::ThreadSameData => {
+                "direct, same data: minimal + FROM SUBJECT of the page's other messages"
+            }
+            DirectKind::Stateless => {
+                "direct, stateless: NOOP | UID FETCH 1:* headers, thread | SEARCH + FETCH"
+            }
+            DirectKind::OwnCache => {
+                "direct, own header cache (reference): new headers only, thread | SEARCH + FETCH"
+            }
+        }
+    }
+}
+
+/// The measurements of one profile.
+struct ProfileRun {
+    profile: ServerProfile,
+    cold: Duration,
+    priming: Duration,
+    messages_before: usize,
+    messages_after: usize,
+    threads: u64,
+    warm: Case,
+    cached: Case,
+}
+
+/// One case: the bridge's samples and each direct side's.
+struct Case {
+    bridge: Vec<Duration>,
+    /// The IMAP commands the bridge sent during its samples: by command, their number and
+    /// the seconds they took (from its `imap_bridge_imap_command_duration_seconds`).
+    bridge_commands: BTreeMap<String, (u64, f64)>,
+    direct: Vec<DirectSide>,
+}
+
+/// One direct side's samples, whole and by round trip.
+struct DirectSide {
+    kind: DirectKind,
+    samples: Vec<Duration>,
+    rounds: Vec<[Duration; 3]>,
+}
+
+impl Case {
+    fn new(profile: ServerProfile) -> Self {
+        Case {
+            bridge: Vec::new(),
+            bridge_commands: BTreeMap::new(),
+            direct: profile
+                .direct_sides()
+                .iter()
+                .map(|&kind| DirectSide {
+                    kind,
+                    samples: Vec::new(),
+                    rounds: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// One page by side `side` (0 the bridge, then the direct sides in order), timed.
+    async fn sample(
+        &mut self,
+        side: usize,
+        bridge: &Bridge,
+        direct: &mut Raw,
+    ) -> anyhow::Result<(Duration, Page, &'static str)> {
+        if side == 0 {
+            let before = imap_command_totals();
+            let (took, page) = timed_bridge(bridge).await?;
+            for (command, (count, seconds)) in imap_command_totals() {
+                let (count_before, seconds_before) =
+                    before.get(&command).copied().unwrap_or_default();
+                if count > count_before {
+                    let total = self.bridge_commands.entry(command).or_default();
+                    total.0 += count - count_before;
+                    total.1 += seconds - seconds_before;
+                }
+            }
+            return Ok((took, page, "bridge"));
+        }
+        let side = &mut self.direct[side - 1];
+        let start = Instant::now();
+        let page = direct.page(side.kind).await?;
+        let took = start.elapsed();
+        side.rounds.push(direct.rounds);
+        Ok((took, page, side.kind.label()))
+    }
+
+    fn push(&mut self, side: usize, took: Duration) {
+        match side {
+            0 => self.bridge.push(took),
+            _ => self.direct[side - 1].samples.push(took),
+        }
+    }
+}
+
+async fn run_profile(
+    profile: ServerProfile,
+    folder: usize,
+    iterations: usize,
+    items: &Items,
+) -> anyhow::Result<ProfileRun> {
+    let shm = Path::new("/dev/shm");
+    let place = tempfile::Builder::new()
+        .prefix("imap-bridge-threads-")
+        .tempdir_in(if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        })?;
+    let mut extra_config = String::new();
+    if profile == ServerProfile::Gmail {
+        writeln!(
+            extra_config,
+            "imap_capability = {}",
+            common::servers::GMAIL_CAPABILITIES
+        )?;
+    }
+    let dir = place.path().to_path_buf();
+    // Declared after `place`, so it stops before its directory is deleted.
+    let dovecot = tokio::task::spawn_blocking(move || {
+        Dovecot::start_in(
+            dir,
+            DovecotOptions {
+                very_dirty_syncs: true,
+                max_userip_connections: 100,
+                extra_config,
+                ..Default::default()
+            },
+        )
+    })
+    .await?;
+    dovecot.add_user(USER, PASSWORD);
+    let mut corpus = Corpus::new(folder, 1);
+    let first = SystemTime::now() - Duration::from_secs(folder as u64 * 2);
+    for (i, &at) in corpus.arrivals.iter().enumerate() {
+        let flags = if corpus.unseen.contains(&at) { "" } else { "S" };
+        let arrived = first + Duration::from_secs(i as u64);
+        dovecot.deliver(USER, MAILBOX, &corpus.raw(at), flags, Some(arrived));
+    }
+    let mut count = corpus.arrivals.len();
+
+    let mut config = Config::for_server("localhost", dovecot.imaps_addr().port(), Security::Tls);
+    config.imap_ca_file = Some(dovecot.ca_cert_path());
+    config.jwt_secret = Some("benchmark-secret-that-is-at-least-32-bytes".to_owned());
+    config.shutdown_delay = 0;
+    let server = BridgeServer::start(config).await?;
+    let http = reqwest::Client::new();
+    let bridge = Bridge::login(&http, &server).await?;
+    let tls = imap_bridge::imap::transport::tls_config(Some(&dovecot.ca_cert_path()))?;
+    let mut direct = Raw::connect(tls, dovecot.imaps_addr(), items).await?;
+    direct.select(MAILBOX).await?;
+
+    // Dovecot indexes the folder at its first SELECT, builds its thread index at the first
+    // THREAD and caches the headers at their first FETCH: once, here.
+    let priming = Instant::now();
+    for &kind in profile.direct_sides() {
+        direct.page(kind).await?;
+    }
+    let priming = priming.elapsed();
+    let start = Instant::now();
+    let page = bridge.page().await?;
+    let cold = start.elapsed();
+    let threads = page.total;
+
+    // The same page on both sides, after one new message.
+    dovecot.deliver(USER, MAILBOX, &corpus.next_new(), "", None);
+    count += 1;
+    let bridge_page = bridge.page().await?;
+    for &kind in profile.direct_sides() {
+        same_page(&bridge_page, &direct.page(kind).await?, kind)?;
+    }
+    ensure!(
+        bridge_page.threads.first().map(|t| t.latest) == Some(count as u32),
+        "the bridge's top thread does not hold the new message {count}"
+    );
+
+    let sides = 1 + profile.direct_sides().len();
+    let mut warm = Case::new(profile);
+    for i in 0..iterations {
+        // Each side in turn, starting with another one each round.
+        for side in (0..sides).map(|s| (i + s) % sides) {
+            dovecot.deliver(USER, MAILBOX, &corpus.next_new(), "", None);
+            count += 1;
+            let (took, page, label) = warm.sample(side, &bridge, &mut direct).await?;
+            page.check_top(count, label)?;
+            // The others take the message in, untimed, so that every sample is of exactly one
+            // new message since its side last looked.
+            if side != 0 {
+                bridge
+                    .page()
+                    .await?
+                    .check_top(count, "bridge, catching up")?;
+            }
+            direct.catch_up(profile).await?;
+            warm.push(side, took);
+        }
+    }
+
+    // Nothing new from here on: both sides take in the last message, then must agree.
+    let bridge_page = bridge.page().await?;
+    for &kind in profile.direct_sides() {
+        same_page(&bridge_page, &direct.page(kind).await?, kind)?;
+    }
+    let mut cached = Case::new(profile);
+    for i in 0..iterations {
+        for side in (0..sides).map(|s| (i + s) % sides) {
+            let (took, page, label) = cached.sample(side, &bridge, &mut direct).await?;
+            page.check_top(count, label)?;
+            cached.push(side, took);
+        }
+    }
+    direct.logout().await?;
+    server.stop().await?;
+    drop(dovecot);
+    Ok(ProfileRun {
+        profile,
+        cold,
+        priming,
+        messages_before: folder,
+        messages_after: count,
+        threads,
+        warm,
+        cached,
+    })
+}
+
+async fn timed_bridge(bridge: &Bridge) -> anyhow::Result<(Duration, Page)> {
+    let start = Instant::now();
+    let body = bridge.page_body().await?;
+    let took = start.elapsed();
+    Ok((took, Page::from_json(&serde_json::from_slice(&body)?)?))
+}
+
+/// The IMAP commands every bridge in this process has sent: by command, their number and the
+/// seconds they took, from the process's Prometheus recorder (the bridges run in-process).
+fn imap_command_totals() -> BTreeMap<String, (u64, f64)> {
+    let text = imap_bridge::telemetry::metrics_handle().render();
+    let mut totals: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("imap_bridge_imap_command_duration_seconds_") else {
+            continue;
+        };
+        let Some((kind, rest)) = rest.split_once("{command=\"") else {
+            continue;
+        };
+        if kind != "count" && kind != "sum" {
+            continue;
+        }
+        let Some((command, value)) = rest.split_once("\"}") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let total = totals.entry(command.to_owned()).or_default();
+        match kind {
+            "count" => total.0 = value as u64,
+            "sum" => total.1 = value,
+            _ => {}
+        }
+    }
+    totals
+}
+
+/// A page as both sides see it: each thread's latest UID, UIDs and unread UIDs (sorted).
+#[derive(Debug, PartialEq, Eq)]
+struct Page {
+    total: u64,
+    threads: Vec<PageThread>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct PageThread {
+    latest: u32,
+    uids: Vec<u32>,
+    unread: Vec<u32>,
+}
+
+impl Page {
+    fn from_json(list: &Value) -> anyhow::Result<Self> {
+        let uids = |v: &Value| -> anyhow::Result<Vec<u32>> {
+            let mut uids: Vec<u32> = v
+                .as_array()
+                .context("not an array")?
+                .iter()
+                .map(|u| {
+                    u.as_u64()
+                        .and_then(|u| u32::try_from(u).ok())
+                        .context("not a UID")
+                })
+                .collect::<anyhow::Result<_>>()?;
+            uids.sort_unstable();
+            Ok(uids)
+        };
+        let threads = list["threads"]
+            .as_array()
+            .context("no threads in the list")?
+            .iter()
+            .map(|t| {
+                Ok(PageThread {
+                    latest: t["latest"]["uid"]
+                        .as_u64()
+                        .and_then(|u| u32::try_from(u).ok())
+                        .context("no latest UID")?,
+                    uids: uids(&t["uids"])?,
+                    unread: uids(&t["unread_uids"])?,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Page {
+            total: list["total"].as_u64().context("no total")?,
+            threads,
+        })
+    }
+
+    /// Checks that the page is full and its top thread holds message `newest`.
+    fn check_top(&self, newest: usize, side: &str) -> anyhow::Result<()> {
+        ensure!(
+            self.threads.len() == PAGE
+                && self.threads[0].latest == newest as u32
+                && self.threads[0].uids.contains(&(newest as u32)),
+            "{side}: {} threads, the top one's latest {:?}, not the newest message {newest}",
+            self.threads.len(),
+            self.threads.first().map(|t| t.latest)
+        );
+        Ok(())
+    }
+}
+
+fn same_page(bridge: &Page, direct: &Page, kind: DirectKind) -> anyhow::Result<()> {
+    if bridge == direct {
+        return Ok(());
+    }
+    let first_difference = bridge
+        .threads
+        .iter()
+        .zip(&direct.threads)
+        .position(|(b, d)| b != d);
+    bail!(
+        "the bridge's page and {}'s differ: totals {} and {}, {} and {} threads, first \
+         difference at {first_difference:?}: {:?} vs {:?}",
+        kind.label(),
+        bridge.total,
+        direct.total,
+        bridge.threads.len(),
+        direct.threads.len(),
+        first_difference.map(|i| &bridge.threads[i]),
+        first_difference.map(|i| &direct.threads[i]),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bridge.
+
+/// A bridge served in-process on a free port.
+struct BridgeServer {
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl BridgeServer {
+    async fn start(config: Config) -> anyhow::Result<Self> {
+        let state = imap_bridge::build_state(config)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(imap_bridge::serve_with_state(state, listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(BridgeServer { base, stop, task })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+/// A logged-in HTTP client of one bridge.
+struct Bridge {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Bridge {
+    async fn login(http: &reqwest::Client, server: &BridgeServer) -> anyhow::Result<Self> {
+        let login: Value = http
+            .post(format!("{}/v1/auth/login", server.base))
+            .json(&json!({"username": USER, "password": PASSWORD}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(Bridge {
+            http: http.clone(),
+            url: format!(
+                "{}/v1/mailboxes/{MAILBOX}/threads?limit={PAGE}",
+                server.base
+            ),
+            token: login["access_token"]
+                .as_str()
+                .context("no access_token in the login response")?
+                .to_owned(),
+        })
+    }
+
+    /// The first page's body, read whole.
+    async fn page_body(&self) -> anyhow::Result<bytes::Bytes> {
+        let response = self
+            .http
+            .get(&self.url)
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        ensure!(response.status() == 200, "threads: {}", response.status());
+        Ok(response.bytes().await?)
+    }
+
+    async fn page(&self) -> anyhow::Result<Page> {
+        Page::from_json(&serde_json::from_slice(&self.page_body().await?)?)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The direct client.
+
+/// An IMAP session over TLS that reads responses as bytes (literals included) and parses them
+/// itself: THREAD answers with [`parse_threads`], everything else with imap-proto.
+struct Raw {
+    stream: BufReader<QuickAck>,
+    response: Vec<u8>,
+    items: SidesItems,
+    /// Threading headers held by [`DirectKind::OwnCache`], by UID, and the UID after the last.
+    held: BTreeMap<u32, ThreadHeader>,
+    held_next: u32,
+    /// The last page's round trips: `NOOP`; the threads (with local threading and the choice
+    /// of the page); the unread and the summaries.
+    rounds: [Duration; 3],
+}
+
+/// The FETCH items of the direct client's commands.
+struct SidesItems {
+    summary: String,
+    thread_header: String,
+}
+
+impl Raw {
+    async fn connect(
+        tls: Arc<rustls::ClientConfig>,
+        addr: std::net::SocketAddr,
+        items: &Items,
+    ) -> anyhow::Result<Self> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(ServerName::try_from("localhost")?, tcp)
+            .await?;
+        let mut raw = Raw {
+            stream: BufReader::new(QuickAck(stream)),
+            response: Vec::new(),
+            items: SidesItems {
+                summary: items.summary.clone(),
+                thread_header: items.thread_header.clone(),
+            },
+            held: BTreeMap::new(),
+            held_next: 1,
+            rounds: [Duration::ZERO; 3],
+        };
+        raw.read_response().await?;
+        raw.exchange(
+            &[format!(
+                "LOGIN {USER} {{{}+}}\r\n{PASSWORD}",
+                PASSWORD.len()
+            )],
+            |_| Ok(()),
+        )
+        .await?;
+        Ok(raw)
+    }
+
+    async fn select(&mut self, mailbox: &str) -> anyhow::Result<()> {
+        self.exchange(&[format!("SELECT \"{mailbox}\"")], |_| Ok(()))
+            .await
+    }
+
+    async fn logout(mut self) -> anyhow::Result<()> {
+        self.exchange(&["LOGOUT".to_owned()], |_| Ok(())).await
+    }
+
+    /// Reads one response, literals included, into `self.response`.
+    async fn read_response(&mut self) -> anyhow::Result<()> {
+        self.response.clear();
+        loop {
+            let line_start = self.response.len();
+            let n = self.stream.read_until(b'\n', &mut self.response).await?;
+            ensure!(n > 0, "the IMAP server closed the connection");
+            let Some(length) = literal_length(&self.response[line_start..]) else {
+                return Ok(());
+            };
+            let at = self.response.len();
+            self.response.resize(at + length, 0);
+            self.stream.read_exact(&mut self.response[at..]).await?;
+        }
+    }
+
+    /// Sends `commands` in one write, tagged `d0`, `d1`, …, and hands every untagged response
+    /// to `on_data` until the last completes; fails unless every one completes with OK.
+    async fn exchange(
+        &mut self,
+        commands: &[String],
+        mut on_data: impl FnMut(&[u8]) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut wire = String::new();
+        for (tag, command) in commands.iter().enumerate() {
+            write!(wire, "d{tag} {command}\r\n")?;
+        }
+        let stream = self.stream.get_mut();
+        stream.write_all(wire.as_bytes()).await?;
+        stream.flush().await?;
+        let mut open = commands.len();
+        while open > 0 {
+            self.read_response().await?;
+            let response = &self.response;
+            if response.starts_with(b"* ") || response.starts_with(b"+ ") {
+                on_data(response)?;
+                continue;
+            }
+            let ok = response
+                .iter()
+                .position(|&b| b == b' ')
+                .is_some_and(|space| response[space + 1..].starts_with(b"OK"));
+            ensure!(ok, "{}", String::from_utf8_lossy(response).trim_end());
+            open -= 1;
+        }
+        Ok(())
+    }
+
+    /// Takes in new mail, untimed, as the page of `profile`'s direct sides would: `NOOP`,
+    /// then `UID THREAD` (its answer dropped) where the server threads, else the new
+    /// messages' headers into the held ones.
+    async fn catch_up(&mut self, profile: ServerProfile) -> anyhow::Result<()> {
+        self.exchange(&["NOOP".to_owned()], |_| Ok(())).await?;
+        match profile {
+            ServerProfile::Dovecot => {
+                self.exchange(&["UID THREAD REFERENCES UTF-8 ALL".to_owned()], |_| Ok(()))
+                    .await
+            }
+            ServerProfile::Gmail => self.fetch_new_headers().await,
+        }
+    }
+
+    /// The headers of the messages above the held ones, into the held ones.
+    async fn fetch_new_headers(&mut self) -> anyhow::Result<()> {
+        let mut held = std::mem::take(&mut self.held);
+        let next = self.held_next;
+        let fetch = format!("UID FETCH {next}:* {}", self.items.thread_header);
+        let fetched = self
+            .exchange(&[fetch], |r| {
+                // `n:*` answers the last message even when it is below `n`.
+                if let Some((uid, header)) = thread_header_of(r)?
+                    && uid >= next
+                {
+                    held.insert(uid, header);
+                }
+                Ok(())
+            })
+            .await;
+        self.held_next = held.last_key_value().map_or(1, |(uid, _)| uid + 1);
+        self.held = held;
+        fetched
+    }
+
+    /// The first page of threads, as `kind` gets it.
+    async fn page(&mut self, kind: DirectKind) -> anyhow::Result<Page> {
+        // Alone: Dovecot answers commands pipelined behind a NOOP from the mailbox as it was
+        // before the NOOP (see `src/imap/sync.rs`), so they would miss the new message.
+        let started = Instant::now();
+        self.exchange(&["NOOP".to_owned()], |_| Ok(())).await?;
+        let synced = Instant::now();
+        // Threads as UID lists in reading order.
+        let threads: Vec<Vec<u32>> = match kind {
+            DirectKind::ThreadMinimal | DirectKind::ThreadSameData => {
+                let mut threads = Vec::new();
+                self.exchange(&["UID THREAD REFERENCES UTF-8 ALL".to_owned()], |r| {
+                    if let Some(list) = r.strip_prefix(b"* THREAD") {
+                        threads = parse_threads(list).context("a malformed THREAD answer")?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                threads
+            }
+            DirectKind::Stateless => {
+                let mut headers = BTreeMap::new();
+                let fetch = format!("UID FETCH 1:* {}", self.items.thread_header);
+                self.exchange(&[fetch], |r| {
+                    if let Some((uid, header)) = thread_header_of(r)? {
+                        headers.insert(uid, header);
+                    }
+                    Ok(())
+                })
+                .await?;
+                thread_locally(&headers)
+            }
+            DirectKind::OwnCache => {
+                self.fetch_new_headers().await?;
+                thread_locally(&self.held)
+            }
+        };
+        let total = threads.len() as u64;
+        let mut threads: Vec<(u32, Vec<u32>)> = threads
+            .into_iter()
+            .map(|uids| (uids.iter().copied().max().unwrap_or(0), uids))
+            .collect();
+        threads.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+        threads.truncate(PAGE);
+        let listed: Vec<u32> = threads.iter().flat_map(|(_, uids)| uids.clone()).collect();
+        let latest: Vec<u32> = threads.iter().map(|(latest, _)| *latest).collect();
+        let mut commands = vec![
+            format!(
+                "UID SEARCH UNSEEN UID {}",
+                UidSet::from_uids(listed.iter().copied())?
+            ),
+            format!(
+                "UID FETCH {} {}",
+                UidSet::from_uids(latest.iter().copied())?,
+                self.items.summary
+            ),
+        ];
+        let others: Vec<u32> = listed
+            .iter()
+            .copied()
+            .filter(|u| !latest.contains(u))
+            .collect();
+        if kind == DirectKind::ThreadSameData && !others.is_empty() {
+            commands.push(format!(
+                "UID FETCH {} (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])",
+                UidSet::from_uids(others)?
+            ));
+        }
+        let threaded = Instant::now();
+        let mut unseen = HashSet::new();
+        let mut summaries = HashSet::new();
+        self.exchange(&commands, |r| {
+            match Response::parse(r) {
+                Ok((_, Response::MailboxData(MailboxDatum::Search(uids)))) => {
+                    unseen.extend(uids);
+                }
+                Ok((_, Response::Fetch(_, attrs))) => {
+                    if attrs
+                        .iter()
+                        .any(|a| matches!(a, AttributeValue::Envelope(_)))
+                        && let Some(uid) = uid_of(&attrs)
+                    {
+                        summaries.insert(uid);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => bail!("unreadable answer: {e:?}"),
+            }
+            Ok(())
+        })
+        .await?;
+        ensure!(
+            latest.iter().all(|u| summaries.contains(u)),
+            "a summary did not come"
+        );
+        self.rounds = [synced - started, threaded - synced, threaded.elapsed()];
+        Ok(Page {
+            total,
+            threads: threads
+                .into_iter()
+                .map(|(latest, mut uids)| {
+                    uids.sort_unstable();
+                    let unread = uids
+                        .iter()
+                        .copied()
+                        .filter(|u| unseen.contains(u))
+                        .collect();
+                    PageThread {
+                        latest,
+                        uids,
+                        unread,
+                    }
+                })
+                .collect(),
+        })
+    }
+}
+
+fn uid_of(attrs: &[AttributeValue<'_>]) -> Option<u32> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::Uid(uid) => Some(*uid),
+        _ => None,
+    })
+}
+
+/// A FETCH answer of the threading header items: the UID and the header, parsed.
+fn thread_header_of(response: &[u8]) -> anyhow::Result<Option<(u32, ThreadHeader)>> {
+    let attrs = match Response::parse(response) {
+        Ok((_, Response::Fetch(_, attrs))) => attrs,
+        Ok(_) => return Ok(None),
+        Err(e) => bail!("unreadable answer: {e:?}"),
+    };
+    let mut block = None;
+    for attr in &attrs {
+        if let AttributeValue::BodySection { data, .. } = attr {
+            block = Some(data.as_deref().unwrap_or_default());
+        }
+    }
+    Ok(uid_of(&attrs).zip(block.map(ThreadHeader::parse)))
+}
+
+/// Threads of the held headers, as UID lists in reading order (the arrival time only stands
+/// in for a missing Date, which this corpus never lacks).
+fn thread_locally(headers: &BTreeMap<u32, ThreadHeader>) -> Vec<Vec<u32>> {
+    let messages: Vec<Message<'_, u32>> = headers
+        .iter()
+        .map(|(uid, h)| h.message(*uid, None))
+        .collect();
+    threading::thread(&messages)
+        .into_iter()
+        .map(|t| t.messages.into_iter().map(|(uid, _)| uid).collect())
+        .collect()
+}
+
+/// The threads of a THREAD answer (after `* THREAD`), each as its UIDs in reading order.
+fn parse_threads(list: &[u8]) -> Option<Vec<Vec<u32>>> {
+    let mut threads = Vec::new();
+    let mut current = Vec::new();
+    let mut depth = 0usize;
+    let mut at = 0;
+    while at < list.len() {
+        match list[at] {
+            b'(' => depth += 1,
+            b')' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    threads.push(std::mem::take(&mut current));
+                }
+            }
+            b'0'..=b'9' => {
+                let start = at;
+                while at + 1 < list.len() && list[at + 1].is_ascii_digit() {
+                    at += 1;
+                }
+                current.push(std::str::from_utf8(&list[start..=at]).ok()?.parse().ok()?);
+            }
+            b' ' | b'\r' | b'\n' => {}
+            _ => return None,
+        }
+        at += 1;
+    }
+    (depth == 0).then_some(threads)
+}
+
+/// `n` when `line` ends with a literal announcement `{n}\r\n`.
+fn literal_length(line: &[u8]) -> Option<usize> {
+    let line = line.strip_suffix(b"\r\n")?.strip_suffix(b"}")?;
+    let open = line.iter().rposition(|&b| b == b'{')?;
+    std::str::from_utf8(&line[open + 1..]).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report.
+
+/// Latency percentiles of one side of one case.
+#[derive(Clone, Copy)]
+struct Stats {
+    median: Duration,
+    p95: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        // Nearest rank.
+        let at = |p: usize| samples[(samples.len() * p).div_ceil(100).max(1) - 1];
+        Stats {
+            median: at(50),
+            p95: at(95),
+            p99: at(99),
+        }
+    }
+}
+
+fn mean_ms(samples: &[Duration]) -> f64 {
+    samples.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / samples.len().max(1) as f64
+}
+
+impl Case {
+    /// Where the time goes, in means: the bridge's IMAP commands by kind and the rest (its own
+    /// work: HTTP, token, pool, caches, threading, JSON); each direct side's round trips.
+    fn breakdown(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let samples = self.bridge.len().max(1) as f64;
+        let bridge = mean_ms(&self.bridge);
+        let imap: f64 = self.bridge_commands.values().map(|(_, s)| s).sum::<f64>() * 1e3 / samples;
+        let commands: Vec<String> = self
+            .bridge_commands
+            .iter()
+            .map(|(command, (count, seconds))| {
+                format!(
+                    "{command} {:.2} × {:.2}",
+                    *count as f64 / samples,
+                    seconds * 1e3 / *count as f64
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "means, ms: bridge {bridge:.2} = its IMAP commands {imap:.2} (per page: {}) + the \
+             rest {:.2}",
+            commands.join(", "),
+            bridge - imap
+        ));
+        for side in &self.direct {
+            let round = |i: usize| {
+                side.rounds.iter().map(|r| r[i].as_secs_f64()).sum::<f64>() * 1e3
+                    / side.rounds.len().max(1) as f64
+            };
+            let label = side.kind.label();
+            lines.push(format!(
+                "           {} {:.2} = NOOP {:.2} + threads {:.2} + unread and summaries {:.2}",
+                label.split(':').next().unwrap_or(label),
+                mean_ms(&side.samples),
+                round(0),
+                round(1),
+                round(2)
+            ));
+        }
+        lines
+    }
+}
+
+#[derive(Default)]
+struct Report {
+    threading: Vec<ThreadingCost>,
+    profiles: Vec<ProfileRun>,
+    load: (f64, f64),
+    elapsed: Duration,
+}
+
+fn micros(d: Duration) -> u128 {
+    d.as_micros()
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+impl Report {
+    fn print(&self, folder: usize, iterations: usize) {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let mut out = String::new();
+        let mut line = |text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        line(format!(
+            "imap-bridge threads: the first page of {PAGE} threads of a folder of {folder} \
+             messages in conversations, the bridge (in-process, HTTP/1.1 on loopback) vs a \
+             direct IMAP client, same Dovecot over TLS on loopback; {cores} cores; \
+             {iterations} samples per side; times in µs"
+        ));
+        line(String::new());
+        line("threading alone (mail::threading::thread, headers parsed beforehand):".to_owned());
+        for cost in &self.threading {
+            line(format!(
+                "  {:>7} messages ({} conversations → {} threads): median {} µs, p95 {} µs, \
+                 p99 {} µs",
+                cost.messages,
+                cost.conversations,
+                cost.threads,
+                micros(cost.stats.median),
+                micros(cost.stats.p95),
+                micros(cost.stats.p99),
+            ));
+        }
+        for run in &self.profiles {
+            line(String::new());
+            line(format!(
+                "{}: {} threads; {} → {} messages during the run; bridge cold (login's first \
+                 page, nothing cached) {} ms; priming the direct sides {} ms",
+                run.profile.label(),
+                run.threads,
+                run.messages_before,
+                run.messages_after,
+                run.cold.as_millis(),
+                run.priming.as_millis(),
+            ));
+            for (title, case, goal) in [
+                ("warm page after one new message", &run.warm, WARM_RATIO),
+                ("cached repeat, nothing new", &run.cached, CACHED_RATIO),
+            ] {
+                line(format!("  {title}"));
+                line(format!(
+                    "    {:<84} {:>8} {:>8} {:>8}  {:>7}  goal",
+                    "side", "median", "p95", "p99", "b/d"
+                ));
+                let bridge = Stats::of(case.bridge.clone());
+                line(format!(
+                    "    {:<84} {:>8} {:>8} {:>8}",
+                    "bridge: GET /v1/mailboxes/INBOX/threads?limit=50",
+                    micros(bridge.median),
+                    micros(bridge.p95),
+                    micros(bridge.p99),
+                ));
+                for (i, side) in case.direct.iter().enumerate() {
+                    let (kind, samples) = (side.kind, &side.samples);
+                    let direct = Stats::of(samples.clone());
+                    let r = ratio(bridge.median, direct.median);
+                    let judged = if i == 0 {
+                        format!("≤ {goal}×: {}", verdict(r <= goal))
+                    } else {
+                        "(reference)".to_owned()
+                    };
+                    line(format!(
+                        "    {:<84} {:>8} {:>8} {:>8}  {r:>6.2}x  {judged}",
+                        kind.label(),
+                        micros(direct.median),
+                        micros(direct.p95),
+                        micros(direct.p99),
+                    ));
+                }
+                for text in case.breakdown() {
+                    line(format!("    {text}"));
+                }
+            }
+        }
+        line(String::new());
+        line("previews: not measured (summaries with previews are not on main yet)".to_owned());
+        line(format!(
+            "cores {cores}; load average {:.2} at start, {:.2} at end (other work on the \
+             machine skews every figure); whole run {:.1} s",
+            self.load.0,
+            self.load.1,
+            self.elapsed.as_secs_f64()
+        ));
+        print!("{out}");
+    }
+}
