@@ -596,8 +596,8 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 /// The summary items the bridge fetches, for the direct client.
 const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
      BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
-const SUMMARY_ITEMS_WITH_PREVIEW: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE \
-     BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)] PREVIEW)";
+const SUMMARY_ITEMS_WITH_PREVIEW: &str = "(UID PREVIEW FLAGS INTERNALDATE RFC822.SIZE \
+     ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
 
 /// Times `runs` requests of `path`, after one that warms it.
 async fn time_page(bridge: &ServerBridge, token: &str, path: &str, runs: usize) -> Duration {

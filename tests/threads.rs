@@ -1000,7 +1000,8 @@ async fn measure_thread_lists() {
         );
     }
 
-    let page_path = "/v1/mailboxes/INBOX/threads?limit=50";
+    // Without previews, as the direct client fetches none.
+    let page_path = "/v1/mailboxes/INBOX/threads?limit=50&preview=false";
     let mut direct_median = None;
     for profile in [Profile::Dovecot, Profile::Bare] {
         let bridge = ServerBridge::start(profile).await;

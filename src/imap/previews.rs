@@ -68,9 +68,11 @@ impl PreviewMode {
 pub(crate) const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
      BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
 
-/// [`SUMMARY_ITEMS`] and the server's preview.
-const SUMMARY_ITEMS_WITH_PREVIEW: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE \
-     BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)] PREVIEW)";
+/// [`SUMMARY_ITEMS`] and the server's preview. Servers answer items in the order asked (Dovecot
+/// does), so `PREVIEW` comes early in each response, and reading it from the raw bytes
+/// ([`nstring_item`]) skips only the UID rather than the envelope, structure and fields.
+const SUMMARY_ITEMS_WITH_PREVIEW: &str = "(UID PREVIEW FLAGS INTERNALDATE RFC822.SIZE \
+     ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
 
 /// What a fetched summary still needs for its preview.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,6 +259,48 @@ fn uid_of(attrs: &[AttributeValue<'_>]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mail::summary::summary_from_fetch;
+
+    /// A response to [`SUMMARY_ITEMS_WITH_PREVIEW`] as Dovecot writes it (in the order asked),
+    /// with `preview` as the PREVIEW value.
+    fn response(preview: &str) -> Vec<u8> {
+        format!(
+            "* 3 FETCH (UID 7 PREVIEW {preview} FLAGS (\\Seen) INTERNALDATE \"06-May-2024 12:00:00 +0000\" \
+             RFC822.SIZE 482 ENVELOPE (\"Mon, 06 May 2024 12:00:00 +0000\" \"Re: Thursday\" \
+             ((\"Alice\" NIL \"alice\" \"example.test\")) NIL NIL NIL NIL NIL NIL \"<a@b>\") \
+             BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 60 2 NIL NIL NIL NIL) \
+             BODY[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)] {{23}}\r\nSubject: Re: Thursday\r\n)\r\n"
+        )
+        .into_bytes()
+    }
+
+    fn read(raw: &[u8], mode: PreviewMode) -> (Option<String>, PreviewNeed, Vec<String>) {
+        let (_, parsed) = Response::parse(raw).expect("a FETCH response");
+        let Response::Fetch(_, attrs) = parsed else {
+            panic!("not a FETCH");
+        };
+        let summary = summary_from_fetch(&attrs).expect("a summary");
+        assert_eq!(summary.subject.as_deref(), Some("Re: Thursday"));
+        let (preview, need) = from_response(mode, &attrs, raw);
+        (preview, need, summary.flags)
+    }
+
+    #[test]
+    fn the_server_preview_is_read_beside_the_parsed_summary() {
+        let raw = response("\"Thanks, see you   there.\"");
+        let (preview, need, flags) = read(&raw, PreviewMode::Server);
+        // The response parser reads past PREVIEW to the items after it.
+        assert_eq!(flags, ["\\Seen"]);
+        assert_eq!(preview.as_deref(), Some("Thanks, see you there."));
+        assert_eq!(need, PreviewNeed::Nothing);
+        // Cyrus's NIL: the text part is read instead.
+        let (preview, need, _) = read(&response("NIL"), PreviewMode::Server);
+        assert_eq!(preview, None);
+        assert!(matches!(need, PreviewNeed::Part(part) if part.part_id == "1"));
+        // Previews not wanted: none, and nothing to read.
+        assert_eq!(read(&raw, PreviewMode::Off).0, None);
+        assert_eq!(read(&raw, PreviewMode::Off).1, PreviewNeed::Nothing);
+    }
 
     #[test]
     fn a_server_preview_is_read_as_utf_8_and_bounded() {
