@@ -37,16 +37,18 @@
 //! | (d) cached repeat, nothing new; Gmail profile | the page from the cache | as in (c) |
 //!
 //! The sides take turns, one sample each per round, starting with another side each round.
-//! In (a) and (c) each sample comes right after a new message of its own, and after it the other
-//! sides take that message in, untimed (the bridge with a page, the direct session with `NOOP`
-//! and `UID THREAD`, or the new headers where it keeps them), so every sample is of exactly one
-//! new message since its side last looked. The folder grows by one message per side and sample
-//! (10,000 → 10,301 with three sides and 100 samples). The summary items and the threading
-//! header items are read from the bridge's source (`SUMMARY_ITEMS` in `src/imap/messages.rs`,
-//! `HEADER_ITEMS` in `src/imap/threads.rs`), so the direct client asks for what the bridge asks
-//! for. Before the timed samples of each case, the bridge's page and each direct side's are
-//! checked to be the same threads (latest UID, UIDs and unread UIDs of each); every timed
-//! sample checks that its top thread holds the newest message.
+//! In (a) and (c) each sample comes right after a new message of its own. After each sample,
+//! untimed, the other sides take that message in (the bridge with a page, the direct session
+//! with `NOOP` and `UID THREAD`, or the new headers where it keeps them), and then each session
+//! syncs what the other wrote meanwhile (Dovecot's cache updates: a cached bridge page and a
+//! direct `NOOP`), so every sample is of exactly one new message since its side last looked,
+//! with nothing of another session's left to read. The folder grows by one message per side
+//! and sample (10,000 → 10,301 with three sides and 100 samples). The summary items and the
+//! threading header items are read from the bridge's source (`SUMMARY_ITEMS` in
+//! `src/imap/messages.rs`, `HEADER_ITEMS` in `src/imap/threads.rs`), so the direct client asks
+//! for what the bridge asks for. Before the timed samples of each case, the bridge's page and
+//! each direct side's are checked to be the same threads (latest UID, UIDs and unread UIDs of
+//! each); every timed sample checks that its top thread holds the newest message.
 //!
 //! Goals (issue 17): a warm page within 1.5× of the direct client (held to the *minimal* one
 //! with THREAD and the *stateless* one without); a cached repeat at most 0.5× of it.
@@ -77,7 +79,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail, ensure};
-use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response};
+use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
 use common::dovecot::{Dovecot, DovecotOptions};
 use direct::QuickAck;
 use imap_bridge::config::{Config, Security};
@@ -614,7 +616,11 @@ impl ServerProfile {
     /// The direct sides of its cases; the first is the one the goals hold the bridge to.
     fn direct_sides(self) -> &'static [DirectKind] {
         match self {
-            ServerProfile::Dovecot => &[DirectKind::ThreadMinimal, DirectKind::ThreadSameData],
+            ServerProfile::Dovecot => &[
+                DirectKind::ThreadMinimal,
+                DirectKind::ThreadSameData,
+                DirectKind::Replica,
+            ],
             ServerProfile::Gmail => &[DirectKind::Stateless, DirectKind::OwnCache],
         }
     }
@@ -631,6 +637,8 @@ enum DirectKind {
     Stateless,
     /// Only new messages' headers fetched; all held ones threaded locally.
     OwnCache,
+    /// The bridge's own exchanges for the page, in a session set up as the bridge's.
+    Replica,
 }
 
 impl DirectKind {
@@ -647,6 +655,9 @@ impl DirectKind {
             }
             DirectKind::OwnCache => {
                 "direct, own header cache (reference): new headers only, thread | SEARCH + FETCH"
+            }
+            DirectKind::Replica => {
+                "replica (reference): the bridge's IMAP exchanges for the page, sent directly"
             }
         }
     }
@@ -702,7 +713,7 @@ impl Case {
         &mut self,
         side: usize,
         bridge: &Bridge,
-        direct: &mut Raw,
+        sessions: &mut Sessions,
     ) -> anyhow::Result<(Duration, Page, &'static str)> {
         if side == 0 {
             let before = imap_command_totals();
@@ -719,6 +730,7 @@ impl Case {
             return Ok((took, page, "bridge"));
         }
         let side = &mut self.direct[side - 1];
+        let direct = sessions.of(side.kind);
         let start = Instant::now();
         let page = direct.page(side.kind).await?;
         let took = start.elapsed();
@@ -788,14 +800,22 @@ async fn run_profile(
     let http = reqwest::Client::new();
     let bridge = Bridge::login(&http, &server).await?;
     let tls = imap_bridge::imap::transport::tls_config(Some(&dovecot.ca_cert_path()))?;
-    let mut direct = Raw::connect(tls, dovecot.imaps_addr(), items).await?;
+    let mut direct = Raw::connect(tls.clone(), dovecot.imaps_addr(), items).await?;
     direct.select(MAILBOX).await?;
+    let replica = if profile.direct_sides().contains(&DirectKind::Replica) {
+        let mut replica = Raw::connect(tls, dovecot.imaps_addr(), items).await?;
+        replica.set_up_as_bridge(MAILBOX).await?;
+        Some(replica)
+    } else {
+        None
+    };
+    let mut sessions = Sessions { direct, replica };
 
     // Dovecot indexes the folder at its first SELECT, builds its thread index at the first
     // THREAD and caches the headers at their first FETCH: once, here.
     let priming = Instant::now();
     for &kind in profile.direct_sides() {
-        direct.page(kind).await?;
+        sessions.of(kind).page(kind).await?;
     }
     let priming = priming.elapsed();
     let start = Instant::now();
@@ -808,7 +828,7 @@ async fn run_profile(
     count += 1;
     let bridge_page = bridge.page().await?;
     for &kind in profile.direct_sides() {
-        same_page(&bridge_page, &direct.page(kind).await?, kind)?;
+        same_page(&bridge_page, &sessions.of(kind).page(kind).await?, kind)?;
     }
     ensure!(
         bridge_page.threads.first().map(|t| t.latest) == Some(count as u32),
@@ -822,17 +842,9 @@ async fn run_profile(
         for side in (0..sides).map(|s| (i + s) % sides) {
             dovecot.deliver(USER, MAILBOX, &corpus.next_new(), "", None);
             count += 1;
-            let (took, page, label) = warm.sample(side, &bridge, &mut direct).await?;
+            let (took, page, label) = warm.sample(side, &bridge, &mut sessions).await?;
             page.check_top(count, label)?;
-            // The others take the message in, untimed, so that every sample is of exactly one
-            // new message since its side last looked.
-            if side != 0 {
-                bridge
-                    .page()
-                    .await?
-                    .check_top(count, "bridge, catching up")?;
-            }
-            direct.catch_up(profile).await?;
+            settle(&bridge, &mut sessions, profile, count).await?;
             warm.push(side, took);
         }
     }
@@ -840,17 +852,20 @@ async fn run_profile(
     // Nothing new from here on: both sides take in the last message, then must agree.
     let bridge_page = bridge.page().await?;
     for &kind in profile.direct_sides() {
-        same_page(&bridge_page, &direct.page(kind).await?, kind)?;
+        same_page(&bridge_page, &sessions.of(kind).page(kind).await?, kind)?;
     }
     let mut cached = Case::new(profile);
     for i in 0..iterations {
         for side in (0..sides).map(|s| (i + s) % sides) {
-            let (took, page, label) = cached.sample(side, &bridge, &mut direct).await?;
+            let (took, page, label) = cached.sample(side, &bridge, &mut sessions).await?;
             page.check_top(count, label)?;
             cached.push(side, took);
         }
     }
-    direct.logout().await?;
+    sessions.direct.logout().await?;
+    if let Some(replica) = sessions.replica {
+        replica.logout().await?;
+    }
     server.stop().await?;
     drop(dovecot);
     Ok(ProfileRun {
@@ -863,6 +878,47 @@ async fn run_profile(
         warm,
         cached,
     })
+}
+
+/// Brings every side up to date with the mailbox, untimed: the others take in the message
+/// the last sample took in (the bridge with a page, the direct session with `NOOP` and
+/// `UID THREAD`, or the new headers where it keeps them), then each session syncs what the
+/// other wrote meanwhile (a cached bridge page and a direct `NOOP`, which write nothing). So
+/// every warm sample takes in exactly one new message, and no session has another's changes
+/// (Dovecot's cache updates) to read first.
+async fn settle(
+    bridge: &Bridge,
+    sessions: &mut Sessions,
+    profile: ServerProfile,
+    newest: usize,
+) -> anyhow::Result<()> {
+    bridge.page().await?.check_top(newest, "bridge, settling")?;
+    sessions.direct.catch_up(profile).await?;
+    if let Some(replica) = &mut sessions.replica {
+        replica.page(DirectKind::Replica).await?;
+    }
+    bridge.page().await?.check_top(newest, "bridge, settling")?;
+    sessions.direct.noop().await?;
+    if let Some(replica) = &mut sessions.replica {
+        replica.noop().await?;
+    }
+    Ok(())
+}
+
+/// The direct client's sessions: one for the direct sides, one set up as the bridge's for the
+/// replica.
+struct Sessions {
+    direct: Raw,
+    replica: Option<Raw>,
+}
+
+impl Sessions {
+    fn of(&mut self, kind: DirectKind) -> &mut Raw {
+        match (&mut self.replica, kind) {
+            (Some(replica), DirectKind::Replica) => replica,
+            _ => &mut self.direct,
+        }
+    }
 }
 
 async fn timed_bridge(bridge: &Bridge) -> anyhow::Result<(Duration, Page)> {
@@ -1080,6 +1136,11 @@ struct Raw {
     /// The last page's round trips: `NOOP`; the threads (with local threading and the choice
     /// of the page); the unread and the summaries.
     rounds: [Duration; 3],
+    /// The replica's summary cache: the UIDs whose summaries it fetched.
+    summaries_held: HashSet<u32>,
+    /// The replica's thread list cache: the list, and the UIDNEXT and message count it was
+    /// read at.
+    threads_held: Option<((u32, u32), Vec<Vec<u32>>)>,
 }
 
 /// The FETCH items of the direct client's commands.
@@ -1109,6 +1170,8 @@ impl Raw {
             held: BTreeMap::new(),
             held_next: 1,
             rounds: [Duration::ZERO; 3],
+            summaries_held: HashSet::new(),
+            threads_held: None,
         };
         raw.read_response().await?;
         raw.exchange(
@@ -1120,6 +1183,18 @@ impl Raw {
         )
         .await?;
         Ok(raw)
+    }
+
+    /// `ENABLE QRESYNC` and `SELECT … (CONDSTORE)`, as the bridge sets up its sessions.
+    async fn set_up_as_bridge(&mut self, mailbox: &str) -> anyhow::Result<()> {
+        self.exchange(&["ENABLE QRESYNC".to_owned()], |_| Ok(()))
+            .await?;
+        self.exchange(&[format!("SELECT \"{mailbox}\" (CONDSTORE)")], |_| Ok(()))
+            .await
+    }
+
+    async fn noop(&mut self) -> anyhow::Result<()> {
+        self.exchange(&["NOOP".to_owned()], |_| Ok(())).await
     }
 
     async fn select(&mut self, mailbox: &str) -> anyhow::Result<()> {
@@ -1216,6 +1291,9 @@ impl Raw {
 
     /// The first page of threads, as `kind` gets it.
     async fn page(&mut self, kind: DirectKind) -> anyhow::Result<Page> {
+        if kind == DirectKind::Replica {
+            return self.replica_page().await;
+        }
         // Alone: Dovecot answers commands pipelined behind a NOOP from the mailbox as it was
         // before the NOOP (see `src/imap/sync.rs`), so they would miss the new message.
         let started = Instant::now();
@@ -1250,6 +1328,7 @@ impl Raw {
                 self.fetch_new_headers().await?;
                 thread_locally(&self.held)
             }
+            DirectKind::Replica => unreachable!("the replica has a page of its own"),
         };
         let total = threads.len() as u64;
         let mut threads: Vec<(u32, Vec<u32>)> = threads
@@ -1329,6 +1408,170 @@ impl Raw {
                 })
                 .collect(),
         })
+    }
+}
+
+impl Raw {
+    /// The page as the bridge gets it on Dovecot with its summary and thread caches, one round
+    /// trip per command (`src/imap/threads.rs`): `NOOP`; `STATUS`; `UID THREAD` unless UIDNEXT
+    /// and the message count are those of the list it holds; the threading
+    /// headers it lacks of the threads' first messages and the page's messages; `UID SEARCH
+    /// UNSEEN` among the page's messages; the flags of the 50 latest messages; the summaries it
+    /// lacks of them.
+    async fn replica_page(&mut self) -> anyhow::Result<Page> {
+        let started = Instant::now();
+        self.noop().await?;
+        let synced = Instant::now();
+        let mut stamp = (0, 0);
+        self.exchange(
+            &[format!(
+                "STATUS \"{MAILBOX}\" (UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ)"
+            )],
+            |r| {
+                if let Ok((_, Response::MailboxData(MailboxDatum::Status { status, .. }))) =
+                    Response::parse(r)
+                {
+                    for attr in status {
+                        match attr {
+                            StatusAttribute::UidNext(n) => stamp.0 = n,
+                            StatusAttribute::Messages(n) => stamp.1 = n,
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        let threads = match self.threads_held.take() {
+            Some((held, threads)) if held == stamp => threads,
+            _ => {
+                let mut threads = Vec::new();
+                self.exchange(&["UID THREAD REFERENCES UTF-8 ALL".to_owned()], |r| {
+                    if let Some(list) = r.strip_prefix(b"* THREAD") {
+                        threads = parse_threads(list).context("a malformed THREAD answer")?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                threads
+            }
+        };
+        self.threads_held = Some((stamp, threads.clone()));
+        let total = threads.len() as u64;
+        let firsts: Vec<u32> = threads.iter().filter_map(|t| t.first().copied()).collect();
+        let missing: Vec<u32> = firsts
+            .into_iter()
+            .filter(|u| !self.held.contains_key(u))
+            .collect();
+        self.fetch_headers(missing).await?;
+        let mut threads: Vec<(u32, Vec<u32>)> = threads
+            .into_iter()
+            .map(|uids| (uids.iter().copied().max().unwrap_or(0), uids))
+            .collect();
+        threads.sort_unstable_by_key(|t| std::cmp::Reverse(t.0));
+        threads.truncate(PAGE);
+        let listed: Vec<u32> = threads.iter().flat_map(|(_, uids)| uids.clone()).collect();
+        let missing: Vec<u32> = listed
+            .iter()
+            .copied()
+            .filter(|u| !self.held.contains_key(u))
+            .collect();
+        self.fetch_headers(missing).await?;
+        let threaded = Instant::now();
+        let mut unseen = HashSet::new();
+        self.exchange(
+            &[format!(
+                "UID SEARCH UNSEEN UID {}",
+                UidSet::from_uids(listed.iter().copied())?
+            )],
+            |r| {
+                if let Ok((_, Response::MailboxData(MailboxDatum::Search(uids)))) =
+                    Response::parse(r)
+                {
+                    unseen.extend(uids);
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        let latest: Vec<u32> = threads.iter().map(|(latest, _)| *latest).collect();
+        self.exchange(
+            &[format!(
+                "UID FETCH {} (UID FLAGS)",
+                UidSet::from_uids(latest.iter().copied())?
+            )],
+            |r| match Response::parse(r) {
+                Ok(_) => Ok(()),
+                Err(e) => bail!("unreadable answer: {e:?}"),
+            },
+        )
+        .await?;
+        let missing: Vec<u32> = latest
+            .iter()
+            .copied()
+            .filter(|u| !self.summaries_held.contains(u))
+            .collect();
+        if !missing.is_empty() {
+            let mut fetched = Vec::new();
+            self.exchange(
+                &[format!(
+                    "UID FETCH {} {}",
+                    UidSet::from_uids(missing)?,
+                    self.items.summary
+                )],
+                |r| {
+                    if let Ok((_, Response::Fetch(_, attrs))) = Response::parse(r)
+                        && let Some(uid) = uid_of(&attrs)
+                    {
+                        fetched.push(uid);
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+            self.summaries_held.extend(fetched);
+        }
+        self.rounds = [synced - started, threaded - synced, threaded.elapsed()];
+        Ok(Page {
+            total,
+            threads: threads
+                .into_iter()
+                .map(|(latest, mut uids)| {
+                    uids.sort_unstable();
+                    let unread = uids
+                        .iter()
+                        .copied()
+                        .filter(|u| unseen.contains(u))
+                        .collect();
+                    PageThread {
+                        latest,
+                        uids,
+                        unread,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// The threading headers of `uids`, into the held ones.
+    async fn fetch_headers(&mut self, uids: Vec<u32>) -> anyhow::Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let set = UidSet::from_uids(uids)?;
+        let fetch = format!("UID FETCH {set} {}", self.items.thread_header);
+        let mut held = std::mem::take(&mut self.held);
+        let fetched = self
+            .exchange(&[fetch], |r| {
+                if let Some((uid, header)) = thread_header_of(r)? {
+                    held.insert(uid, header);
+                }
+                Ok(())
+            })
+            .await;
+        self.held = held;
+        fetched
     }
 }
 
