@@ -1140,8 +1140,11 @@ struct Raw {
     summaries_held: HashSet<u32>,
     /// The replica's thread list cache: the list, and the UIDNEXT and message count it was
     /// read at.
-    threads_held: Option<((u32, u32), Vec<Vec<u32>>)>,
+    threads_held: Option<(Stamp, Vec<Vec<u32>>)>,
 }
+
+/// A mailbox's UIDNEXT and message count.
+type Stamp = (u32, u32);
 
 /// The FETCH items of the direct client's commands.
 struct SidesItems {
@@ -1422,7 +1425,7 @@ impl Raw {
         let started = Instant::now();
         self.noop().await?;
         let synced = Instant::now();
-        let mut stamp = (0, 0);
+        let mut stamp: Stamp = (0, 0);
         self.exchange(
             &[format!(
                 "STATUS \"{MAILBOX}\" (UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ)"
