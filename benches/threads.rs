@@ -787,6 +787,23 @@ async fn run_profile(
     })
     .await?;
     dovecot.add_user(USER, PASSWORD);
+    let measured = measure(profile, &dovecot, folder, iterations, items).await;
+    measured.map_err(|e| {
+        let log = dovecot.log();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        e.context(format!("Dovecot's log ends:\n{}", tail.join("\n")))
+    })
+}
+
+/// Seeds `dovecot`'s folder and measures it.
+async fn measure(
+    profile: ServerProfile,
+    dovecot: &Dovecot,
+    folder: usize,
+    iterations: usize,
+    items: &Items,
+) -> anyhow::Result<ProfileRun> {
     let mut corpus = Corpus::new(folder, 1);
     let first = SystemTime::now() - Duration::from_secs(folder as u64 * 2);
     for (i, &at) in corpus.arrivals.iter().enumerate() {
@@ -878,7 +895,6 @@ async fn run_profile(
         replica.logout().await?;
     }
     server.stop().await?;
-    drop(dovecot);
     Ok(ProfileRun {
         profile,
         cold,
