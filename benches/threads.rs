@@ -764,7 +764,11 @@ async fn run_profile(
         } else {
             std::env::temp_dir()
         })?;
-    let mut extra_config = String::new();
+    // Dovecot's imap processes re-read the Maildir's `dovecot-uidlist` whole at times, into a
+    // pool that grows until the session ends: with hundreds of APPENDs from another session,
+    // a session of the run outgrows the default 256 MB address space (`block_alloc` out of
+    // memory in `maildir_uidlist_refresh`). The sessions here live for the whole run.
+    let mut extra_config = "service imap {\n  vsz_limit = 2G\n}\n".to_owned();
     if profile == ServerProfile::Gmail {
         writeln!(
             extra_config,
