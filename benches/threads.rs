@@ -7,7 +7,7 @@
 //! takes a fifth of that); `BENCH_FOLDER` the folder's size (default 10,000).
 //!
 //! **The folder.** `INBOX` seeded straight into Maildir with conversations (see
-//! [`Corpus`]): about 2,800 threads of 1 to 10 messages (a third of them single messages), each
+//! [`Corpus`]): about 2,900 threads of 1 to 10 messages (a third of them single messages), each
 //! among 2–4 of 300 people, replies arriving minutes to a day and a half after what they answer
 //! and interleaved with other conversations, each naming its parent in `In-Reply-To` and its
 //! ancestors in `References` (3 % keep only `In-Reply-To`, 2 % name nothing and join by
@@ -23,9 +23,11 @@
 //! summary and thread caches on), talking to Dovecot over TLS; a reqwest client with
 //! keep-alive times `GET /v1/mailboxes/INBOX/threads?limit=50` until its body is read whole
 //! (the JSON is checked afterwards, untimed). **The direct client** is one IMAP session over
-//! TLS on the same Dovecot, which writes each round trip's commands in one write (pipelined)
-//! and parses every FETCH and SEARCH answer with imap-proto, as the bridge does (THREAD
-//! answers, which imap-proto cannot read, with a small parser of its own, as the bridge does).
+//! TLS on the same Dovecot (the replica below has a second one, set up as the bridge sets up
+//! its own: `ENABLE QRESYNC`, `SELECT … (CONDSTORE)`), which writes each round trip's commands
+//! in one write (pipelined) and parses every FETCH, SEARCH and STATUS answer with imap-proto,
+//! as the bridge does (THREAD answers, which imap-proto cannot read, with a small parser of its
+//! own, as the bridge does).
 //!
 //! Every direct page takes three round trips: `NOOP` alone (Dovecot answers commands pipelined
 //! behind a NOOP from the mailbox as it was before it, `src/imap/sync.rs`, so they would miss
@@ -35,7 +37,7 @@
 //!
 //! | case | bridge | direct |
 //! | --- | --- | --- |
-//! | (a) warm, after one new message; Dovecot (`THREAD=REFERENCES`) | the page, its thread list computed anew (the server threads) | *minimal*: `NOOP`, `UID THREAD REFERENCES UTF-8 ALL`, `UID SEARCH UNSEEN` + `UID FETCH` summaries. *Same data*: the same, plus `UID FETCH <the page's other messages> (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])` in the last round trip, for each thread's first subject and its participants, which the bridge's page shows too |
+//! | (a) warm, after one new message; Dovecot (`THREAD=REFERENCES`) | the page, its thread list computed anew (the server threads) | *minimal*: `NOOP`, `UID THREAD REFERENCES UTF-8 ALL`, `UID SEARCH UNSEEN` + `UID FETCH` summaries. *Same data*: the same, plus `UID FETCH <the page's other messages> (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])` in the last round trip, for each thread's first subject and its participants, which the bridge's page shows too. *Replica* (reference): the bridge's own exchanges, one command per round trip as the bridge sends them: `NOOP`, `STATUS`, `UID THREAD` (unless the UIDNEXT and message count of the list it holds still stand), the threading headers it lacks of the threads' first messages and the page's messages, `UID SEARCH UNSEEN`, `UID FETCH <the 50 latest> (UID FLAGS)`, the summaries it lacks; bridge − replica is the bridge's own work |
 //! | (b) cached repeat, nothing new; Dovecot | the page, its list from the bridge's cache | the same exchanges as in (a) |
 //! | (c) warm, after one new message; Dovecot advertising Gmail's capabilities (no THREAD, no SORT) | the page, the bridge threading itself from the headers it keeps | *stateless*: `NOOP`, `UID FETCH 1:* <the bridge's threading header items>` with every header parsed and threaded locally with the bridge's own code (`mail::threading`), `UID SEARCH UNSEEN` + `UID FETCH` summaries (From and Subject came with the headers). *Own header cache* (reference): keeps the parsed headers, so its second round trip is `UID FETCH <next UID>:* <header items>`, only new mail (it assumes no expunges), then it threads all it holds and goes on as the stateless one |
 //! | (d) cached repeat, nothing new; Gmail profile | the page from the cache | as in (c) |
@@ -44,11 +46,11 @@
 //! In (a) and (c) each sample comes right after a new message of its own. After each sample,
 //! untimed, the other sides take that message in (the bridge with a page, the direct session
 //! with `NOOP` and `UID THREAD`, or the new headers where it keeps them), and then each session
-//! syncs what the other wrote meanwhile (Dovecot's cache updates: a cached bridge page and a
+//! syncs what the others wrote meanwhile (Dovecot's cache updates: a cached bridge page and a
 //! direct `NOOP`), so every sample is of exactly one new message since its side last looked,
 //! with nothing of another session's left to read. The folder grows by one message per side
-//! and sample (10,000 → 10,301 with three sides and 100 samples). The summary items and the
-//! threading header items are read from the bridge's source (`SUMMARY_ITEMS` in
+//! and sample (10,000 → 10,401 on Dovecot, with four sides and 100 samples). The summary items
+//! and the threading header items are read from the bridge's source (`SUMMARY_ITEMS` in
 //! `src/imap/messages.rs`, `HEADER_ITEMS` in `src/imap/threads.rs`), so the direct client asks
 //! for what the bridge asks for. Before the timed samples of each case, the bridge's page and
 //! each direct side's are checked to be the same threads (latest UID, UIDs and unread UIDs of
@@ -56,6 +58,12 @@
 //!
 //! Goals (issue 17): a warm page within 1.5× of the direct client (held to the *minimal* one
 //! with THREAD and the *stateless* one without); a cached repeat at most 0.5× of it.
+//!
+//! Each case ends with a breakdown in means: the bridge's IMAP commands by kind, how many per
+//! page and how long each took, from its `imap_bridge_imap_command_duration_seconds` (the
+//! bridge is in-process; commands sent together would each count the whole exchange, but the
+//! thread list sends them one by one), and the rest of its time, its own work (HTTP, token,
+//! pool, caches, threading, JSON); and each direct side's round trips.
 //!
 //! **Threading alone**: `mail::threading::thread` over the threading headers of 10,000 and
 //! 100,000 messages of the same kind of corpus (parsed beforehand, untimed).
