@@ -13,7 +13,7 @@
 //! ancestors in `References` (3 % keep only `In-Reply-To`, 2 % name nothing and join by
 //! subject); a quarter are multipart/alternative; 3 % of the mail and the newest 20 messages
 //! are unread. New mail during the run is 70 % replies to a random conversation and 30 % new
-//! conversations, stored by a third IMAP session with `APPEND`: Dovecot then parses and caches
+//! conversations, stored by another IMAP session with `APPEND`: Dovecot then parses and caches
 //! it as it stores it, as it does for mail delivered by its LDA or LMTP. (A file written into
 //! the Maildir behind Dovecot's back, as the seeding does, is parsed at each session's first use
 //! of each kind of data instead: about 10 ms each for its threading headers, for THREAD and for
