@@ -118,6 +118,9 @@ pub mod names {
     pub const SEARCH_CACHE_LOOKUPS: &str = "imap_bridge_search_cache_lookups_total";
     /// Counter `{hit}`: thread list cache lookups.
     pub const THREAD_CACHE_LOOKUPS: &str = "imap_bridge_thread_cache_lookups_total";
+    /// Counter `{source}`: message previews fetched (not taken from the summary cache): from
+    /// the server's PREVIEW (`server`), or read from the start of the text part (`body`).
+    pub const PREVIEWS_FETCHED: &str = "imap_bridge_previews_fetched_total";
     /// Gauge `{version}`: always 1; the build's version as a label.
     pub const BUILD_INFO: &str = "imap_bridge_build_info";
 }
@@ -252,6 +255,10 @@ fn describe() {
     describe_counter!(SUMMARY_CACHE_LOOKUPS, "Message summary cache lookups.");
     describe_counter!(SEARCH_CACHE_LOOKUPS, "Search result cache lookups.");
     describe_counter!(THREAD_CACHE_LOOKUPS, "Thread list cache lookups.");
+    describe_counter!(
+        PREVIEWS_FETCHED,
+        "Message previews fetched, by source (server PREVIEW or text part)."
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the version as a label.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

@@ -496,6 +496,7 @@ fn assert_bounded_labels(scrape: &Scrape, routes: &BTreeSet<&str>) {
                     ],
                 ),
                 "hit" => one_of(value, &["true", "false"]),
+                "source" => one_of(value, &["server", "body"]),
                 "version" => value == env!("CARGO_PKG_VERSION"),
                 "le" | "quantile" => value == "+Inf" || value.parse::<f64>().is_ok(),
                 _ => false,

@@ -77,6 +77,11 @@ async fn the_typescript_client_type_checks_and_works_against_a_bridge() {
         "{report:#}"
     );
     assert_eq!(report["messages"], 5, "{report:#}");
+    assert_eq!(
+        report["previews"],
+        serde_json::json!({"shown": 5, "withoutPreviews": 0}),
+        "{report:#}"
+    );
     // Five unrelated messages, two threads a page: three pages, every thread listed once, and
     // the newest opened with as many messages as the list said.
     let threads = &report["threads"];

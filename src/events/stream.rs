@@ -309,6 +309,7 @@ mod tests {
             size: 10,
             has_attachments: false,
             in_reply_to: None,
+            preview: None,
         }))
     }
 

@@ -97,6 +97,10 @@ pub struct ListQuery {
     pub since: Option<NaiveDate>,
     /// Received before this day (IMAP internal date).
     pub before: Option<NaiveDate>,
+    /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
+    /// then reads no message text for it.
+    #[param(default = true)]
+    pub preview: Option<bool>,
 }
 
 /// Longest accepted filter string.
@@ -179,6 +183,7 @@ impl ListQuery {
             order,
             filters,
             query,
+            preview: self.preview.unwrap_or(true),
         })
     }
 }
@@ -197,7 +202,8 @@ impl ListQuery {
         "subject": "Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
         "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
         "date": "2024-03-01T10:15:00Z", "received_at": "2024-03-01T10:15:02Z",
-        "flags": ["\\Seen"], "size": 48213, "has_attachments": true, "in_reply_to": null
+        "flags": ["\\Seen"], "size": 48213, "has_attachments": true, "in_reply_to": null,
+        "preview": "Hi Alice, the Q1 report is attached. Revenue is up 4% on last quarter."
     }],
     "next_cursor": "c1.1700000000.10300.10234.5d41402a"
 }))]
@@ -217,6 +223,11 @@ pub struct MessageList {
 }
 
 /// A header list, newest first by default. Cost grows with `limit`, not with the mailbox.
+///
+/// Each summary carries its `preview` unless `preview=false`: the server's `PREVIEW`, fetched
+/// with the summaries where the server offers it, else the start (2 KiB) of each message's
+/// first text part, read for the whole page in one more round trip. Previews are cached with
+/// the summaries, so a repeated page reads no text.
 #[utoipa::path(
     get,
     path = "/v1/mailboxes/{mailbox}/messages",
@@ -275,7 +286,7 @@ fn message_list_json(mailbox: &str, page: &HeaderPage) -> String {
         if i > 0 {
             out.push(',');
         }
-        entry.write(&mut out);
+        entry.write(&mut out, page.preview);
     }
     out.push_str("],\"next_cursor\":");
     match &page.next_cursor {
@@ -694,6 +705,7 @@ mod tests {
             size: 48_213,
             has_attachments: uid.is_multiple_of(2),
             in_reply_to: None,
+            preview: Some(format!("Preview of \"{uid}\" ✉")),
         }
     }
 
@@ -716,13 +728,19 @@ mod tests {
             ),
             (Vec::new(), None),
         ] {
-            for mailbox in ["INBOX", "Archiv \"2024\" / Zoë"] {
+            for (mailbox, preview) in [("INBOX", true), ("Archiv \"2024\" / Zoë", false)] {
                 let expected = serde_json::to_string(&MessageList {
                     mailbox: mailbox.to_owned(),
                     uid_validity: state.uid_validity,
                     total: 10_234,
                     state: state.to_string(),
-                    messages: messages.clone(),
+                    messages: messages
+                        .iter()
+                        .map(|m| Summary {
+                            preview: m.preview.clone().filter(|_| preview),
+                            ..m.clone()
+                        })
+                        .collect(),
                     next_cursor: next_cursor.map(|c| c.to_string()),
                 })
                 .unwrap();
@@ -736,6 +754,7 @@ mod tests {
                         .map(ListEntry::from_summary)
                         .collect(),
                     next_cursor,
+                    preview,
                 };
                 assert_eq!(message_list_json(mailbox, &page), expected);
             }

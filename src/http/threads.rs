@@ -64,6 +64,10 @@ pub struct ThreadListQuery {
     /// Also thread in the user's own messages from the Sent mailbox (found by its role).
     #[param(default = false)]
     pub include_sent: Option<bool>,
+    /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
+    /// then reads no message text for it.
+    #[param(default = true)]
+    pub preview: Option<bool>,
 }
 
 /// Which threads a thread id is looked up among: the filters and `include_sent` of the list
@@ -95,6 +99,10 @@ pub struct ThreadQueryParams {
     /// Also thread in the user's own messages from the Sent mailbox (found by its role).
     #[param(default = false)]
     pub include_sent: Option<bool>,
+    /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
+    /// then reads no message text for it.
+    #[param(default = true)]
+    pub preview: Option<bool>,
 }
 
 /// Longest accepted filter string.
@@ -204,6 +212,7 @@ impl ThreadListQuery {
                 limit,
                 cursor,
                 query: fingerprint,
+                preview: self.preview.unwrap_or(true),
             },
         ))
     }
@@ -277,7 +286,8 @@ pub struct ThreadItem {
             "subject": "Re: Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
             "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
             "date": "2024-03-01T10:15:00Z", "received_at": "2024-03-01T10:15:02Z",
-            "flags": [], "size": 48213, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>"
+            "flags": [], "size": 48213, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>",
+            "preview": "Thanks, the figures look right to me."
         },
         "uids": [10211, 10254, 10300],
         "unread_uids": [10300],
@@ -405,12 +415,14 @@ pub struct ThreadMessageView {
          "subject": "Quarterly report", "from": [{"name": "Bob Martin", "address": "bob@example.com"}],
          "to": [{"name": null, "address": "alice@example.com"}], "cc": [], "reply_to": [],
          "date": "2024-02-28T09:00:00Z", "received_at": "2024-02-28T09:00:01Z",
-         "flags": ["\\Seen"], "size": 5120, "has_attachments": false, "in_reply_to": null},
+         "flags": ["\\Seen"], "size": 5120, "has_attachments": false, "in_reply_to": null,
+         "preview": "Hi Alice, the Q1 report is attached."},
         {"mailbox": "Sent", "depth": 1, "uid": 733, "message_id": "<a1@alice.example.com>",
          "subject": "Re: Quarterly report", "from": [{"name": "Alice", "address": "alice@example.com"}],
          "to": [{"name": "Bob Martin", "address": "bob@example.com"}], "cc": [], "reply_to": [],
          "date": "2024-02-28T11:30:00Z", "received_at": "2024-02-28T11:30:00Z",
-         "flags": ["\\Seen"], "size": 2210, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>"}
+         "flags": ["\\Seen"], "size": 2210, "has_attachments": false, "in_reply_to": "<CAF=9x@mail.example.com>",
+         "preview": "Thanks, the figures look right to me."}
     ]
 }))]
 pub struct ThreadView {
@@ -466,11 +478,12 @@ async fn get_thread(
 ) -> ApiResult<Json<ThreadView>> {
     let name = MailboxName::new(&mailbox)?;
     let id: ThreadId = thread_id.parse()?;
+    let preview = query.preview.unwrap_or(true);
     let query = query.to_query()?;
     let cache = state.threads.as_ref().map(|c| c.scope(&user.key));
     let mut session = user.session(&state).await?;
     let thread = session
-        .thread_detail(cache.as_ref(), &name, &query, id)
+        .thread_detail(cache.as_ref(), &name, &query, id, preview)
         .await?;
     drop(session);
     let sent = thread.sent_mailbox.map(|m| m.as_str().to_owned());

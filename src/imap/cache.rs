@@ -343,7 +343,10 @@ impl CachedFolder {
     /// Adds the new summaries to their blocks as the cache holds them now.
     fn store(&mut self) {
         let mut new = std::mem::take(&mut self.new);
-        new.sort_unstable_by_key(SummaryJson::uid);
+        // The last summary put of a message wins (one learnt with its preview after one put
+        // without): reversed, sorted stably, the first of each UID kept.
+        new.reverse();
+        new.sort_by_key(SummaryJson::uid);
         new.dedup_by_key(|s| s.uid());
         for run in new.chunk_by(|a, b| a.uid() / BLOCK == b.uid() / BLOCK) {
             let key = self.key(run[0].uid() / BLOCK);
@@ -438,6 +441,7 @@ mod tests {
             size: uid,
             has_attachments: false,
             in_reply_to: None,
+            preview: None,
         };
         ListEntry::from_summary(summary).summary().clone()
     }

@@ -16,7 +16,8 @@ use async_imap::imap_proto::{AttributeValue, Response};
 use super::connection::Connection;
 use super::encode::{Command, MailboxName, UidSet};
 use super::error::{ImapError, Result};
-use super::messages::{FetchedSummary, SUMMARY_ITEMS, collect_summaries};
+use super::messages::{FetchedSummary, collect_summaries};
+use super::previews::PreviewMode;
 use super::state::MailboxState;
 use crate::mail::summary::Summary;
 
@@ -127,16 +128,21 @@ impl Connection {
         let arrivals = (to.uid_next > from.uid_next)
             .then(|| UidSet::range(from.uid_next, to.uid_next - 1))
             .transpose()?;
+        let mode = PreviewMode::of(self, true);
         if let Some(range) = &arrivals {
             // Arrivals answer with ENVELOPE, which tells them apart in the shared stream.
-            cmds.push(Command::new("UID FETCH").uid_set(range).atom(SUMMARY_ITEMS));
+            cmds.push(
+                Command::new("UID FETCH")
+                    .uid_set(range)
+                    .atom(mode.summary_items()),
+            );
         }
         let mut vanished_since_from = BTreeSet::new();
         let mut modified: BTreeMap<u32, (u64, Vec<String>)> = BTreeMap::new();
         let mut arrived: Vec<FetchedSummary> = Vec::new();
         let done = {
-            let mut collect_arrivals = collect_summaries(&mut arrived);
-            self.run_pipelined(&cmds, |_, r| {
+            let mut collect_arrivals = collect_summaries(&mut arrived, mode);
+            self.run_pipelined_raw(&cmds, |_, r, raw| {
                 match r {
                     Response::Vanished {
                         earlier: true,
@@ -150,7 +156,7 @@ impl Connection {
                             .iter()
                             .any(|a| matches!(a, AttributeValue::Envelope(_))) =>
                     {
-                        collect_arrivals(r)?;
+                        collect_arrivals(r, raw)?;
                     }
                     Response::Fetch(_, attrs) => {
                         if let Some((uid, modseq, flags)) = modseq_and_flags(attrs) {
@@ -174,20 +180,20 @@ impl Connection {
         for completion in done {
             completion.into_result()?;
         }
-        if overflow {
+        arrived.sort_unstable_by_key(|f| f.uid);
+        arrived.dedup_by_key(|f| f.uid);
+        arrived.retain(|f| f.uid >= from.uid_next && f.uid < to.uid_next);
+        if overflow || arrived.len() > limit {
             return Ok(None);
         }
+        self.fill_previews(&mut arrived).await?;
 
         let mut changes = Vec::new();
         for uid in vanished_since_from.difference(&vanished_since_to) {
             changes.push(Change::Expunged { uid: *uid });
         }
-        arrived.sort_unstable_by_key(|f| f.uid);
-        arrived.dedup_by_key(|f| f.uid);
         for f in arrived {
-            if f.uid >= from.uid_next && f.uid < to.uid_next {
-                changes.push(Change::Arrived(Box::new(f.summary)));
-            }
+            changes.push(Change::Arrived(Box::new(f.summary)));
         }
         for (uid, (modseq, flags)) in modified {
             if uid < from.uid_next && modseq > from.highest_modseq && modseq <= to.highest_modseq {
@@ -218,11 +224,17 @@ impl Connection {
         let mut arrived: Vec<FetchedSummary> = Vec::new();
         if tracker.pending_arrivals() > 0 {
             let next = tracker.next_uid();
+            let mode = PreviewMode::of(self, true);
             let cmd = Command::new("UID FETCH")
                 .uid_set(&UidSet::range(next, u32::MAX)?)
-                .atom(SUMMARY_ITEMS);
-            let mut collect = collect_summaries(&mut arrived);
-            self.run(&cmd, |r| collect(r)).await?.into_result()?;
+                .atom(mode.summary_items());
+            {
+                let mut collect = collect_summaries(&mut arrived, mode);
+                self.run_raw(&cmd, |r, raw| collect(r, raw))
+                    .await?
+                    .into_result()?;
+            }
+            self.fill_previews(&mut arrived).await?;
         }
         let tracker = self
             .tracker()

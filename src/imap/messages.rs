@@ -20,23 +20,13 @@ use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
 use super::paging::{self, Boundary, Locate};
+use super::previews::{self, PreviewMode, PreviewNeed};
 use super::state::{MailboxState, PageCursor, server_modseq};
 use crate::mail::listing::{FlagsJson, ListEntry};
 use crate::mail::structure::{
     self, BodyPart, MAX_WHOLE_PROBE, MessageParts, PROBE_LEN, SizeProbe, WalkLimits,
 };
 use crate::mail::summary::{Summary, summary_from_fetch};
-
-/// Attributes fetched for a header list entry (and a `message.new` event).
-///
-/// The raw address and subject fields are fetched with every summary, not only when the
-/// ENVELOPE looks wrong: servers cut address lists short without a sign (Dovecot's ENVELOPE
-/// of `To: a@x.com; b@y.com` or `To: bob@x.com <bob@x.com>, carol@y.com` simply ends after
-/// the first address), so only the field itself shows what is missing. Measured on Dovecot
-/// 2.3 for pages of 200 messages: 166 more bytes per message (+31%), 0.5 ms more per warm
-/// page (1.7 → 2.2 ms), no difference cold; the summary cache makes it a one-time cost.
-pub(crate) const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
-     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
 
 /// Order of a header page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +67,9 @@ pub struct PageRequest {
     pub filters: Vec<SearchKey>,
     /// Fingerprint of sort + filters, stored in cursors.
     pub query: u32,
+    /// Whether the summaries carry their previews. Without, the page fetches none (a summary
+    /// the cache holds with its preview is written without it).
+    pub preview: bool,
 }
 
 /// One page of a header list.
@@ -92,6 +85,8 @@ pub struct HeaderPage {
     pub messages: Vec<ListEntry>,
     /// Where the next page starts, if there is one.
     pub next_cursor: Option<PageCursor>,
+    /// Whether the entries are written with their previews.
+    pub preview: bool,
 }
 
 /// One message as needed for its detail view.
@@ -145,6 +140,8 @@ pub(crate) struct Fetched {
     pub(crate) seq: u32,
     pub(crate) uid: u32,
     pub(crate) summary: ListEntry,
+    /// What its preview still needs.
+    pub(crate) preview: PreviewNeed,
 }
 
 /// One message of a FETCH answer with its full summary.
@@ -152,6 +149,8 @@ pub(crate) struct Fetched {
 pub(crate) struct FetchedSummary {
     pub(crate) uid: u32,
     pub(crate) summary: Summary,
+    /// What its preview still needs.
+    pub(crate) preview: PreviewNeed,
 }
 
 /// The `(sequence number, UID)` pairs of fetched messages, as the paging planner takes them.
@@ -159,19 +158,25 @@ fn seq_uids(fetched: &[Fetched]) -> Vec<(u32, u32)> {
     fetched.iter().map(|f| (f.seq, f.uid)).collect()
 }
 
+/// Collects the summaries of FETCH answers of `mode`'s summary items (responses and their raw
+/// bytes), with their previews or what those need ([`Connection::fill_previews`]).
 pub(crate) fn collect_summaries(
     into: &mut Vec<FetchedSummary>,
-) -> impl FnMut(&Response<'_>) -> Result<()> + Send + '_ {
-    move |response| {
+    mode: PreviewMode,
+) -> impl FnMut(&Response<'_>, &[u8]) -> Result<()> + Send + '_ {
+    move |response, raw| {
         if let Response::Fetch(_, attrs) = response
             && attrs
                 .iter()
                 .any(|a| matches!(a, AttributeValue::Envelope(_)))
-            && let Some(summary) = summary_from_fetch(attrs)
+            && let Some(mut summary) = summary_from_fetch(attrs)
         {
+            let (preview, need) = previews::from_response(mode, attrs, raw);
+            summary.preview = preview;
             into.push(FetchedSummary {
                 uid: summary.uid,
                 summary,
+                preview: need,
             });
         }
         Ok(())
@@ -182,6 +187,8 @@ pub(crate) fn collect_summaries(
 /// answers completed from the cache; the misses are listed for one more fetch.
 struct WindowCollector {
     cache: Option<CachedFolder>,
+    /// How summaries get their previews.
+    mode: PreviewMode,
     fetched: Vec<Fetched>,
     missing: Vec<(u32, u32)>,
     /// Which answers belong to the request: unsolicited FETCHes (another client's flag change
@@ -198,10 +205,11 @@ enum Wanted {
 }
 
 impl WindowCollector {
-    fn new(conn: &Connection, mailbox: &MailboxName, wanted: Wanted) -> Self {
+    fn new(conn: &Connection, mailbox: &MailboxName, wanted: Wanted, mode: PreviewMode) -> Self {
         let uid_validity = conn.selected().map_or(0, |s| s.uid_validity);
         WindowCollector {
             cache: conn.cache().map(|c| c.folder(mailbox, uid_validity)),
+            mode,
             fetched: Vec::new(),
             missing: Vec::new(),
             wanted,
@@ -220,11 +228,12 @@ impl WindowCollector {
         if self.cache.is_some() {
             "(UID FLAGS)"
         } else {
-            SUMMARY_ITEMS
+            self.mode.summary_items()
         }
     }
 
-    fn on(&mut self, response: &Response<'_>) {
+    /// Takes in one response and its raw bytes.
+    fn on(&mut self, response: &Response<'_>, raw: &[u8]) {
         let Response::Fetch(seq, attrs) = response else {
             return;
         };
@@ -232,11 +241,13 @@ impl WindowCollector {
             .iter()
             .any(|a| matches!(a, AttributeValue::Envelope(_)))
         {
-            if let Some(summary) = summary_from_fetch(attrs)
+            if let Some(mut summary) = summary_from_fetch(attrs)
                 && (self.wants(*seq, summary.uid)
                     || self.missing.iter().any(|(_, u)| *u == summary.uid))
             {
                 let uid = summary.uid;
+                let (preview, need) = previews::from_response(self.mode, attrs, raw);
+                summary.preview = preview;
                 let entry = ListEntry::from_summary(summary);
                 if let Some(cache) = &mut self.cache {
                     cache.put(entry.summary().clone());
@@ -247,6 +258,7 @@ impl WindowCollector {
                     seq: *seq,
                     uid,
                     summary: entry,
+                    preview: need,
                 });
             }
             return;
@@ -264,6 +276,11 @@ impl WindowCollector {
             Some(cached) => self.fetched.push(Fetched {
                 seq: *seq,
                 uid,
+                preview: if self.mode == PreviewMode::Off || cached.has_preview() {
+                    PreviewNeed::Nothing
+                } else {
+                    PreviewNeed::Ask
+                },
                 summary: ListEntry::new(cached, flags),
             }),
             None => self.missing.push((*seq, uid)),
@@ -341,17 +358,18 @@ impl Connection {
         &mut self,
         mailbox: &MailboxName,
         window: Option<(u32, Option<u32>)>,
+        mode: PreviewMode,
     ) -> Result<(MailboxState, Vec<Fetched>)> {
         let items = if self.cache().is_some() {
             "(UID FLAGS)"
         } else {
-            SUMMARY_ITEMS
+            mode.summary_items()
         };
         let extra = window.map(|(lo, hi)| Command::new("FETCH").seq_range(lo, hi).atom(items));
         let wanted = window.map_or(Wanted::Seqs(u32::MAX, Some(0)), |(lo, hi)| {
             Wanted::Seqs(lo, hi)
         });
-        let refreshed = self.refresh_and_run(mailbox, extra, wanted).await?;
+        let refreshed = self.refresh_and_run(mailbox, extra, wanted, mode).await?;
         let mut fetched = refreshed.fetched;
         if refreshed.extra.is_some_and(|c| c.into_result().is_err()) {
             // The window went stale (expunges announced by the NOOP): the caller re-plans.
@@ -366,6 +384,7 @@ impl Connection {
         mailbox: &MailboxName,
         extra: Option<Command>,
         wanted: Wanted,
+        mode: PreviewMode,
     ) -> Result<Refreshed> {
         let mut cmds = vec![
             Command::new("NOOP"),
@@ -384,9 +403,9 @@ impl Connection {
         let only_refresh = cmds.len() == 2;
         let mut changed = false;
         let mut seen_modseq = 0;
-        let mut window = WindowCollector::new(self, mailbox, wanted);
+        let mut window = WindowCollector::new(self, mailbox, wanted, mode);
         let done = self
-            .run_pipelined(&cmds, |_, r| {
+            .run_pipelined_raw(&cmds, |_, r, raw| {
                 match r {
                     Response::MailboxData(MailboxDatum::Status { status: attrs, .. }) => {
                         status = attrs.clone()
@@ -413,7 +432,7 @@ impl Connection {
                                 }
                             }
                         }
-                        window.on(r)
+                        window.on(r, raw)
                     }
                 }
                 Ok(())
@@ -455,17 +474,17 @@ impl Connection {
         })
     }
 
-    async fn fetch_seq(&mut self, lo: u32, hi: u32) -> Result<Vec<Fetched>> {
+    async fn fetch_seq(&mut self, lo: u32, hi: u32, mode: PreviewMode) -> Result<Vec<Fetched>> {
         if lo == 0 || hi < lo {
             return Ok(Vec::new());
         }
         let mailbox = self.current()?.name;
-        let mut window = WindowCollector::new(self, &mailbox, Wanted::Seqs(lo, Some(hi)));
+        let mut window = WindowCollector::new(self, &mailbox, Wanted::Seqs(lo, Some(hi)), mode);
         let cmd = Command::new("FETCH")
             .seq_range(lo, Some(hi))
             .atom(window.items());
-        self.run(&cmd, |r| {
-            window.on(r);
+        self.run_raw(&cmd, |r, raw| {
+            window.on(r, raw);
             Ok(())
         })
         .await?
@@ -484,9 +503,11 @@ impl Connection {
             .map(|(seq, uid)| (*uid, *seq))
             .collect();
         let set = UidSet::from_uids(seqs.keys().copied())?;
-        let cmd = Command::new("UID FETCH").uid_set(&set).atom(SUMMARY_ITEMS);
-        self.run(&cmd, |r| {
-            window.on(r);
+        let cmd = Command::new("UID FETCH")
+            .uid_set(&set)
+            .atom(window.mode.summary_items());
+        self.run_raw(&cmd, |r, raw| {
+            window.on(r, raw);
             Ok(())
         })
         .await?
@@ -540,36 +561,39 @@ impl Connection {
         req: &PageRequest,
     ) -> Result<HeaderPage> {
         let limit = req.limit.max(1);
+        let mode = PreviewMode::of(self, req.preview);
         let before = self.current()?.exists;
         let window = match req.cursor {
             None => paging::first_window(req.order, before, limit),
             Some(_) => None,
         };
-        let (state, mut first) = self.refresh_and_fetch(mailbox, window).await?;
+        let (state, mut first) = self.refresh_and_fetch(mailbox, window, mode).await?;
         let exists = self.current()?.exists;
         let mut page = match (req.order, req.cursor) {
             (_, _) if exists == 0 => Vec::new(),
             (Order::Desc, None) => {
                 let top = first.iter().map(|f| f.seq).max().unwrap_or(0);
                 if let Some((lo, hi)) = paging::announced_since(top, exists, limit) {
-                    first.extend(self.fetch_seq(lo, hi).await?);
+                    first.extend(self.fetch_seq(lo, hi, mode).await?);
                 }
-                self.fill_down(first, u32::MAX, limit).await?
+                self.fill_down(first, u32::MAX, limit, mode).await?
             }
             (Order::Asc, None) => {
                 if first.is_empty() {
-                    first = self.fetch_seq(1, exists.min(limit)).await?;
+                    first = self.fetch_seq(1, exists.min(limit), mode).await?;
                 }
-                self.fill_up(first, 0, limit, exists).await?
+                self.fill_up(first, 0, limit, exists, mode).await?
             }
-            (Order::Desc, Some(c)) => self.page_below(c, limit, exists).await?,
-            (Order::Asc, Some(c)) => self.page_above(c, limit, exists).await?,
+            (Order::Desc, Some(c)) => self.page_below(c, limit, exists, mode).await?,
+            (Order::Asc, Some(c)) => self.page_above(c, limit, exists, mode).await?,
         };
         match req.order {
             Order::Desc => page.sort_unstable_by_key(|f| std::cmp::Reverse(f.uid)),
             Order::Asc => page.sort_unstable_by_key(|f| f.uid),
         }
         page.truncate(limit as usize);
+        // Only the page's own messages: a window may have fetched a few more.
+        self.add_previews(mailbox, &mut page).await?;
         let next_cursor = page
             .last()
             .filter(|last| paging::continues(req.order, last.seq, exists))
@@ -585,6 +609,7 @@ impl Connection {
             state,
             messages: page.into_iter().map(|f| f.summary).collect(),
             next_cursor,
+            preview: req.preview,
         })
     }
 
@@ -595,11 +620,12 @@ impl Connection {
         mut have: Vec<Fetched>,
         bound: u32,
         limit: u32,
+        mode: PreviewMode,
     ) -> Result<Vec<Fetched>> {
         have.retain(|f| f.uid < bound);
         let lowest = |have: &[Fetched]| have.iter().map(|f| f.seq).min();
         while let Some((lo, hi)) = paging::fill_down(lowest(&have), have.len(), limit) {
-            let more = self.fetch_seq(lo, hi).await?;
+            let more = self.fetch_seq(lo, hi, mode).await?;
             if more.is_empty() {
                 break;
             }
@@ -615,11 +641,12 @@ impl Connection {
         bound: u32,
         limit: u32,
         exists: u32,
+        mode: PreviewMode,
     ) -> Result<Vec<Fetched>> {
         have.retain(|f| f.uid > bound);
         let highest = |have: &[Fetched]| have.iter().map(|f| f.seq).max();
         while let Some((lo, hi)) = paging::fill_up(highest(&have), have.len(), limit, exists) {
-            let more = self.fetch_seq(lo, hi).await?;
+            let more = self.fetch_seq(lo, hi, mode).await?;
             if more.is_empty() {
                 break;
             }
@@ -634,22 +661,23 @@ impl Connection {
         cursor: PageCursor,
         limit: u32,
         exists: u32,
+        mode: PreviewMode,
     ) -> Result<Vec<Fetched>> {
         let anchor = cursor.anchor_uid;
         let (lo, hi) = paging::below_window(cursor.position, limit, exists);
-        let window = self.fetch_seq(lo, hi).await?;
+        let window = self.fetch_seq(lo, hi, mode).await?;
         let have = match paging::below_boundary(&seq_uids(&window), anchor, (lo, hi), exists) {
             Boundary::InWindow => window,
             Boundary::Empty => return Ok(Vec::new()),
             Boundary::Search(search) => {
                 let count = self.locate(search).await?;
                 match paging::below_range(count, limit) {
-                    Some((lo, hi)) => self.fetch_seq(lo, hi).await?,
+                    Some((lo, hi)) => self.fetch_seq(lo, hi, mode).await?,
                     None => return Ok(Vec::new()),
                 }
             }
         };
-        self.fill_down(have, anchor, limit).await
+        self.fill_down(have, anchor, limit, mode).await
     }
 
     /// The `limit` messages just above the cursor's anchor.
@@ -658,22 +686,23 @@ impl Connection {
         cursor: PageCursor,
         limit: u32,
         exists: u32,
+        mode: PreviewMode,
     ) -> Result<Vec<Fetched>> {
         let anchor = cursor.anchor_uid;
         let (lo, hi) = paging::above_window(cursor.position, limit, exists);
-        let window = self.fetch_seq(lo, hi).await?;
+        let window = self.fetch_seq(lo, hi, mode).await?;
         let have = match paging::above_boundary(&seq_uids(&window), anchor, (lo, hi), exists) {
             Boundary::InWindow => window,
             Boundary::Empty => return Ok(Vec::new()),
             Boundary::Search(search) => {
                 let count = self.locate(search).await?;
                 match paging::above_range(count, limit, exists) {
-                    Some((lo, hi)) => self.fetch_seq(lo, hi).await?,
+                    Some((lo, hi)) => self.fetch_seq(lo, hi, mode).await?,
                     None => return Ok(Vec::new()),
                 }
             }
         };
-        self.fill_up(have, anchor, limit, exists).await
+        self.fill_up(have, anchor, limit, exists, mode).await
     }
 
     async fn searched_page(
@@ -701,7 +730,8 @@ impl Connection {
         };
         let end = (start + limit).min(ordered.len());
         let page_uids = &ordered[start..end];
-        let messages = self.summaries_by_uid(page_uids).await?;
+        let mode = PreviewMode::of(self, req.preview);
+        let messages = self.summaries_by_uid(page_uids, mode).await?;
         let next_cursor = (end < ordered.len() && end > start).then(|| PageCursor {
             uid_validity: state.uid_validity,
             anchor_uid: ordered[end - 1],
@@ -714,6 +744,7 @@ impl Connection {
             state,
             messages,
             next_cursor,
+            preview: req.preview,
         })
     }
 
@@ -752,7 +783,12 @@ impl Connection {
             && cache.has_result(mailbox, key)
         {
             let refreshed = self
-                .refresh_and_run(mailbox, None, Wanted::Seqs(u32::MAX, Some(0)))
+                .refresh_and_run(
+                    mailbox,
+                    None,
+                    Wanted::Seqs(u32::MAX, Some(0)),
+                    PreviewMode::Off,
+                )
                 .await?;
             if !refreshed.changed
                 && let Some(uids) = cache.result(mailbox, key, &refreshed.state)
@@ -776,7 +812,12 @@ impl Connection {
             return Ok((refreshed.state, uids));
         }
         let refreshed = self
-            .refresh_and_run(mailbox, Some(query), Wanted::Seqs(u32::MAX, Some(0)))
+            .refresh_and_run(
+                mailbox,
+                Some(query),
+                Wanted::Seqs(u32::MAX, Some(0)),
+                PreviewMode::Off,
+            )
             .await?;
         if let Some(done) = refreshed.extra {
             done.into_result()?;
@@ -824,37 +865,102 @@ impl Connection {
             .sort_criteria(filters))
     }
 
-    /// Summaries of `uids` as values, in the order given (missing ones are skipped): for
-    /// callers that read their fields, such as thread lists. Header lists write the cached
-    /// JSON instead ([`Connection::summaries_by_uid`]).
-    pub(crate) async fn summary_values_by_uid(&mut self, uids: &[u32]) -> Result<Vec<Summary>> {
+    /// Summaries of `uids` as values, in the order given (missing ones are skipped), with
+    /// their previews when `preview`: for callers that read their fields, such as thread
+    /// lists. Header lists write the cached JSON instead ([`Connection::summaries_by_uid`]).
+    pub(crate) async fn summary_values_by_uid(
+        &mut self,
+        uids: &[u32],
+        preview: bool,
+    ) -> Result<Vec<Summary>> {
+        let mode = PreviewMode::of(self, preview);
         Ok(self
-            .summaries_by_uid(uids)
+            .summaries_by_uid(uids, mode)
             .await?
             .iter()
-            .filter_map(ListEntry::to_summary)
+            .filter_map(|entry| entry.to_summary(preview))
             .collect())
     }
 
-    /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are skipped).
-    async fn summaries_by_uid(&mut self, uids: &[u32]) -> Result<Vec<ListEntry>> {
+    /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are
+    /// skipped), with their previews unless `mode` is off.
+    async fn summaries_by_uid(
+        &mut self,
+        uids: &[u32],
+        mode: PreviewMode,
+    ) -> Result<Vec<ListEntry>> {
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let set = UidSet::from_uids(uids.iter().copied())?;
         let mailbox = self.current()?.name;
-        let mut window = WindowCollector::new(self, &mailbox, Wanted::Uids(set.clone()));
+        let mut window = WindowCollector::new(self, &mailbox, Wanted::Uids(set.clone()), mode);
         let cmd = Command::new("UID FETCH").uid_set(&set).atom(window.items());
-        self.run(&cmd, |r| {
-            window.on(r);
+        self.run_raw(&cmd, |r, raw| {
+            window.on(r, raw);
             Ok(())
         })
         .await?
         .into_result()?;
-        let fetched = self.complete(window).await?;
+        let mut fetched = self.complete(window).await?;
+        self.add_previews(&mailbox, &mut fetched).await?;
         let mut by_uid: HashMap<u32, ListEntry> =
             fetched.into_iter().map(|f| (f.uid, f.summary)).collect();
         Ok(uids.iter().filter_map(|u| by_uid.remove(u)).collect())
+    }
+
+    /// Gives the entries of `page` (of `mailbox`, selected) that need one their preview, and
+    /// keeps it in the cache with the summary: at most two round trips, none when every
+    /// entry has its preview or none is wanted.
+    async fn add_previews(&mut self, mailbox: &MailboxName, page: &mut [Fetched]) -> Result<()> {
+        let needs: Vec<(u32, PreviewNeed)> = page
+            .iter_mut()
+            .filter(|f| f.preview != PreviewNeed::Nothing)
+            .map(|f| {
+                (
+                    f.uid,
+                    std::mem::replace(&mut f.preview, PreviewNeed::Nothing),
+                )
+            })
+            .collect();
+        if needs.is_empty() {
+            return Ok(());
+        }
+        let found = self.fetch_previews(needs).await?;
+        let uid_validity = self.current()?.uid_validity;
+        let mut cache = self.cache().map(|c| c.folder(mailbox, uid_validity));
+        for f in page.iter_mut() {
+            if let Some(preview) = found.get(&f.uid) {
+                f.summary = f.summary.with_preview(preview);
+                if let Some(cache) = &mut cache {
+                    cache.put(f.summary.summary().clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the summaries of `fetched` that need one their preview (an empty one for a
+    /// message expunged meanwhile): at most two round trips, none when none needs one.
+    pub(crate) async fn fill_previews(&mut self, fetched: &mut [FetchedSummary]) -> Result<()> {
+        let needs: Vec<(u32, PreviewNeed)> = fetched
+            .iter_mut()
+            .filter(|f| f.preview != PreviewNeed::Nothing)
+            .map(|f| {
+                (
+                    f.uid,
+                    std::mem::replace(&mut f.preview, PreviewNeed::Nothing),
+                )
+            })
+            .collect();
+        if needs.is_empty() {
+            return Ok(());
+        }
+        let mut found = self.fetch_previews(needs).await?;
+        for f in fetched.iter_mut().filter(|f| f.summary.preview.is_none()) {
+            f.summary.preview = Some(found.remove(&f.uid).unwrap_or_default());
+        }
+        Ok(())
     }
 
     /// One message's summary, header, MIME structure and text parts (two round trips: the
@@ -1412,7 +1518,8 @@ impl Sections {
     }
 }
 
-fn section_key(section: &SectionPath) -> Option<String> {
+/// The key a body section is held by in [`Sections`]: `1.2`, `1.2.MIME`, `TEXT`, `HEADER`.
+pub(super) fn section_key(section: &SectionPath) -> Option<String> {
     let number = |numbers: &[u32]| {
         numbers
             .iter()

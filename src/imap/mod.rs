@@ -14,6 +14,7 @@ mod meter;
 pub mod mutations;
 mod paging;
 pub mod pool;
+pub mod previews;
 pub mod sasl;
 pub mod state;
 pub mod sync;

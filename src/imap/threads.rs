@@ -64,6 +64,8 @@ pub struct ThreadPageRequest {
     pub cursor: Option<PageCursor>,
     /// Fingerprint of the query, stored in cursors.
     pub query: u32,
+    /// Whether the latest messages' summaries carry their previews.
+    pub preview: bool,
 }
 
 /// A thread as a list shows it.
@@ -321,7 +323,7 @@ impl Connection {
         };
         let latest: Vec<u32> = threads.iter().map(|t| t.latest).collect();
         let mut summaries: HashMap<u32, Summary> = self
-            .summary_values_by_uid(&latest)
+            .summary_values_by_uid(&latest, page.preview)
             .await?
             .into_iter()
             .map(|s| (s.uid, s))
@@ -358,13 +360,15 @@ impl Connection {
         })
     }
 
-    /// The thread `id` of `mailbox`'s threads of `query`, with its messages' summaries.
+    /// The thread `id` of `mailbox`'s threads of `query`, with its messages' summaries (with
+    /// their previews when `preview`).
     pub async fn thread_detail(
         &mut self,
         cache: Option<&ThreadScope>,
         mailbox: &MailboxName,
         query: &ThreadQuery,
         id: ThreadId,
+        preview: bool,
     ) -> Result<ThreadDetail> {
         let view = self.thread_view(cache, mailbox, query).await?;
         let thread = view.index.find(id).ok_or(ImapError::ThreadNotFound)?;
@@ -372,7 +376,7 @@ impl Connection {
         let sent_uids = thread.uids(Side::Sent);
         if let Some((sent, _)) = view.sent.as_ref().filter(|_| !sent_uids.is_empty()) {
             self.select(sent).await?;
-            for summary in self.summary_values_by_uid(&sent_uids).await? {
+            for summary in self.summary_values_by_uid(&sent_uids, preview).await? {
                 summaries.insert((Side::Sent, summary.uid), summary);
             }
         }
@@ -380,7 +384,7 @@ impl Connection {
             .headers_of_threads(cache, mailbox, &view, &[thread])
             .await?;
         for summary in self
-            .summary_values_by_uid(&thread.uids(Side::Listed))
+            .summary_values_by_uid(&thread.uids(Side::Listed), preview)
             .await?
         {
             summaries.insert((Side::Listed, summary.uid), summary);
@@ -608,13 +612,27 @@ impl Connection {
         // Linear in the messages and their references, but thousands of them are CPU work
         // (see `threading`): off the async workers.
         let threaded = tokio::task::spawn_blocking(move || {
-            let messages: Vec<Message<(Side, u32)>> = listed
+            // REFERENCES links messages in the order it meets them, and a server meets them
+            // in mailbox (UID) order: so does the bridge, the Sent mail after, so that the same
+            // mail always gives the same threads.
+            let in_uid_order = |headers: &HashMap<u32, Arc<CachedHeader>>| {
+                let mut uids: Vec<u32> = headers.keys().copied().collect();
+                uids.sort_unstable();
+                uids
+            };
+            let (listed_order, sent_order) = (in_uid_order(&listed), in_uid_order(&sent));
+            let messages: Vec<Message<(Side, u32)>> = listed_order
                 .iter()
-                .map(|(uid, h)| h.header.message((Side::Listed, *uid), h.received))
-                .chain(
-                    sent.iter()
-                        .map(|(uid, h)| h.header.message((Side::Sent, *uid), h.received)),
-                )
+                .map(|uid| {
+                    listed[uid]
+                        .header
+                        .message((Side::Listed, *uid), listed[uid].received)
+                })
+                .chain(sent_order.iter().map(|uid| {
+                    sent[uid]
+                        .header
+                        .message((Side::Sent, *uid), sent[uid].received)
+                }))
                 .collect();
             let threads = threading::thread(&messages);
             drop(messages);

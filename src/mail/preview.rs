@@ -9,10 +9,11 @@
 //! server's `PREVIEW` (RFC 8970) where offered, else from the first
 //! [`PREVIEW_FETCH_BYTES`] of the first text part, decoded here.
 
+use async_imap::imap_proto::BodyStructure;
 use mail_parser::decoders::html::html_to_text;
 
 use super::content::decode_charset;
-use super::structure::BodyPart;
+use super::structure::{self, BodyPart, WalkLimits};
 use super::transfer::decode_all;
 
 /// Longest preview, in characters.
@@ -22,6 +23,21 @@ pub const MAX_PREVIEW_CHARS: usize = 200;
 /// for 200 characters of text after quoted-printable or base64, HTML markup, or a long
 /// greeting line.
 pub const PREVIEW_FETCH_BYTES: u32 = 2048;
+
+/// The part a preview is read from when the server gives none: the first text/plain body
+/// part, else the first text/html one (the parts a reader shows as the message's text). `None`
+/// when the message has no readable text, or an empty one, so that its preview is empty
+/// without reading anything; also for a structure beyond the default [`WalkLimits`], which
+/// cannot be shown as a message either.
+pub fn preview_part(structure: &BodyStructure<'_>) -> Option<BodyPart> {
+    let parts = structure::walk(structure, &WalkLimits::default()).ok()?;
+    parts
+        .text_parts
+        .into_iter()
+        .next()
+        .or_else(|| parts.html_parts.into_iter().next())
+        .filter(|part| part.whole_body || part.encoded_size > 0)
+}
 
 /// A preview of `text` (plain text when `html` is false).
 pub fn preview_of(text: &str, html: bool) -> String {
@@ -260,6 +276,60 @@ mod tests {
         assert_eq!(
             preview_of_part_start(b"<p>Hello <i>there</i></p><p>Second", &html, false),
             "Hello there Second"
+        );
+    }
+
+    /// The BODYSTRUCTURE of a FETCH response, parsed as the connection parses it.
+    fn structure_of(raw: &[u8], check: impl FnOnce(Option<BodyPart>)) {
+        let (_, response) = async_imap::imap_proto::Response::parse(raw).expect("a FETCH response");
+        let async_imap::imap_proto::Response::Fetch(_, attrs) = response else {
+            panic!("not a FETCH");
+        };
+        let structure = attrs
+            .iter()
+            .find_map(|a| match a {
+                async_imap::imap_proto::AttributeValue::BodyStructure(bs) => Some(bs),
+                _ => None,
+            })
+            .expect("a BODYSTRUCTURE");
+        check(preview_part(structure));
+    }
+
+    #[test]
+    fn the_preview_is_read_from_the_first_text_part_plain_before_html() {
+        // multipart/mixed (multipart/alternative (text/plain text/html) application/pdf)
+        structure_of(
+            b"* 1 FETCH (UID 1 BODYSTRUCTURE (((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"quoted-printable\" 120 3 NIL NIL NIL NIL)\
+              (\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"base64\" 400 6 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"a\") NIL NIL NIL)\
+              (\"application\" \"pdf\" (\"name\" \"a.pdf\") NIL NIL \"base64\" 800 NIL (\"attachment\" (\"filename\" \"a.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"m\") NIL NIL NIL))\r\n",
+            |part| {
+                let part = part.expect("a text part");
+                assert_eq!(part.part_id, "1.1");
+                assert_eq!(part.content_type, "text/plain");
+                assert_eq!(part.encoding, TransferEncoding::QuotedPrintable);
+            },
+        );
+        structure_of(
+            b"* 1 FETCH (UID 1 BODYSTRUCTURE (\"text\" \"html\" (\"charset\" \"iso-8859-1\") NIL NIL \"7bit\" 40 1 NIL NIL NIL NIL))\r\n",
+            |part| {
+                let part = part.expect("the HTML part");
+                assert_eq!((part.part_id.as_str(), part.content_type.as_str()), ("1", "text/html"));
+                assert_eq!(part.charset.as_deref(), Some("iso-8859-1"));
+            },
+        );
+    }
+
+    #[test]
+    fn a_message_without_readable_text_has_no_preview_part() {
+        structure_of(
+            b"* 1 FETCH (UID 1 BODYSTRUCTURE ((\"application\" \"pdf\" NIL NIL NIL \"base64\" 800 NIL (\"attachment\" (\"filename\" \"a.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"m\") NIL NIL NIL))\r\n",
+            |part| assert_eq!(part, None),
+        );
+        // An empty text part before the attachment.
+        structure_of(
+            b"* 1 FETCH (UID 1 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL)\
+              (\"application\" \"pdf\" NIL NIL NIL \"base64\" 800 NIL (\"attachment\" (\"filename\" \"a.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"m\") NIL NIL NIL))\r\n",
+            |part| assert_eq!(part, None),
         );
     }
 

@@ -63,6 +63,17 @@ pub struct Summary {
     /// The In-Reply-To header: the Message-ID(s) of the message(s) this one answers.
     #[schema(example = "<CAF7x2pQ1ab@mail.example.com>")]
     pub in_reply_to: Option<String>,
+    /// Up to 200 characters of the message's readable text, white space collapsed: from the
+    /// IMAP server's `PREVIEW` (RFC 8970) where it offers one, else from the start of the
+    /// first text part (text/plain, else text/html), with a reply's quoted message and the
+    /// signature left out where they can be told apart. Empty when the message has no
+    /// readable text (an attachment only). Left out with `preview=false`, and in the message
+    /// view, which has the text itself.
+    // Last, so that the cached JSON can be written without it by cutting it off
+    // (`mail::listing::SummaryJson`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, max_length = 200, example = "Thanks, Thursday at ten works for me. I will bring the figures.")]
+    pub preview: Option<String>,
 }
 
 /// Builds a [`Summary`] from one FETCH response's attributes.
@@ -97,6 +108,7 @@ pub fn summary_from_fetch(attrs: &[AttributeValue<'_>]) -> Option<Summary> {
         size: 0,
         has_attachments: false,
         in_reply_to: None,
+        preview: None,
     };
     let raw_header = attrs.iter().find_map(|attr| match attr {
         AttributeValue::BodySection {
@@ -1332,6 +1344,7 @@ pub(crate) mod tests {
                 size: 254_811,
                 has_attachments: true,
                 in_reply_to: Some("<CAF7x2pQ1ab@mail.example.com>".into()),
+                preview: None,
             }
         );
         let json = serde_json::to_value(&summary).expect("serialises");

@@ -1,7 +1,8 @@
 /**
  * A front end's first minute against a bridge, through the typed client: log in, list the
- * mailboxes, page through INBOX, list its conversations and open one, open a message, flag it, see the flag among the changes, file
- * it away, get an event-stream URL, log out. `tests/typescript_client.rs` compiles this and runs
+ * mailboxes, page through INBOX (with previews, and once without), list its conversations and
+ * open one, open a message, flag it, see the flag among the changes, file it away, get an
+ * event-stream URL, log out. `tests/typescript_client.rs` compiles this and runs
  * it against a real bridge, so the client is proven at run time as well as by tsc.
  */
 
@@ -13,6 +14,8 @@ export interface TourReport {
   mailboxes: string[];
   pageSizes: number[];
   messages: number;
+  /** Messages listed with a non-empty preview, and those of a list without previews that had one. */
+  previews: { shown: number; withoutPreviews: number };
   threads: { pages: number; listed: number; total: number; opened: number; openedMessages: number };
   opened: { uid: number; subject: string | null; headers: number };
   flagsAfterPatch: string[];
@@ -38,6 +41,7 @@ export async function tour(
   const pageSizes: number[] = [];
   for await (const page of session.pages("INBOX", { limit: pageSize })) pageSizes.push(page.messages.length);
   const inbox = await session.allMessages("INBOX", { limit: pageSize });
+  const plain = await session.allMessages("INBOX", { limit: pageSize, preview: false });
   const threadPages: ThreadList[] = [];
   let cursor: string | undefined;
   do {
@@ -83,6 +87,10 @@ export async function tour(
     mailboxes,
     pageSizes,
     messages: inbox.messages.length,
+    previews: {
+      shown: inbox.messages.filter((summary) => (summary.preview ?? "") !== "").length,
+      withoutPreviews: plain.messages.filter((summary) => summary.preview !== undefined).length,
+    },
     threads: {
       pages: threadPages.length,
       listed: threadPages.reduce((n, page) => n + page.threads.length, 0),

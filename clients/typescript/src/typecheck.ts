@@ -20,6 +20,7 @@ function assertType<T extends true>(): T | undefined {
 assertType<Equals<IsAny<Mailbox>, false>>();
 assertType<Equals<IsAny<MessageView>, false>>();
 assertType<Equals<Summary["uid"], number>>();
+assertType<Equals<Summary["preview"], string | undefined>>();
 assertType<Equals<ThreadItem["latest"], Summary>>();
 assertType<Equals<ThreadItem["uids"], number[]>>();
 assertType<Equals<Mailbox["special_use"], "inbox" | "sent" | "drafts" | "trash" | "junk" | "archive" | "all" | "flagged" | null | undefined>>();
@@ -57,6 +58,9 @@ export async function rejectedCalls(): Promise<void> {
 
   // @ts-expect-error `sort` is one of the listed keys
   await api.GET("/v1/mailboxes/{mailbox}/messages", { params: { path: { mailbox: "INBOX" }, query: { sort: "newest" } } });
+
+  // @ts-expect-error `preview` is a boolean
+  await api.GET("/v1/mailboxes/{mailbox}/messages", { params: { path: { mailbox: "INBOX" }, query: { preview: "no" } } });
 
   // @ts-expect-error `include_sent` is a boolean
   await api.GET("/v1/mailboxes/{mailbox}/threads", { params: { path: { mailbox: "INBOX" }, query: { include_sent: "yes" } } });
