@@ -12,13 +12,16 @@
 //! once, without fetching: the bench times the first event and reads the bridge's resident
 //! set (VmRSS, and VmHWM, its peak) around the requests. The comparison is what a replay
 //! without a bound would have done first: fetch a summary of every missed message
-//! (`UID FETCH` of the bridge's summary items), timed and counted in bytes by a direct IMAP
+//! (`UID FETCH` of the bridge's summary items, with Dovecot's `PREVIEW`, as each `message.new`
+//! carries one), timed and counted in bytes by a direct IMAP
 //! client on the same server in the same run.
 
 #[path = "common/bridge_process.rs"]
 mod bridge_process;
 #[path = "../tests/common/corpus.rs"]
 mod corpus;
+#[path = "common/direct.rs"]
+mod direct;
 #[path = "../tests/common/dovecot.rs"]
 mod dovecot;
 #[path = "common/procfs.rs"]
@@ -37,10 +40,6 @@ use futures::StreamExt;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-/// The bridge's summary items (`src/imap/messages.rs`), which a replay fetches per arrival.
-const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE \
-     BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
 
 fn main() -> anyhow::Result<()> {
     let messages = env_number("BENCH_MESSAGES", 100_000)?;
@@ -118,7 +117,7 @@ async fn run(
     for _ in 0..rounds {
         let started = Instant::now();
         fetched_bytes = direct
-            .command(&format!("UID FETCH 2:* {SUMMARY_ITEMS}"))
+            .command(&format!("UID FETCH 2:* {}", *direct::SUMMARY_ITEMS))
             .await?;
         direct_times.push(started.elapsed());
     }

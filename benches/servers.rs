@@ -9,13 +9,17 @@
 //!
 //! | case | bridge | direct |
 //! | --- | --- | --- |
-//! | warm page | `GET /v1/mailboxes/INBOX/messages?limit=50` on a folder of 1,000 messages, the summary cache off (`IMAP_BRIDGE_CACHE_SIZE=0`) | `NOOP`, `STATUS`, `FETCH <n-49>:* (summary items)` pipelined over TLS |
+//! | warm page | `GET /v1/mailboxes/INBOX/messages?limit=50&preview=false` on a folder of 1,000 messages, the summary cache off (`IMAP_BRIDGE_CACHE_SIZE=0`) | `NOOP`, `STATUS`, `FETCH <n-49>:* (summary items)` pipelined over TLS |
 //! | delivery → event | `message.new` on `GET /v1/events?mailbox=INBOX` | `EXISTS` in IDLE (on the bare profile, which has no IDLE: the NOOP of a client polling as often as the bridge, every second) |
 //!
 //! Both clocks of delivery to event start when the delivery returns: a Maildir file written for
 //! Dovecot, an APPEND completed for Cyrus. Dovecot tells IDLE clients after a fixed 500 ms;
 //! Cyrus's `idled` within milliseconds; the bare profile is polled every second (the bench sets
 //! `IMAP_BRIDGE_POLL_INTERVAL=1`, the default is 15 s).
+//!
+//! Pages are asked for without previews, whose source differs by server (Dovecot's `PREVIEW`,
+//! else a read of each text part): `benches/threads.rs` measures pages with previews on a server
+//! with `PREVIEW` and on one without, each against a direct fetch of the same data.
 
 mod common {
     #![allow(dead_code)]
@@ -38,7 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use common::bridge::{PASSWORD, USER};
 use common::servers::{Profile, ServerBridge};
-use direct::{Direct, PageOrder, SUMMARY_ITEMS};
+use direct::{Direct, PageOrder, SUMMARY_ITEMS_NO_PREVIEW};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -95,7 +99,7 @@ async fn measure(profile: Profile, iterations: usize, slow: usize) -> anyhow::Re
     let mut direct = Direct::connect(tls.clone(), addr, USER, PASSWORD).await?;
     direct.select("INBOX", profile.has("CONDSTORE")).await?;
 
-    let page_path = format!("/v1/mailboxes/INBOX/messages?limit={PAGE}");
+    let page_path = format!("/v1/mailboxes/INBOX/messages?limit={PAGE}&preview=false");
     let mut bridge_ms = Vec::new();
     let mut direct_ms = Vec::new();
     for i in 0..iterations + 5 {
@@ -110,7 +114,9 @@ async fn measure(profile: Profile, iterations: usize, slow: usize) -> anyhow::Re
         let body = res.bytes().await?;
         let bridge_time = started.elapsed();
         let started = Instant::now();
-        let uids = direct.page(PageOrder::Arrival, PAGE, SUMMARY_ITEMS).await?;
+        let uids = direct
+            .page(PageOrder::Arrival, PAGE, &SUMMARY_ITEMS_NO_PREVIEW)
+            .await?;
         let direct_time = started.elapsed();
         if i == 0 {
             let page: Value = serde_json::from_slice(&body)?;

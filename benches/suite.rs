@@ -24,7 +24,8 @@
 //! | delivery → event | `message.new` on `GET /v1/events` | `EXISTS` in IDLE |
 //!
 //! Warm pages run per folder, with the cache off and on (a repeated page: summaries come from
-//! the cache, only flags from IMAP). The HTTP client reads bodies whole (the download as a
+//! the cache, only flags from IMAP). Pages carry previews (the default), so the direct side's
+//! summary items are the bridge's with Dovecot's `PREVIEW`. The HTTP client reads bodies whole (the download as a
 //! stream) and does not parse them beyond the warm-up check: that is front-end work. The bridge
 //! adds everything else: HTTP, the token, the pool, summaries and JSON. Delivery to event starts
 //! both clocks when the message file is written; both sides wait out Dovecot's fixed 500 ms
@@ -274,8 +275,10 @@ async fn run(
     for (folder, _, _) in FOLDERS {
         let start = Instant::now();
         direct.select(folder, true).await?;
-        direct.page(PageOrder::Arrival, PAGE, SUMMARY_ITEMS).await?;
-        direct.page(PageOrder::Date, PAGE, SUMMARY_ITEMS).await?;
+        direct
+            .page(PageOrder::Arrival, PAGE, &SUMMARY_ITEMS)
+            .await?;
+        direct.page(PageOrder::Date, PAGE, &SUMMARY_ITEMS).await?;
         report.priming.push((folder, start.elapsed()));
     }
 
@@ -622,7 +625,7 @@ async fn cold(bench: &Bench<'_>, bridge: &mut Bridge) -> anyhow::Result<Samples>
         replica.enable_qresync().await?;
         replica.select("INBOX", true).await?;
         replica
-            .page(PageOrder::Arrival, PAGE, SUMMARY_ITEMS)
+            .page(PageOrder::Arrival, PAGE, &SUMMARY_ITEMS)
             .await?;
         let replica_time = start.elapsed();
         replica.logout().await?;
@@ -669,7 +672,7 @@ async fn warm_page(
     for _ in 0..2 {
         let mut bridge_uids = bridge.page(&path).await?;
         sorted.clone_from(&bridge_uids);
-        let mut direct_uids = direct.page(order, PAGE, SUMMARY_ITEMS).await?;
+        let mut direct_uids = direct.page(order, PAGE, &SUMMARY_ITEMS).await?;
         same_uids(&path, &mut bridge_uids, &mut direct_uids)?;
         if let Some(replica) = replica.as_deref_mut() {
             let mut replica_uids = replica.page(order, PAGE, FLAGS_ITEMS).await?;
@@ -681,7 +684,7 @@ async fn warm_page(
         samples.bridge.push(timed(bridge.page(&path)).await?);
         samples
             .direct
-            .push(timed(direct.page(order, PAGE, SUMMARY_ITEMS)).await?);
+            .push(timed(direct.page(order, PAGE, &SUMMARY_ITEMS)).await?);
         if let Some(replica) = replica.as_deref_mut() {
             // A cached bridge keeps the sorted order while the mailbox's state stays the same:
             // it asks for NOOP + STATUS, then the flags of the page.

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use anyhow::{Context, bail};
 use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, Status};
@@ -21,10 +21,39 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// The summary items the bridge fetches for a header page.
-pub const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODYSTRUCTURE)";
+/// The FETCH items of a header page's summaries as the bridge asks for them on a server with
+/// `PREVIEW` (Dovecot) when previews are on, as they are by default: its
+/// `SUMMARY_ITEMS_WITH_PREVIEW`, read from its source so that the direct side fetches what the
+/// bridge fetches.
+pub static SUMMARY_ITEMS: LazyLock<String> =
+    LazyLock::new(|| bridge_items("SUMMARY_ITEMS_WITH_PREVIEW"));
+/// The same without the preview: what the bridge asks for with `preview=false` (its
+/// `SUMMARY_ITEMS`).
+pub static SUMMARY_ITEMS_NO_PREVIEW: LazyLock<String> =
+    LazyLock::new(|| bridge_items("SUMMARY_ITEMS"));
 /// What the bridge fetches for a page whose summaries it has cached.
 pub const FLAGS_ITEMS: &str = "(UID FLAGS)";
+
+/// The value of the string constant `name` in `src/imap/previews.rs` (a FETCH item list over
+/// continued lines).
+fn bridge_items(name: &str) -> String {
+    let source = include_str!("../../src/imap/previews.rs");
+    let start = format!("const {name}: &str = \"");
+    let at = source
+        .find(&start)
+        .unwrap_or_else(|| panic!("no {name} in src/imap/previews.rs"));
+    let rest = &source[at + start.len()..];
+    let end = rest
+        .find("\";")
+        .unwrap_or_else(|| panic!("{name} does not end"));
+    let items: Vec<&str> = rest[..end].split("\\\n").map(str::trim_start).collect();
+    let items = items.concat();
+    assert!(
+        items.starts_with('(') && items.ends_with(')') && !items.contains('\\'),
+        "{name} is not a plain FETCH item list: {items}"
+    );
+    items
+}
 
 /// Which newest page to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,8 +190,8 @@ impl Direct {
     /// The newest `size` messages by arrival with full summaries, one plain `FETCH`: what a
     /// simple client sends right after `SELECT`.
     pub async fn last_page(&mut self, size: u32) -> anyhow::Result<Vec<u32>> {
-        let fetch = self.last_page_fetch(size, SUMMARY_ITEMS);
-        self.fetched_uids(&[fetch], SUMMARY_ITEMS).await
+        let fetch = self.last_page_fetch(size, &SUMMARY_ITEMS);
+        self.fetched_uids(&[fetch], &SUMMARY_ITEMS).await
     }
 
     fn last_page_fetch(&self, size: u32, items: &str) -> String {
@@ -174,7 +203,7 @@ impl Direct {
     /// ENVELOPE when full summaries were asked for (a flag change by another session comes
     /// as an unsolicited FETCH of its own).
     async fn fetched_uids(&mut self, commands: &[String], items: &str) -> anyhow::Result<Vec<u32>> {
-        let summaries = items == SUMMARY_ITEMS;
+        let summaries = items != FLAGS_ITEMS;
         let mut uids = Vec::new();
         self.exchange(commands, |r| {
             if let Response::Fetch(_, attrs) = r
