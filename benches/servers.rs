@@ -156,6 +156,9 @@ async fn delivery_to_event(
         .http
         .get(bridge.url("/v1/events?mailbox=INBOX"))
         .bearer_auth(token)
+        // The client's 60 s bound covers reading the whole body: the stream lasts as long as
+        // the samples do (each at most 10 s and a pause).
+        .timeout(Duration::from_secs(30 + 11 * samples as u64))
         .send()
         .await?;
     anyhow::ensure!(res.status().is_success(), "events: {}", res.status());
