@@ -462,6 +462,108 @@ async fn flags_change_and_read_back(profile: Profile) {
     }
 }
 
+/// The newest page of 10 as the bridge lists it: UID → flags.
+async fn page_flags(bridge: &ServerBridge, token: &str) -> Vec<(u32, BTreeSet<String>)> {
+    let (status, list) = bridge
+        .get_json(token, "/v1/mailboxes/INBOX/messages?limit=10&preview=false")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| {
+            let uid = u32::try_from(m["uid"].as_u64().expect("uid")).expect("u32");
+            let flags = m["flags"]
+                .as_array()
+                .expect("flags")
+                .iter()
+                .map(|f| f.as_str().expect("flag").to_owned())
+                .collect();
+            (uid, flags)
+        })
+        .collect()
+}
+
+/// Asserts that the bridge's newest page of 10 is the server's 10 newest messages, each with
+/// the flags the server holds; returns their UIDs, newest first.
+async fn page_matches_server(
+    bridge: &ServerBridge,
+    token: &str,
+    imap: &mut DirectImap,
+    step: &str,
+) -> Vec<u32> {
+    let page = page_flags(bridge, token).await;
+    let server = imap.flag_map("INBOX").await;
+    let expected: Vec<(u32, BTreeSet<String>)> = server
+        .iter()
+        .rev()
+        .take(10)
+        .map(|(uid, flags)| (*uid, flags.clone()))
+        .collect();
+    assert_eq!(
+        page, expected,
+        "{step}: the bridge's page against the server's flags"
+    );
+    page.into_iter().map(|(uid, _)| uid).collect()
+}
+
+/// A first page asked for again and again (its summaries cached and its flags read anew each
+/// time; with CONDSTORE only the flags changed since its last read) shows what the server
+/// holds after every change: flags another client adds and removes, on one message and on
+/// several, a change made through the bridge, an expunge inside the page, new mail.
+async fn repeated_pages_show_every_change(profile: Profile) {
+    let bridge = ServerBridge::start(profile).await;
+    bridge
+        .server
+        .deliver_many("INBOX", (0..30).map(|i| plain(&format!("r{i}"))).collect());
+    let token = bridge.login().await;
+    let mut imap = direct(&bridge).await;
+    page_matches_server(&bridge, &token, &mut imap, "first page").await;
+    let uids = page_matches_server(&bridge, &token, &mut imap, "repeat").await;
+
+    imap.store("INBOX", &uids[3].to_string(), "+FLAGS (\\Flagged)")
+        .await;
+    page_matches_server(&bridge, &token, &mut imap, "one message flagged").await;
+    imap.store("INBOX", &uids[3].to_string(), "-FLAGS (\\Flagged)")
+        .await;
+    page_matches_server(&bridge, &token, &mut imap, "the flag removed").await;
+    imap.store(
+        "INBOX",
+        &format!("{},{}", uids[0], uids[9]),
+        "+FLAGS (\\Seen \\Answered)",
+    )
+    .await;
+    page_matches_server(&bridge, &token, &mut imap, "two messages changed").await;
+    page_matches_server(&bridge, &token, &mut imap, "nothing new").await;
+
+    let (status, body) = bridge
+        .send_json(
+            Method::PATCH,
+            &token,
+            &format!("/v1/mailboxes/INBOX/messages/{}/flags", uids[5]),
+            &json!({"add": ["\\Flagged"], "remove": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    page_matches_server(&bridge, &token, &mut imap, "changed through the bridge").await;
+
+    imap.expunge_set("INBOX", &uids[4].to_string()).await;
+    let after = page_matches_server(&bridge, &token, &mut imap, "one expunged").await;
+    assert!(!after.contains(&uids[4]), "{after:?}");
+    imap.store("INBOX", &uids[6].to_string(), "+FLAGS (\\Seen)")
+        .await;
+    page_matches_server(&bridge, &token, &mut imap, "a change after the expunge").await;
+
+    bridge.server.deliver("INBOX", &plain("newest"), "", None);
+    let with_new = page_matches_server(&bridge, &token, &mut imap, "new mail").await;
+    assert!(with_new[0] > uids[0], "{with_new:?}");
+    page_matches_server(&bridge, &token, &mut imap, "new mail, again").await;
+    imap.store("INBOX", &with_new[0].to_string(), "+FLAGS (\\Seen)")
+        .await;
+    page_matches_server(&bridge, &token, &mut imap, "the new message read").await;
+}
+
 async fn moves_copies_and_deletes_touch_only_the_named_messages(profile: Profile) {
     let bridge = ServerBridge::start(profile).await;
     bridge
@@ -813,6 +915,7 @@ macro_rules! stories {
             header_lists_page_filter_and_sort,
             messages_open_with_their_parts,
             flags_change_and_read_back,
+            repeated_pages_show_every_change,
             moves_copies_and_deletes_touch_only_the_named_messages,
             uploads_are_stored,
             changes_report_arrivals_flag_changes_and_expunges,

@@ -20,6 +20,7 @@ use tracing::{debug, trace};
 use super::cache::CacheScope;
 use super::encode::{Command, ImapString, Literals, MailboxName};
 use super::error::{ImapError, Result};
+use super::flag_window::FlagWindow;
 use super::guard::{GuardLimits, GuardedStream, Violation};
 use super::meter::CommandMeter;
 use super::sasl;
@@ -288,6 +289,11 @@ pub struct Connection {
     /// Follows the selected mailbox message by message, for IDLE watchers on servers
     /// without CONDSTORE/QRESYNC.
     tracker: Option<MessageTracker>,
+    /// Bumped whenever sequence numbers may have moved: a mailbox selected or let go, an
+    /// expunge heard.
+    view_epoch: u64,
+    /// The flags of the last first-page window read, for a repeat to read only changes.
+    flag_window: Option<FlagWindow>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -326,6 +332,8 @@ impl Connection {
                 selected_epoch: 0,
                 cache: None,
                 tracker: None,
+                view_epoch: 0,
+                flag_window: None,
             };
             if !opened.greeting_read {
                 conn.read_greeting().await?;
@@ -695,6 +703,7 @@ impl Connection {
             .await?
             .into_result()?;
         self.selected = None;
+        self.view_epoch += 1;
         Ok(())
     }
 
@@ -718,6 +727,7 @@ impl Connection {
             cmd = cmd.atom("(CONDSTORE)");
         }
         // A failed SELECT leaves no mailbox selected (RFC 3501 §6.3.1).
+        self.view_epoch += 1;
         self.selected = Some(SelectedMailbox {
             name: name.clone(),
             uid_validity: 0,
@@ -754,9 +764,25 @@ impl Connection {
         }
     }
 
+    /// Changes whenever sequence numbers of the selected mailbox may have moved since.
+    pub(crate) fn view_epoch(&self) -> u64 {
+        self.view_epoch
+    }
+
+    /// The flags of the last first-page window read (see [`FlagWindow`]), taken out.
+    pub(crate) fn take_flag_window(&mut self) -> Option<FlagWindow> {
+        self.flag_window.take()
+    }
+
+    /// Keeps `window` for the next page of the same window.
+    pub(crate) fn keep_flag_window(&mut self, window: Option<FlagWindow>) {
+        self.flag_window = window;
+    }
+
     /// Forgets the selected mailbox (after it was renamed or deleted under us).
     pub fn forget_selected(&mut self) {
         self.selected = None;
+        self.view_epoch += 1;
     }
 
     /// Shares the user's mailbox-name epoch with this session (done by the pool).
@@ -1171,11 +1197,15 @@ impl Connection {
         };
         match response {
             Response::MailboxData(imap_proto::MailboxDatum::Exists(n)) => selected.exists = *n,
-            Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+            Response::Expunge(_) => {
+                selected.exists = selected.exists.saturating_sub(1);
+                self.view_epoch += 1;
+            }
             Response::Vanished {
                 earlier: false,
                 uids,
             } => {
+                self.view_epoch += 1;
                 let gone: u64 = uids
                     .iter()
                     .map(|r| u64::from(r.end() - r.start()) + 1)

@@ -7,7 +7,7 @@
 //! need the server's SEARCH/SORT result for the whole mailbox, which is what IMAP offers (no
 //! ESEARCH parsing in imap-proto).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_imap::imap_proto::{
@@ -19,6 +19,7 @@ use super::cache::CachedFolder;
 use super::connection::{Connection, SelectedMailbox};
 use super::encode::{Command, MailboxName, PartId, SearchKey, UidSet};
 use super::error::{ImapError, Result};
+use super::flag_window::{FlagAnswer, FlagWindow, WindowKey};
 use super::paging::{self, Boundary, Locate};
 use super::previews::{self, PreviewMode, PreviewNeed};
 use super::state::{MailboxState, PageCursor, server_modseq};
@@ -120,6 +121,8 @@ pub struct MessageOutline {
 struct Refreshed {
     state: MailboxState,
     fetched: Vec<Fetched>,
+    /// The flag answers of the window, with their mod-sequences.
+    answers: Vec<FlagAnswer>,
     /// UIDs from a SEARCH or SORT.
     found: Vec<u32>,
     /// The completion of the extra command, if any.
@@ -194,6 +197,8 @@ struct WindowCollector {
     /// Which answers belong to the request: unsolicited FETCHes (another client's flag change
     /// elsewhere in the mailbox) carry UID and FLAGS too.
     wanted: Wanted,
+    /// The flag answers taken in, with their mod-sequences, for [`FlagWindow`].
+    answers: Vec<FlagAnswer>,
 }
 
 /// The messages a window asked for.
@@ -213,6 +218,7 @@ impl WindowCollector {
             fetched: Vec::new(),
             missing: Vec::new(),
             wanted,
+            answers: Vec::new(),
         }
     }
 
@@ -272,9 +278,40 @@ impl WindowCollector {
         if !self.wants(*seq, uid) {
             return;
         }
+        let modseq = attrs
+            .iter()
+            .find_map(|a| match a {
+                AttributeValue::ModSeq(m) => Some(server_modseq(*m)),
+                _ => None,
+            })
+            .unwrap_or(0);
+        // Two answers for one message (a NOOP's news and the window's own answer, which
+        // servers may give from the mailbox as it was before the NOOP): the higher
+        // mod-sequence is the later state; without them, the later answer.
+        let newer_known = self
+            .answers
+            .iter()
+            .any(|a| a.uid == uid && a.modseq > modseq);
+        self.answers.push(FlagAnswer {
+            seq: *seq,
+            uid,
+            flags: flags.clone(),
+            modseq,
+        });
+        if newer_known {
+            return;
+        }
+        self.fetched.retain(|f| f.uid != uid);
+        self.missing.retain(|(_, u)| *u != uid);
+        self.take_flags(*seq, uid, flags);
+    }
+
+    /// Takes in the flags of the message `uid` at `seq`, its summary from the cache, or lists
+    /// it as missing.
+    fn take_flags(&mut self, seq: u32, uid: u32, flags: FlagsJson) {
         match self.cache.as_mut().and_then(|cache| cache.get(uid)) {
             Some(cached) => self.fetched.push(Fetched {
-                seq: *seq,
+                seq,
                 uid,
                 preview: if self.mode == PreviewMode::Off || cached.has_preview() {
                     PreviewNeed::Nothing
@@ -283,7 +320,7 @@ impl WindowCollector {
                 },
                 summary: ListEntry::new(cached, flags),
             }),
-            None => self.missing.push((*seq, uid)),
+            None => self.missing.push((seq, uid)),
         }
     }
 }
@@ -354,27 +391,95 @@ impl Connection {
 
     /// NOOP (to hear of new mail and expunges) and STATUS (for a fresh delta-sync state),
     /// optionally followed by a FETCH of `window`, all in one round trip.
+    ///
+    /// With the summary cache and CONDSTORE, the window's flags are read with their
+    /// mod-sequences and kept ([`FlagWindow`]), and the same window asked for again reads only
+    /// the flags changed since.
     async fn refresh_and_fetch(
         &mut self,
         mailbox: &MailboxName,
         window: Option<(u32, Option<u32>)>,
         mode: PreviewMode,
     ) -> Result<(MailboxState, Vec<Fetched>)> {
-        let items = if self.cache().is_some() {
-            "(UID FLAGS)"
+        let selected = self.current()?;
+        let key = window.map(|(lo, hi)| WindowKey {
+            lo,
+            hi,
+            exists: selected.exists,
+        });
+        let flags_only = self.cache().is_some();
+        let with_modseq = flags_only && selected.highest_modseq.is_some();
+        let epoch = self.view_epoch();
+        // A page below a cursor leaves the first page's window kept.
+        let kept = if key.is_some() && with_modseq {
+            self.take_flag_window()
         } else {
-            mode.summary_items()
+            None
         };
-        let extra = window.map(|(lo, hi)| Command::new("FETCH").seq_range(lo, hi).atom(items));
+        let since = match (&kept, key) {
+            (Some(kept), Some(key)) => {
+                kept.changed_since(mailbox, selected.uid_validity, epoch, key)
+            }
+            _ => None,
+        };
+        let extra = window.map(|(lo, hi)| {
+            let fetch = Command::new("FETCH").seq_range(lo, hi);
+            match since {
+                Some(modseq) => fetch
+                    .atom("(UID FLAGS) (CHANGEDSINCE")
+                    .number(modseq)
+                    .atom(")"),
+                None if with_modseq => fetch.atom("(UID FLAGS MODSEQ)"),
+                None if flags_only => fetch.atom("(UID FLAGS)"),
+                None => fetch.atom(mode.summary_items()),
+            }
+        });
         let wanted = window.map_or(Wanted::Seqs(u32::MAX, Some(0)), |(lo, hi)| {
             Wanted::Seqs(lo, hi)
         });
         let refreshed = self.refresh_and_run(mailbox, extra, wanted, mode).await?;
         let mut fetched = refreshed.fetched;
-        if refreshed.extra.is_some_and(|c| c.into_result().is_err()) {
-            // The window went stale (expunges announced by the NOOP): the caller re-plans.
+        let answers = refreshed.answers;
+        if refreshed.extra.is_some_and(|c| c.into_result().is_err()) || self.view_epoch() != epoch {
+            // The window went stale: the NOOP announced expunges, which moved positions, and
+            // servers answer a FETCH pipelined behind a NOOP from the mailbox as it was before
+            // (Dovecot: an expunged message came back with `\Deleted`). The caller re-plans.
             fetched.clear();
+            return Ok((refreshed.state, fetched));
         }
+        let (Some(key), true) = (key, with_modseq) else {
+            return Ok((refreshed.state, fetched));
+        };
+        let uid_validity = selected.uid_validity;
+        let read = match (since, kept) {
+            (Some(_), Some(kept)) => match kept.update(&answers) {
+                Some((window, all)) => {
+                    // The unchanged messages, from the window as read before.
+                    let answered: HashSet<u32> = answers.iter().map(|a| a.seq).collect();
+                    let unchanged: Vec<_> = all
+                        .into_iter()
+                        .filter(|(seq, _, _)| !answered.contains(seq))
+                        .collect();
+                    if !unchanged.is_empty() {
+                        let uids = UidSet::from_uids(unchanged.iter().map(|(_, uid, _)| *uid))?;
+                        let mut collector =
+                            WindowCollector::new(self, mailbox, Wanted::Uids(uids), mode);
+                        for (seq, uid, flags) in unchanged {
+                            collector.take_flags(seq, uid, flags);
+                        }
+                        fetched.extend(self.complete(collector).await?);
+                    }
+                    Some(window)
+                }
+                None => {
+                    // An answer contradicts the window: the caller re-plans.
+                    fetched.clear();
+                    None
+                }
+            },
+            _ => FlagWindow::read(mailbox, uid_validity, epoch, key, &answers),
+        };
+        self.keep_flag_window(read);
         Ok((refreshed.state, fetched))
     }
 
@@ -464,10 +569,12 @@ impl Connection {
                 current: state.uid_validity,
             });
         }
+        let answers = std::mem::take(&mut window.answers);
         let fetched = self.complete(window).await?;
         Ok(Refreshed {
             state,
             fetched,
+            answers,
             found,
             extra,
             changed: changed || seen_modseq > state.highest_modseq,

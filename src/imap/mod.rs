@@ -7,6 +7,7 @@ pub mod encode;
 pub mod error;
 pub mod event_batch;
 pub mod fetch_item;
+mod flag_window;
 pub mod guard;
 pub mod mailboxes;
 pub mod messages;

@@ -129,6 +129,8 @@ async fn scripted(
         selected_epoch: 0,
         cache: None,
         tracker: None,
+        view_epoch: 0,
+        flag_window: None,
     };
     (conn, server)
 }
