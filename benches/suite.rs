@@ -675,7 +675,10 @@ async fn warm_page(
         let mut direct_uids = direct.page(order, PAGE, &SUMMARY_ITEMS).await?;
         same_uids(&path, &mut bridge_uids, &mut direct_uids)?;
         if let Some(replica) = replica.as_deref_mut() {
-            let mut replica_uids = replica.page(order, PAGE, FLAGS_ITEMS).await?;
+            let mut replica_uids = match order {
+                PageOrder::Arrival => replica.cached_arrival_page(PAGE).await?,
+                PageOrder::Date => replica.page(order, PAGE, FLAGS_ITEMS).await?,
+            };
             same_uids(&path, &mut bridge_uids, &mut replica_uids)?;
         }
     }
@@ -686,11 +689,12 @@ async fn warm_page(
             .direct
             .push(timed(direct.page(order, PAGE, &SUMMARY_ITEMS)).await?);
         if let Some(replica) = replica.as_deref_mut() {
-            // A cached bridge keeps the sorted order while the mailbox's state stays the same:
-            // it asks for NOOP + STATUS, then the flags of the page.
+            // A cached bridge reads only the flags changed since its last read of the same
+            // arrival window (CHANGEDSINCE), and keeps the sorted order while the mailbox's
+            // state stays the same: it asks for NOOP + STATUS, then the flags of the page.
             let work = async {
                 match order {
-                    PageOrder::Arrival => replica.page(order, PAGE, FLAGS_ITEMS).await,
+                    PageOrder::Arrival => replica.cached_arrival_page(PAGE).await,
                     PageOrder::Date => replica.refresh_then_fetch(&sorted, FLAGS_ITEMS).await,
                 }
             };

@@ -69,6 +69,9 @@ pub struct Direct {
     client: async_imap::Client<QuickAck>,
     mailbox: String,
     exists: u32,
+    /// The newest window of flags read by [`Direct::cached_arrival_page`]: its first sequence
+    /// number, the message count then, its UIDs and the highest mod-sequence among them.
+    window: Option<(u32, u32, Vec<u32>, u64)>,
 }
 
 impl Direct {
@@ -89,6 +92,7 @@ impl Direct {
             client: async_imap::Client::new(QuickAck(stream)),
             mailbox: String::new(),
             exists: 0,
+            window: None,
         };
         direct
             .client
@@ -118,6 +122,7 @@ impl Direct {
     pub async fn select(&mut self, mailbox: &str, condstore: bool) -> anyhow::Result<u32> {
         let modifier = if condstore { " (CONDSTORE)" } else { "" };
         self.exists = 0;
+        self.window = None;
         self.exchange(&[format!("SELECT \"{mailbox}\"{modifier}")], |_| {})
             .await?;
         self.mailbox = mailbox.to_owned();
@@ -162,6 +167,58 @@ impl Direct {
             commands.push(self.last_page_fetch(size, items));
         }
         self.fetched_uids(&commands, items).await
+    }
+
+    /// The UIDs of the newest page of `size` by arrival as a bridge with the page's summaries
+    /// cached reads it (`src/imap/flag_window.rs`): `NOOP`, `STATUS` and the `FETCH` of the
+    /// window's `(UID FLAGS MODSEQ)` pipelined; the same window again, with no message come or
+    /// gone, asks only `(UID FLAGS) (CHANGEDSINCE <the highest mod-sequence read>)`.
+    pub async fn cached_arrival_page(&mut self, size: u32) -> anyhow::Result<Vec<u32>> {
+        let lo = self.exists.saturating_sub(size - 1).max(1);
+        let since = match &self.window {
+            Some((first, exists, _, modseq)) if *first == lo && *exists == self.exists => {
+                Some(*modseq)
+            }
+            _ => None,
+        };
+        let fetch = match since {
+            Some(modseq) => format!("FETCH {lo}:* (UID FLAGS) (CHANGEDSINCE {modseq})"),
+            None => format!("FETCH {lo}:* (UID FLAGS MODSEQ)"),
+        };
+        let commands = [
+            "NOOP".to_owned(),
+            format!(
+                "STATUS \"{}\" (UIDVALIDITY UIDNEXT HIGHESTMODSEQ)",
+                self.mailbox
+            ),
+            fetch,
+        ];
+        let mut answers = Vec::new();
+        self.exchange(&commands, |r| {
+            if let Response::Fetch(_, attrs) = r
+                && let Some(uid) = uid_of(attrs)
+            {
+                let modseq = attrs.iter().find_map(|a| match a {
+                    AttributeValue::ModSeq(m) => Some(*m),
+                    _ => None,
+                });
+                answers.push((uid, modseq.unwrap_or(0)));
+            }
+        })
+        .await?;
+        let highest = answers.iter().map(|(_, m)| *m).max().unwrap_or(0);
+        let uids = match (since, self.window.take()) {
+            (Some(modseq), Some((_, _, uids, _))) => {
+                self.window = Some((lo, self.exists, uids.clone(), modseq.max(highest)));
+                uids
+            }
+            _ => {
+                let uids: Vec<u32> = answers.iter().map(|(uid, _)| *uid).collect();
+                self.window = Some((lo, self.exists, uids.clone(), highest));
+                uids
+            }
+        };
+        Ok(uids)
     }
 
     /// `NOOP` and `STATUS` in one round trip, then a `UID FETCH` of `uids` with `items`: the
