@@ -42,7 +42,7 @@
 //! | (b) cached repeat, nothing new; Dovecot | the page, its list from the bridge's cache | the same exchanges as in (a) |
 //! | (c) warm, after one new message; Dovecot advertising Gmail's capabilities (no THREAD, no SORT) | the page, the bridge threading itself from the headers it keeps | *stateless*: `NOOP`, `UID FETCH 1:* <the bridge's threading header items>` with every header parsed and threaded locally with the bridge's own code (`mail::threading`), `UID SEARCH UNSEEN` + `UID FETCH` summaries (From and Subject came with the headers). *Own header cache* (reference): keeps the parsed headers, so its second round trip is `UID FETCH <next UID>:* <header items>`, only new mail (it assumes no expunges), then it threads all it holds and goes on as the stateless one |
 //! | (d) cached repeat, nothing new; Gmail profile | the page from the cache | as in (c) |
-//! | (e) header page of 50 with previews, the summary cache off; both profiles | a second bridge with `IMAP_BRIDGE_CACHE_SIZE=0`, so every page fetches its summaries and previews: `GET /v1/mailboxes/INBOX/messages?limit=50` (previews are on by default) | `NOOP` + `FETCH <n-49>:* <summary items>` in one round trip, with `PREVIEW` on Dovecot (the bridge's `SUMMARY_ITEMS_WITH_PREVIEW`); on the Gmail profile, which lacks `PREVIEW`, then the first 2 KiB of each message's text part, `UID FETCH <UIDs> (UID BODY.PEEK[<part>]<0.2048>)` per part id, pipelined, made into previews with the bridge's rules (`mail::preview`). A session of its own, opened for (e) and (f) as the second bridge's are. Checked to give the bridge's previews |
+//! | (e) header page of 50 with previews, the summary cache off; both profiles | a second bridge with `IMAP_BRIDGE_CACHE_SIZE=0`, so every page fetches its summaries and previews: `GET /v1/mailboxes/INBOX/messages?limit=50` (previews are on by default) | `NOOP` + `FETCH <n-49>:* <summary items>` in one round trip, with `PREVIEW` on Dovecot (the bridge's `SUMMARY_ITEMS_WITH_PREVIEW`); on the Gmail profile, which lacks `PREVIEW`, the summary items with the first 2 KiB of section 1 (the bridge's `SUMMARY_ITEMS_WITH_FIRST_PART`), which is the text part of most messages, then for the others the first 2 KiB of their text part, `UID FETCH <UIDs> (UID BODY.PEEK[<part>]<0.2048>)` per part id, pipelined; previews made with the bridge's rules (`mail::preview`). A session of its own, opened for (e) and (f) as the second bridge's are. Checked to give the bridge's previews |
 //! | (f) the same, cached repeat | the bridge with its summary cache (summaries and previews from the cache, flags from IMAP) | as in (e) |
 //!
 //! The thread pages are asked for without previews (`preview=false`), as the direct sides of
@@ -99,7 +99,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail, ensure};
-use async_imap::imap_proto::{AttributeValue, MailboxDatum, Response, StatusAttribute};
+use async_imap::imap_proto::{
+    AttributeValue, MailboxDatum, Response, SectionPath, StatusAttribute,
+};
 use common::dovecot::{Dovecot, DovecotOptions};
 use direct::QuickAck;
 use imap_bridge::config::{Config, Security};
@@ -183,6 +185,9 @@ struct Items {
     summary: String,
     /// The same with the server's preview (`SUMMARY_ITEMS_WITH_PREVIEW`).
     summary_with_preview: String,
+    /// The same with the start of section 1 (`SUMMARY_ITEMS_WITH_FIRST_PART`), without
+    /// `PREVIEW`.
+    summary_with_first_part: String,
     /// A message's threading header (`HEADER_ITEMS`, `src/imap/threads.rs`).
     thread_header: String,
 }
@@ -194,6 +199,10 @@ impl Items {
             summary_with_preview: str_const(
                 include_str!("../src/imap/previews.rs"),
                 "SUMMARY_ITEMS_WITH_PREVIEW",
+            )?,
+            summary_with_first_part: str_const(
+                include_str!("../src/imap/previews.rs"),
+                "SUMMARY_ITEMS_WITH_FIRST_PART",
             )?,
             thread_header: str_const(include_str!("../src/imap/threads.rs"), "HEADER_ITEMS")?,
         })
@@ -1376,6 +1385,7 @@ type Stamp = (u32, u32);
 struct SidesItems {
     summary: String,
     summary_with_preview: String,
+    summary_with_first_part: String,
     thread_header: String,
 }
 
@@ -1396,6 +1406,7 @@ impl Raw {
             items: SidesItems {
                 summary: items.summary.clone(),
                 summary_with_preview: items.summary_with_preview.clone(),
+                summary_with_first_part: items.summary_with_first_part.clone(),
                 thread_header: items.thread_header.clone(),
             },
             held: BTreeMap::new(),
@@ -1810,7 +1821,7 @@ impl Raw {
         let items = if server_preview {
             &self.items.summary_with_preview
         } else {
-            &self.items.summary
+            &self.items.summary_with_first_part
         };
         let first = exists.saturating_sub(PAGE - 1).max(1);
         let mut previews = BTreeMap::new();
@@ -1836,7 +1847,27 @@ impl Raw {
                 });
                 match structure.map(preview_part) {
                     Some(Some(part)) => {
-                        parts.insert(uid, part);
+                        // Section 1, read with the summary, where it is the text part.
+                        let first = attrs.iter().find_map(|a| match a {
+                            AttributeValue::BodySection {
+                                section: Some(SectionPath::Part(numbers, None)),
+                                index: Some(0),
+                                data,
+                            } if numbers.as_slice() == [1] => {
+                                Some(data.as_deref().unwrap_or_default())
+                            }
+                            _ => None,
+                        });
+                        match first {
+                            Some(data) if !part.whole_body && part.part_id == "1" => {
+                                let complete = data.len() < PREVIEW_FETCH_BYTES as usize
+                                    || part.encoded_size <= PREVIEW_FETCH_BYTES;
+                                previews.insert(uid, preview_of_part_start(data, &part, complete));
+                            }
+                            _ => {
+                                parts.insert(uid, part);
+                            }
+                        }
                     }
                     Some(None) => {
                         previews.insert(uid, String::new());

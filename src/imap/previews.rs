@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use async_imap::imap_proto::{AttributeValue, Response};
+use async_imap::imap_proto::{AttributeValue, Response, SectionPath};
 
 use super::connection::Connection;
 use super::encode::{Command, PartId, UidSet};
@@ -52,7 +52,8 @@ impl PreviewMode {
     pub(crate) fn summary_items(self) -> &'static str {
         match self {
             PreviewMode::Server => SUMMARY_ITEMS_WITH_PREVIEW,
-            PreviewMode::Off | PreviewMode::Parts => SUMMARY_ITEMS,
+            PreviewMode::Parts => SUMMARY_ITEMS_WITH_FIRST_PART,
+            PreviewMode::Off => SUMMARY_ITEMS,
         }
     }
 }
@@ -73,6 +74,15 @@ pub(crate) const SUMMARY_ITEMS: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVE
 /// ([`nstring_item`]) skips only the UID rather than the envelope, structure and fields.
 const SUMMARY_ITEMS_WITH_PREVIEW: &str = "(UID PREVIEW FLAGS INTERNALDATE RFC822.SIZE \
      ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)])";
+
+/// [`SUMMARY_ITEMS`] and the start of section 1, for servers without `PREVIEW`: section 1 is
+/// the text of a message of one part and, most often, the plain text of a
+/// multipart/alternative, which is where a preview is read ([`preview_part`]). Such a
+/// summary gets its preview in the same round trip; one whose text is elsewhere (a
+/// multipart/mixed holding an alternative, say) has its part read in one more round trip, as
+/// all did before, and its section 1 read for nothing.
+const SUMMARY_ITEMS_WITH_FIRST_PART: &str = "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE \
+     BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)] BODY.PEEK[1]<0.2048>)";
 
 /// What a fetched summary still needs for its preview.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,10 +117,41 @@ pub(crate) fn from_response(
         _ => None,
     });
     match structure.map(preview_part) {
-        Some(Some(part)) => (None, PreviewNeed::Part(part)),
+        Some(Some(part)) => match first_part_start(mode, &part, attrs) {
+            Some(data) => {
+                metrics::counter!(names::PREVIEWS_FETCHED, "source" => "body").increment(1);
+                let complete = data.len() < PREVIEW_FETCH_BYTES as usize
+                    || part.encoded_size <= PREVIEW_FETCH_BYTES;
+                (
+                    Some(preview_of_part_start(data, &part, complete)),
+                    PreviewNeed::Nothing,
+                )
+            }
+            None => (None, PreviewNeed::Part(part)),
+        },
         Some(None) => (Some(String::new()), PreviewNeed::Nothing),
         None => (None, PreviewNeed::Ask),
     }
+}
+
+/// The start of section 1 fetched with the summary ([`SUMMARY_ITEMS_WITH_FIRST_PART`]), when
+/// `part`, the one a preview is read from, is section 1.
+fn first_part_start<'a>(
+    mode: PreviewMode,
+    part: &BodyPart,
+    attrs: &'a [AttributeValue<'_>],
+) -> Option<&'a [u8]> {
+    if mode != PreviewMode::Parts || part.whole_body || part.part_id != "1" {
+        return None;
+    }
+    attrs.iter().find_map(|attr| match attr {
+        AttributeValue::BodySection {
+            section: Some(SectionPath::Part(numbers, None)),
+            index: Some(0),
+            data,
+        } if numbers.as_slice() == [1] => Some(data.as_deref().unwrap_or_default()),
+        _ => None,
+    })
 }
 
 /// Most bytes of a server's preview read: RFC 8970 previews have at most 256 characters, and
@@ -300,6 +341,63 @@ mod tests {
         // Previews not wanted: none, and nothing to read.
         assert_eq!(read(&raw, PreviewMode::Off).0, None);
         assert_eq!(read(&raw, PreviewMode::Off).1, PreviewNeed::Nothing);
+    }
+
+    /// A response to [`SUMMARY_ITEMS_WITH_FIRST_PART`] of a message with `structure`, whose
+    /// section 1 starts with `first`.
+    fn response_with_first_part(structure: &str, first: &str) -> Vec<u8> {
+        format!(
+            "* 3 FETCH (UID 7 FLAGS () INTERNALDATE \"06-May-2024 12:00:00 +0000\" \
+             RFC822.SIZE 482 ENVELOPE (\"Mon, 06 May 2024 12:00:00 +0000\" \"Re: Thursday\" \
+             ((\"Alice\" NIL \"alice\" \"example.test\")) NIL NIL NIL NIL NIL NIL \"<a@b>\") \
+             BODYSTRUCTURE {structure} \
+             BODY[HEADER.FIELDS (FROM TO CC REPLY-TO SUBJECT)] {{23}}\r\nSubject: Re: Thursday\r\n \
+             BODY[1]<0> {{{}}}\r\n{first})\r\n",
+            first.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn without_preview_section_1_read_with_the_summary_makes_its_preview() {
+        assert!(
+            SUMMARY_ITEMS_WITH_FIRST_PART
+                .contains(&format!("BODY.PEEK[1]<0.{PREVIEW_FETCH_BYTES}>"))
+        );
+        assert!(
+            SUMMARY_ITEMS_WITH_FIRST_PART.starts_with(&SUMMARY_ITEMS[..SUMMARY_ITEMS.len() - 1])
+        );
+        let plain =
+            "(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 33 2 NIL NIL NIL NIL)";
+        let raw = response_with_first_part(plain, "See you  there.\r\n> earlier words\r\n");
+        let (preview, need, _) = read(&raw, PreviewMode::Parts);
+        assert_eq!(preview.as_deref(), Some("See you there."));
+        assert_eq!(need, PreviewNeed::Nothing);
+        // An alternative: section 1 is its plain text.
+        let alternative = format!(
+            "({plain}(\"text\" \"html\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 40 1 NIL NIL NIL NIL) \
+             \"alternative\" (\"boundary\" \"b\") NIL NIL NIL)"
+        );
+        let raw = response_with_first_part(&alternative, "Plain words.\r\n");
+        assert_eq!(
+            read(&raw, PreviewMode::Parts).0.as_deref(),
+            Some("Plain words.")
+        );
+        // A mixed message whose text is in section 1.1: section 1 is not read as text.
+        let mixed = format!(
+            "({alternative}(\"application\" \"pdf\" NIL NIL NIL \"base64\" 100 NIL NIL NIL NIL) \
+             \"mixed\" (\"boundary\" \"m\") NIL NIL NIL)"
+        );
+        let raw = response_with_first_part(&mixed, "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+        let (preview, need, _) = read(&raw, PreviewMode::Parts);
+        assert_eq!(preview, None);
+        assert!(matches!(need, PreviewNeed::Part(part) if part.part_id == "1.1"));
+        // The server's mode never reads section 1, even where an answer carries it.
+        let raw = response_with_first_part(plain, "See you there.");
+        assert!(matches!(
+            read(&raw, PreviewMode::Server).1,
+            PreviewNeed::Part(_)
+        ));
     }
 
     #[test]
