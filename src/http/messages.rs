@@ -106,14 +106,23 @@ pub struct ListQuery {
 /// Longest accepted filter string.
 const MAX_FILTER_LEN: usize = 1000;
 
-impl ListQuery {
-    fn to_page_request(&self) -> ApiResult<PageRequest> {
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=200).contains(&limit) {
-            return Err(ApiError::invalid("`limit` must be between 1 and 200."));
-        }
+/// The filters of a list query, borrowed: header lists and the thread routes take the same.
+pub(super) struct Filters<'a> {
+    pub(super) unseen: Option<bool>,
+    pub(super) flagged: Option<bool>,
+    pub(super) from: &'a Option<String>,
+    pub(super) to: &'a Option<String>,
+    pub(super) subject: &'a Option<String>,
+    pub(super) text: &'a Option<String>,
+    pub(super) since: Option<NaiveDate>,
+    pub(super) before: Option<NaiveDate>,
+}
+
+impl Filters<'_> {
+    /// The IMAP search keys, each checked; what each adds to the query's fingerprint (which
+    /// cursors carry) is pushed on `fingerprint`.
+    pub(super) fn search_keys(&self, fingerprint: &mut Vec<String>) -> ApiResult<Vec<SearchKey>> {
         let mut filters = Vec::new();
-        let mut fingerprint_parts: Vec<String> = Vec::new();
         match self.unseen {
             Some(true) => filters.push(SearchKey::Unseen),
             Some(false) => filters.push(SearchKey::Seen),
@@ -124,16 +133,16 @@ impl ListQuery {
             Some(false) => filters.push(SearchKey::Unflagged),
             None => {}
         }
-        fingerprint_parts.push(format!("{:?}{:?}", self.unseen, self.flagged));
+        fingerprint.push(format!("{:?}{:?}", self.unseen, self.flagged));
         for (field, value, make) in [
             (
                 "from",
-                &self.from,
+                self.from,
                 SearchKey::From as fn(ImapString) -> SearchKey,
             ),
-            ("to", &self.to, SearchKey::To),
-            ("subject", &self.subject, SearchKey::Subject),
-            ("text", &self.text, SearchKey::Text),
+            ("to", self.to, SearchKey::To),
+            ("subject", self.subject, SearchKey::Subject),
+            ("text", self.text, SearchKey::Text),
         ] {
             if let Some(value) = value {
                 if value.is_empty() || value.chars().count() > MAX_FILTER_LEN {
@@ -144,17 +153,39 @@ impl ListQuery {
                 let s = ImapString::new(value)
                     .map_err(|e| ApiError::invalid(format!("`{field}`: {e}")))?;
                 filters.push(make(s));
-                fingerprint_parts.push(format!("{field}={value}"));
+                fingerprint.push(format!("{field}={value}"));
             }
         }
         if let Some(d) = self.since {
             filters.push(SearchKey::Since(d));
-            fingerprint_parts.push(format!("since={d}"));
+            fingerprint.push(format!("since={d}"));
         }
         if let Some(d) = self.before {
             filters.push(SearchKey::Before(d));
-            fingerprint_parts.push(format!("before={d}"));
+            fingerprint.push(format!("before={d}"));
         }
+        Ok(filters)
+    }
+}
+
+impl ListQuery {
+    fn to_page_request(&self) -> ApiResult<PageRequest> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(ApiError::invalid("`limit` must be between 1 and 200."));
+        }
+        let mut fingerprint_parts: Vec<String> = Vec::new();
+        let filters = Filters {
+            unseen: self.unseen,
+            flagged: self.flagged,
+            from: &self.from,
+            to: &self.to,
+            subject: &self.subject,
+            text: &self.text,
+            since: self.since,
+            before: self.before,
+        }
+        .search_keys(&mut fingerprint_parts)?;
         let sort = match self.sort.unwrap_or_default() {
             SortParam::Arrival => SortKey::Arrival,
             SortParam::Date => SortKey::Date,
@@ -226,8 +257,9 @@ pub struct MessageList {
 ///
 /// Each summary carries its `preview` unless `preview=false`: the server's `PREVIEW`, fetched
 /// with the summaries where the server offers it, else the start (2 KiB) of each message's
-/// first text part, read for the whole page in one more round trip. Previews are cached with
-/// the summaries, so a repeated page reads no text.
+/// first text part. That part is section 1 for most messages and is then read with the
+/// summaries; a page holding others takes one more round trip for them. Previews are cached
+/// with the summaries, so a repeated page reads no text.
 #[utoipa::path(
     get,
     path = "/v1/mailboxes/{mailbox}/messages",

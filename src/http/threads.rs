@@ -16,8 +16,9 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{ApiPath, ApiQuery, AuthUser};
+use super::messages::Filters;
 use super::schema::{CursorSchema, MailboxNameSchema, ThreadIdSchema};
-use crate::imap::encode::{ImapString, MailboxName, SearchKey};
+use crate::imap::encode::MailboxName;
 use crate::imap::state::{PageCursor, ThreadId, query_fingerprint};
 use crate::imap::thread_index::Side;
 use crate::imap::threads::{ThreadPageRequest, ThreadQuery};
@@ -105,69 +106,18 @@ pub struct ThreadQueryParams {
     pub preview: Option<bool>,
 }
 
-/// Longest accepted filter string.
-const MAX_FILTER_LEN: usize = 1000;
-
-/// The filters of either query, borrowed.
-struct Filters<'a> {
-    unseen: Option<bool>,
-    flagged: Option<bool>,
-    from: &'a Option<String>,
-    to: &'a Option<String>,
-    subject: &'a Option<String>,
-    text: &'a Option<String>,
-    since: Option<NaiveDate>,
-    before: Option<NaiveDate>,
+/// The filters of either query and `include_sent`.
+struct ThreadFilters<'a> {
+    filters: Filters<'a>,
     include_sent: Option<bool>,
 }
 
-impl Filters<'_> {
+impl ThreadFilters<'_> {
     /// The query for the IMAP layer and the fingerprint its cursors carry (which no header
     /// list's cursor has).
     fn to_query(&self) -> ApiResult<(ThreadQuery, u32)> {
-        let mut filters = Vec::new();
         let mut parts: Vec<String> = vec!["threads".to_owned()];
-        match self.unseen {
-            Some(true) => filters.push(SearchKey::Unseen),
-            Some(false) => filters.push(SearchKey::Seen),
-            None => {}
-        }
-        match self.flagged {
-            Some(true) => filters.push(SearchKey::Flagged),
-            Some(false) => filters.push(SearchKey::Unflagged),
-            None => {}
-        }
-        parts.push(format!("{:?}{:?}", self.unseen, self.flagged));
-        for (field, value, make) in [
-            (
-                "from",
-                self.from,
-                SearchKey::From as fn(ImapString) -> SearchKey,
-            ),
-            ("to", self.to, SearchKey::To),
-            ("subject", self.subject, SearchKey::Subject),
-            ("text", self.text, SearchKey::Text),
-        ] {
-            if let Some(value) = value {
-                if value.is_empty() || value.chars().count() > MAX_FILTER_LEN {
-                    return Err(ApiError::invalid(format!(
-                        "`{field}` must be 1 to {MAX_FILTER_LEN} characters."
-                    )));
-                }
-                let s = ImapString::new(value)
-                    .map_err(|e| ApiError::invalid(format!("`{field}`: {e}")))?;
-                filters.push(make(s));
-                parts.push(format!("{field}={value}"));
-            }
-        }
-        if let Some(d) = self.since {
-            filters.push(SearchKey::Since(d));
-            parts.push(format!("since={d}"));
-        }
-        if let Some(d) = self.before {
-            filters.push(SearchKey::Before(d));
-            parts.push(format!("before={d}"));
-        }
+        let filters = self.filters.search_keys(&mut parts)?;
         let include_sent = self.include_sent.unwrap_or(false);
         parts.push(format!("include_sent={include_sent}"));
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
@@ -187,15 +137,17 @@ impl ThreadListQuery {
         if !(1..=200).contains(&limit) {
             return Err(ApiError::invalid("`limit` must be between 1 and 200."));
         }
-        let (query, fingerprint) = Filters {
-            unseen: self.unseen,
-            flagged: self.flagged,
-            from: &self.from,
-            to: &self.to,
-            subject: &self.subject,
-            text: &self.text,
-            since: self.since,
-            before: self.before,
+        let (query, fingerprint) = ThreadFilters {
+            filters: Filters {
+                unseen: self.unseen,
+                flagged: self.flagged,
+                from: &self.from,
+                to: &self.to,
+                subject: &self.subject,
+                text: &self.text,
+                since: self.since,
+                before: self.before,
+            },
             include_sent: self.include_sent,
         }
         .to_query()?;
@@ -220,15 +172,17 @@ impl ThreadListQuery {
 
 impl ThreadQueryParams {
     fn to_query(&self) -> ApiResult<ThreadQuery> {
-        Filters {
-            unseen: self.unseen,
-            flagged: self.flagged,
-            from: &self.from,
-            to: &self.to,
-            subject: &self.subject,
-            text: &self.text,
-            since: self.since,
-            before: self.before,
+        ThreadFilters {
+            filters: Filters {
+                unseen: self.unseen,
+                flagged: self.flagged,
+                from: &self.from,
+                to: &self.to,
+                subject: &self.subject,
+                text: &self.text,
+                since: self.since,
+                before: self.before,
+            },
             include_sent: self.include_sent,
         }
         .to_query()

@@ -1,7 +1,8 @@
 //! Previews of summaries (the rules are [`crate::mail::preview`]'s): from the server's
 //! `PREVIEW` (RFC 8970) fetched with the summaries where it is advertised, else from the first
-//! [`PREVIEW_FETCH_BYTES`] of each message's first text part, read for a whole page in one
-//! more round trip.
+//! [`PREVIEW_FETCH_BYTES`] of each message's first text part: read with the summaries when
+//! that part is section 1 (most messages), else for the page's other messages in one more
+//! round trip.
 //!
 //! Dovecot answers `PREVIEW` with its own preview. Cyrus 3.6 advertises `PREVIEW` and answers
 //! `NIL` (it has no preview stored for the message), so a `NIL` is read past like a server
