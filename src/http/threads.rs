@@ -1,9 +1,9 @@
 //! Conversations: `GET /v1/mailboxes/{mailbox}/threads` and
 //! `GET /v1/mailboxes/{mailbox}/threads/{thread_id}`.
 //!
-//! The filter parameters are those of header lists (`super::messages`), with the same rules;
-//! their parsing is repeated here rather than shared, as that module is not to change with
-//! this one.
+//! The filter parameters are those of header lists, parsed by the same code
+//! (`super::messages::Filters`). The query structs list them again because serde cannot
+//! flatten a struct into one that refuses unknown fields.
 
 use axum::Json;
 use axum::extract::State;
@@ -62,7 +62,8 @@ pub struct ThreadListQuery {
     pub since: Option<NaiveDate>,
     /// Received before this day (IMAP internal date).
     pub before: Option<NaiveDate>,
-    /// Also thread in the user's own messages from the Sent mailbox (found by its role).
+    /// Also thread in the user's own messages from the Sent mailbox (found by its role, or
+    /// its usual name).
     #[param(default = false)]
     pub include_sent: Option<bool>,
     /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
@@ -97,7 +98,8 @@ pub struct ThreadQueryParams {
     pub since: Option<NaiveDate>,
     /// Received before this day (IMAP internal date).
     pub before: Option<NaiveDate>,
-    /// Also thread in the user's own messages from the Sent mailbox (found by its role).
+    /// Also thread in the user's own messages from the Sent mailbox (found by its role, or
+    /// its usual name).
     #[param(default = false)]
     pub include_sent: Option<bool>,
     /// Include each summary's `preview` (the default). `false` leaves it out, and the bridge
@@ -293,7 +295,7 @@ pub struct ThreadList {
         (status = 400, description = "Bad name, cursor (or one of another list), limit, date or filter (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`).", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The cursor's UIDVALIDITY is gone (`uid_validity_changed`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cursor's UIDVALIDITY is gone, or the Sent mailbox threaded in was recreated while the list was read (`uid_validity_changed`).", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),
@@ -419,6 +421,7 @@ pub struct ThreadView {
         (status = 400, description = "Bad name, thread id, date or filter (`invalid_request`).", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid or expired token (`unauthorized`), or the IMAP server refused the OAuth access token it carries (`upstream_token_expired`: refresh it with `POST /v1/auth/refresh`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such mailbox (`mailbox_not_found`), or no thread with that id among its threads of these filters (`thread_not_found`).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The mailbox, or the Sent mailbox threaded in, was recreated while the thread was read (`uid_validity_changed`): list the threads again.", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The IMAP server answered unexpectedly (`upstream_rejected`).", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The IMAP server is unavailable (`upstream_unavailable`).", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The IMAP server timed out (`upstream_timeout`).", body = Problem, content_type = "application/problem+json"),

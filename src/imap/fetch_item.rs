@@ -85,7 +85,7 @@ impl<'a> Reader<'a> {
             return None;
         }
         self.at += 2;
-        let data = self.raw.get(self.at..self.at + count)?;
+        let data = self.raw.get(self.at..self.at.checked_add(count)?)?;
         self.at += count;
         Some(data)
     }

@@ -80,11 +80,11 @@ impl FlagWindow {
         let len = usize::try_from(last - key.lo + 1).ok()?;
         let mut best: Vec<Option<&FlagAnswer>> = vec![None; len];
         for answer in answers {
-            if answer.modseq == 0 {
-                return None;
-            }
             if answer.seq < key.lo || answer.seq > last {
                 continue;
+            }
+            if answer.modseq == 0 {
+                return None;
             }
             let slot = &mut best[usize::try_from(answer.seq - key.lo).ok()?];
             if slot.is_none_or(|b| b.modseq < answer.modseq) {
@@ -106,6 +106,17 @@ impl FlagWindow {
             entries,
             modseq,
         })
+    }
+
+    /// The window asking `CHANGEDSINCE` of at most `highest` (the mailbox's HIGHESTMODSEQ as
+    /// STATUS reported it in the same exchange; 0: unknown). A lower value can only bring more
+    /// answers, so a server answering each message from a newer state than another cannot
+    /// make a change be missed.
+    pub(crate) fn capped(mut self, highest: u64) -> Self {
+        if highest > 0 {
+            self.modseq = self.modseq.min(highest);
+        }
+        self
     }
 
     /// The mod-sequence to ask `CHANGEDSINCE` of, when this window is the one `key` of
@@ -204,6 +215,28 @@ mod tests {
     }
 
     #[test]
+    fn a_window_asks_since_no_more_than_the_mailbox_status_said() {
+        assert_eq!(
+            window()
+                .capped(50)
+                .changed_since(&mailbox("INBOX"), 5, 1, KEY),
+            Some(50)
+        );
+        assert_eq!(
+            window()
+                .capped(500)
+                .changed_since(&mailbox("INBOX"), 5, 1, KEY),
+            Some(77)
+        );
+        assert_eq!(
+            window()
+                .capped(0)
+                .changed_since(&mailbox("INBOX"), 5, 1, KEY),
+            Some(77)
+        );
+    }
+
+    #[test]
     fn a_window_with_a_gap_or_without_mod_sequences_is_not_kept() {
         let gap = [answer(8, 108, &[], 3), answer(10, 110, &[], 4)];
         assert!(FlagWindow::read(&mailbox("INBOX"), 5, 1, KEY, &gap).is_none());
@@ -213,6 +246,14 @@ mod tests {
             answer(10, 110, &[], 4),
         ];
         assert!(FlagWindow::read(&mailbox("INBOX"), 5, 1, KEY, &no_modseq).is_none());
+        // An answer outside the window (a NOOP's news) without one does not matter.
+        let outside = [
+            answer(3, 103, &[], 0),
+            answer(8, 108, &[], 3),
+            answer(9, 109, &[], 3),
+            answer(10, 110, &[], 4),
+        ];
+        assert!(FlagWindow::read(&mailbox("INBOX"), 5, 1, KEY, &outside).is_some());
         let empty = WindowKey {
             lo: 1,
             hi: None,

@@ -156,6 +156,17 @@ pub(crate) struct FetchedSummary {
     pub(crate) preview: PreviewNeed,
 }
 
+/// What the given messages still need for their previews, taken out of them (each left with
+/// [`PreviewNeed::Nothing`]).
+fn take_needs<'a>(
+    entries: impl Iterator<Item = (u32, &'a mut PreviewNeed)>,
+) -> Vec<(u32, PreviewNeed)> {
+    entries
+        .filter(|(_, need)| **need != PreviewNeed::Nothing)
+        .map(|(uid, need)| (uid, std::mem::replace(need, PreviewNeed::Nothing)))
+        .collect()
+}
+
 /// The `(sequence number, UID)` pairs of fetched messages, as the paging planner takes them.
 fn seq_uids(fetched: &[Fetched]) -> Vec<(u32, u32)> {
     fetched.iter().map(|f| (f.seq, f.uid)).collect()
@@ -479,7 +490,7 @@ impl Connection {
             },
             _ => FlagWindow::read(mailbox, uid_validity, epoch, key, &answers),
         };
-        self.keep_flag_window(read);
+        self.keep_flag_window(read.map(|w| w.capped(refreshed.state.highest_modseq)));
         Ok((refreshed.state, fetched))
     }
 
@@ -980,13 +991,24 @@ impl Connection {
         uids: &[u32],
         preview: bool,
     ) -> Result<Vec<Summary>> {
+        Ok(self.summary_values_and_search(uids, preview, &[]).await?.0)
+    }
+
+    /// [`Connection::summary_values_by_uid`], with a `UID SEARCH` of `search` (unless empty)
+    /// pipelined before the fetch: the summaries and the UIDs found, in one round trip.
+    pub(crate) async fn summary_values_and_search(
+        &mut self,
+        uids: &[u32],
+        preview: bool,
+        search: &[SearchKey],
+    ) -> Result<(Vec<Summary>, Vec<u32>)> {
         let mode = PreviewMode::of(self, preview);
-        Ok(self
-            .summaries_by_uid(uids, mode)
-            .await?
+        let (entries, found) = self.summaries_and_search(uids, mode, search).await?;
+        let summaries = entries
             .iter()
             .filter_map(|entry| entry.to_summary(preview))
-            .collect())
+            .collect();
+        Ok((summaries, found))
     }
 
     /// Summaries of `uids`, in the order given (missing ones, expunged meanwhile, are
@@ -996,52 +1018,79 @@ impl Connection {
         uids: &[u32],
         mode: PreviewMode,
     ) -> Result<Vec<ListEntry>> {
-        if uids.is_empty() {
-            return Ok(Vec::new());
+        Ok(self.summaries_and_search(uids, mode, &[]).await?.0)
+    }
+
+    /// [`Connection::summaries_by_uid`], with a `UID SEARCH` of `search` (unless empty)
+    /// pipelined before the fetch, and its UIDs.
+    async fn summaries_and_search(
+        &mut self,
+        uids: &[u32],
+        mode: PreviewMode,
+        search: &[SearchKey],
+    ) -> Result<(Vec<ListEntry>, Vec<u32>)> {
+        let mut found = Vec::new();
+        let mut cmds = Vec::with_capacity(2);
+        if !search.is_empty() {
+            cmds.push(Command::new("UID SEARCH").search(search));
         }
-        let set = UidSet::from_uids(uids.iter().copied())?;
+        let set = (!uids.is_empty())
+            .then(|| UidSet::from_uids(uids.iter().copied()))
+            .transpose()?;
         let mailbox = self.current()?.name;
-        let mut window = WindowCollector::new(self, &mailbox, Wanted::Uids(set.clone()), mode);
-        let cmd = Command::new("UID FETCH").uid_set(&set).atom(window.items());
-        self.run_raw(&cmd, |r, raw| {
-            window.on(r, raw);
-            Ok(())
-        })
-        .await?
-        .into_result()?;
+        let mut window = set
+            .as_ref()
+            .map(|set| WindowCollector::new(self, &mailbox, Wanted::Uids(set.clone()), mode));
+        if let (Some(set), Some(window)) = (&set, &window) {
+            cmds.push(Command::new("UID FETCH").uid_set(set).atom(window.items()));
+        }
+        if cmds.is_empty() {
+            return Ok((Vec::new(), found));
+        }
+        let done = self
+            .run_pipelined_raw(&cmds, |_, r, raw| {
+                if let Response::MailboxData(MailboxDatum::Search(uids)) = r {
+                    found.extend_from_slice(uids);
+                } else if let Some(window) = window.as_mut() {
+                    window.on(r, raw);
+                }
+                Ok(())
+            })
+            .await?;
+        for completion in done {
+            completion.into_result()?;
+        }
+        let Some(window) = window else {
+            return Ok((Vec::new(), found));
+        };
         let mut fetched = self.complete(window).await?;
         self.add_previews(&mailbox, &mut fetched).await?;
         let mut by_uid: HashMap<u32, ListEntry> =
             fetched.into_iter().map(|f| (f.uid, f.summary)).collect();
-        Ok(uids.iter().filter_map(|u| by_uid.remove(u)).collect())
+        Ok((
+            uids.iter().filter_map(|u| by_uid.remove(u)).collect(),
+            found,
+        ))
     }
 
     /// Gives the entries of `page` (of `mailbox`, selected) that need one their preview, and
     /// keeps it in the cache with the summary: at most two round trips, none when every
     /// entry has its preview or none is wanted.
     async fn add_previews(&mut self, mailbox: &MailboxName, page: &mut [Fetched]) -> Result<()> {
-        let needs: Vec<(u32, PreviewNeed)> = page
-            .iter_mut()
-            .filter(|f| f.preview != PreviewNeed::Nothing)
-            .map(|f| {
-                (
-                    f.uid,
-                    std::mem::replace(&mut f.preview, PreviewNeed::Nothing),
-                )
-            })
-            .collect();
+        let needs = take_needs(page.iter_mut().map(|f| (f.uid, &mut f.preview)));
         if needs.is_empty() {
             return Ok(());
         }
-        let found = self.fetch_previews(needs).await?;
+        let needed: HashSet<u32> = needs.iter().map(|(uid, _)| *uid).collect();
+        let mut found = self.fetch_previews(needs).await?;
         let uid_validity = self.current()?.uid_validity;
         let mut cache = self.cache().map(|c| c.folder(mailbox, uid_validity));
-        for f in page.iter_mut() {
-            if let Some(preview) = found.get(&f.uid) {
-                f.summary = f.summary.with_preview(preview);
-                if let Some(cache) = &mut cache {
-                    cache.put(f.summary.summary().clone());
-                }
+        for f in page.iter_mut().filter(|f| needed.contains(&f.uid)) {
+            // None found: the message was expunged meanwhile, as in `fill_previews`.
+            let preview = found.remove(&f.uid).unwrap_or_default();
+            f.summary = f.summary.with_preview(&preview);
+            if let Some(cache) = &mut cache {
+                cache.put(f.summary.summary().clone());
             }
         }
         Ok(())
@@ -1050,16 +1099,7 @@ impl Connection {
     /// Gives the summaries of `fetched` that need one their preview (an empty one for a
     /// message expunged meanwhile): at most two round trips, none when none needs one.
     pub(crate) async fn fill_previews(&mut self, fetched: &mut [FetchedSummary]) -> Result<()> {
-        let needs: Vec<(u32, PreviewNeed)> = fetched
-            .iter_mut()
-            .filter(|f| f.preview != PreviewNeed::Nothing)
-            .map(|f| {
-                (
-                    f.uid,
-                    std::mem::replace(&mut f.preview, PreviewNeed::Nothing),
-                )
-            })
-            .collect();
+        let needs = take_needs(fetched.iter_mut().map(|f| (f.uid, &mut f.preview)));
         if needs.is_empty() {
             return Ok(());
         }

@@ -148,7 +148,7 @@ fn first_part_start<'a>(
     attrs.iter().find_map(|attr| match attr {
         AttributeValue::BodySection {
             section: Some(SectionPath::Part(numbers, None)),
-            index: Some(0),
+            index: None | Some(0),
             data,
         } if numbers.as_slice() == [1] => Some(data.as_deref().unwrap_or_default()),
         _ => None,
@@ -266,7 +266,7 @@ impl Connection {
                 for attr in attrs.iter() {
                     if let AttributeValue::BodySection {
                         section,
-                        index: Some(0),
+                        index: None | Some(0),
                         data,
                     } = attr
                         && section.as_ref().and_then(section_key).as_deref()

@@ -312,22 +312,23 @@ impl Connection {
             .headers_of_threads(cache, mailbox, &view, &threads)
             .await?;
         let listed_uids: Vec<u32> = threads.iter().flat_map(|t| t.uids(Side::Listed)).collect();
-        let unseen: HashSet<u32> = if listed_uids.is_empty() {
-            HashSet::new()
+        // Which of the page's messages are unread, and the latest ones' summaries: one round
+        // trip.
+        let search = if listed_uids.is_empty() {
+            Vec::new()
         } else {
-            let set = UidSet::from_uids(listed_uids)?;
-            self.search_uids(&[SearchKey::Unseen, SearchKey::Uid(set)])
-                .await?
-                .into_iter()
-                .collect()
+            vec![
+                SearchKey::Unseen,
+                SearchKey::Uid(UidSet::from_uids(listed_uids)?),
+            ]
         };
         let latest: Vec<u32> = threads.iter().map(|t| t.latest).collect();
-        let mut summaries: HashMap<u32, Summary> = self
-            .summary_values_by_uid(&latest, page.preview)
-            .await?
-            .into_iter()
-            .map(|s| (s.uid, s))
-            .collect();
+        let (summaries, unseen) = self
+            .summary_values_and_search(&latest, page.preview, &search)
+            .await?;
+        let unseen: HashSet<u32> = unseen.into_iter().collect();
+        let mut summaries: HashMap<u32, Summary> =
+            summaries.into_iter().map(|s| (s.uid, s)).collect();
         let listed = threads
             .iter()
             .filter_map(|thread| {
@@ -374,8 +375,8 @@ impl Connection {
         let thread = view.index.find(id).ok_or(ImapError::ThreadNotFound)?;
         let mut summaries: HashMap<(Side, u32), Summary> = HashMap::new();
         let sent_uids = thread.uids(Side::Sent);
-        if let Some((sent, _)) = view.sent.as_ref().filter(|_| !sent_uids.is_empty()) {
-            self.select(sent).await?;
+        if let Some((sent, validity)) = view.sent.as_ref().filter(|_| !sent_uids.is_empty()) {
+            self.select_sent(sent, *validity).await?;
             for summary in self.summary_values_by_uid(&sent_uids, preview).await? {
                 summaries.insert((Side::Sent, summary.uid), summary);
             }
@@ -535,7 +536,8 @@ impl Connection {
                     };
                     self.index_server_threads(cache, threads, mailboxes).await?
                 } else {
-                    self.index_by_bridge(cache, mailbox, &query.filters, mailboxes)
+                    let sent = sent_mailbox.as_ref().map(|(name, _)| name);
+                    self.index_by_bridge(cache, mailbox, &query.filters, mailboxes, sent)
                         .await?
                 };
                 let index = Arc::new(index);
@@ -587,19 +589,32 @@ impl Connection {
 
     /// The list of the messages of `mailbox` matching `filters` (with Sent's messages where
     /// `mailboxes` names Sent), threaded by the bridge. Leaves `mailbox` selected.
+    /// Selects the Sent mailbox whose messages a thread list holds, as it was when listed
+    /// (`validity`): recreated since, its UIDs name other messages, and the list is to be
+    /// read anew.
+    async fn select_sent(&mut self, sent: &MailboxName, validity: u32) -> Result<()> {
+        let selected = self.select(sent).await?;
+        if selected.uid_validity != validity {
+            return Err(ImapError::UidValidityChanged {
+                current: selected.uid_validity,
+            });
+        }
+        Ok(())
+    }
+
     async fn index_by_bridge(
         &mut self,
         cache: Option<&ThreadScope>,
         mailbox: &MailboxName,
         filters: &[SearchKey],
         mailboxes: Mailboxes<'_>,
+        sent_mailbox: Option<&MailboxName>,
     ) -> Result<(ThreadIndex, bool)> {
         let uids = self.search_uids(filters).await?;
         let listed = self.thread_headers(cache, &uids).await?;
         let mut sent = HashMap::new();
-        if let Some((name, _)) = mailboxes.sent {
-            let name = MailboxName::new(name)?;
-            self.select(&name).await?;
+        if let (Some(name), Some((_, validity))) = (sent_mailbox, mailboxes.sent) {
+            self.select_sent(name, validity).await?;
             let uids = self.search_uids(&[]).await?;
             sent = self.thread_headers(cache, &uids).await?;
             let selected = self.select(mailbox).await?;
@@ -682,7 +697,7 @@ impl Connection {
             let found = if missing.is_empty() {
                 held
             } else {
-                self.select(sent).await?;
+                self.select_sent(sent, *validity).await?;
                 self.thread_headers(cache, &uids).await?
             };
             headers.extend(found.into_iter().map(|(uid, h)| ((Side::Sent, uid), h)));
