@@ -14,12 +14,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::bridge::{PASSWORD, USER};
 use common::servers::{Profile, ServerBridge};
 use imap_bridge::imap::encode::Command;
 use imap_bridge::imap::fetch_item::{NString, nstring_item};
-use imap_bridge::imap::{Credentials, MailboxName, UserKey};
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 /// The longest preview.
@@ -281,21 +278,7 @@ fn cases() -> Vec<Case> {
 /// The server's own PREVIEW of each message of `mailbox`, by UID, read past the response
 /// parser as the bridge reads it (`None` for `NIL`).
 async fn server_previews(bridge: &ServerBridge, mailbox: &str) -> BTreeMap<u32, Option<String>> {
-    let key = UserKey {
-        upstream: bridge.state.upstream.clone(),
-        username: USER.to_owned(),
-    };
-    let credentials = Credentials::password(USER, PASSWORD);
-    let mut session = bridge
-        .state
-        .pools
-        .session(&key, &credentials)
-        .await
-        .expect("a session");
-    session
-        .select(&MailboxName::new(mailbox).expect("name"))
-        .await
-        .expect("select");
+    let mut session = bridge.pooled_session(mailbox).await;
     let mut previews = BTreeMap::new();
     let cmd = Command::new("UID FETCH").atom("1:* (UID PREVIEW)");
     session
@@ -321,37 +304,16 @@ async fn server_previews(bridge: &ServerBridge, mailbox: &str) -> BTreeMap<u32, 
     previews
 }
 
-/// The value of a counter on the bridge's `/metrics` (0 when absent), by the exposition
-/// line's prefix.
-async fn counter(bridge: &ServerBridge, series: &str) -> f64 {
-    let res = bridge
-        .request(Method::GET, "/metrics", None)
-        .send()
-        .await
-        .expect("metrics");
-    let text = res.text().await.expect("metrics text");
-    text.lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Previews fetched so far: (from the server's PREVIEW, read from text parts).
 async fn fetched(bridge: &ServerBridge) -> (f64, f64) {
     (
-        counter(
-            bridge,
-            "imap_bridge_previews_fetched_total{source=\"server\"",
-        )
-        .await,
-        counter(bridge, "imap_bridge_previews_fetched_total{source=\"body\"").await,
+        bridge
+            .counter("imap_bridge_previews_fetched_total{source=\"server\"")
+            .await,
+        bridge
+            .counter("imap_bridge_previews_fetched_total{source=\"body\"")
+            .await,
     )
-}
-
-async fn get(bridge: &ServerBridge, token: &str, path: &str) -> Value {
-    let (status, body) = bridge.get_json(token, path).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
 }
 
 /// The previews of a list's `messages`, by UID; none may be missing.
@@ -440,32 +402,36 @@ async fn previews_on(profile: Profile) {
     let inbox = "/v1/mailboxes/INBOX/messages";
 
     // A list without previews reads no text, and caches the summaries without them.
-    let plain = get(&bridge, &token, &format!("{inbox}?preview=false")).await;
+    let plain = bridge
+        .get_ok(&token, &format!("{inbox}?preview=false"))
+        .await;
     assert_no_previews(&plain["messages"], "cold list");
     assert_eq!(fetched(&bridge).await, (0.0, 0.0));
 
     // The same summaries with previews: asked for the cached summaries.
-    let listed = get(&bridge, &token, inbox).await;
+    let listed = bridge.get_ok(&token, inbox).await;
     let previews = previews_of(&listed["messages"]);
     check(&cases, &previews, &server, "after preview=false");
     assert_eq!(fetched(&bridge).await, (by_server, read));
 
     // A repeat (and a list without previews) comes from the cache: no preview fetched.
-    let again = get(&bridge, &token, inbox).await;
+    let again = bridge.get_ok(&token, inbox).await;
     assert_eq!(again["messages"], listed["messages"]);
-    let plain_again = get(&bridge, &token, &format!("{inbox}?preview=false")).await;
+    let plain_again = bridge
+        .get_ok(&token, &format!("{inbox}?preview=false"))
+        .await;
     assert_eq!(plain_again["messages"], plain["messages"]);
-    let filtered = get(&bridge, &token, &format!("{inbox}?unseen=true")).await;
+    let filtered = bridge.get_ok(&token, &format!("{inbox}?unseen=true")).await;
     assert_eq!(previews_of(&filtered["messages"]), previews);
     assert_eq!(fetched(&bridge).await, (by_server, read));
 
     // A cold list with previews: fetched with the summaries, the same.
-    let cold = get(&bridge, &token, "/v1/mailboxes/Cold/messages").await;
+    let cold = bridge.get_ok(&token, "/v1/mailboxes/Cold/messages").await;
     assert_eq!(previews_of(&cold["messages"]), previews);
     assert_eq!(fetched(&bridge).await, (2.0 * by_server, 2.0 * read));
 
     // Thread lists and threads carry the same previews, or none with preview=false.
-    let threads = get(&bridge, &token, "/v1/mailboxes/INBOX/threads").await;
+    let threads = bridge.get_ok(&token, "/v1/mailboxes/INBOX/threads").await;
     let latest: Vec<Value> = threads["threads"]
         .as_array()
         .expect("threads")
@@ -474,7 +440,9 @@ async fn previews_on(profile: Profile) {
         .collect();
     assert_eq!(latest.len(), cases.len(), "every message is its own thread");
     assert_eq!(previews_of(&Value::Array(latest)), previews);
-    let threads_plain = get(&bridge, &token, "/v1/mailboxes/INBOX/threads?preview=false").await;
+    let threads_plain = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/threads?preview=false")
+        .await;
     let latest_plain: Vec<Value> = threads_plain["threads"]
         .as_array()
         .expect("threads")
@@ -483,23 +451,20 @@ async fn previews_on(profile: Profile) {
         .collect();
     assert_no_previews(&Value::Array(latest_plain), "thread list");
     let id = threads["threads"][0]["thread_id"].as_str().expect("id");
-    let thread = get(
-        &bridge,
-        &token,
-        &format!("/v1/mailboxes/INBOX/threads/{id}"),
-    )
-    .await;
+    let thread = bridge
+        .get_ok(&token, &format!("/v1/mailboxes/INBOX/threads/{id}"))
+        .await;
     let shown = previews_of(&thread["messages"]);
     assert!(!shown.is_empty());
     for (uid, preview) in &shown {
         assert_eq!(preview, &previews[uid]);
     }
-    let thread_plain = get(
-        &bridge,
-        &token,
-        &format!("/v1/mailboxes/INBOX/threads/{id}?preview=false"),
-    )
-    .await;
+    let thread_plain = bridge
+        .get_ok(
+            &token,
+            &format!("/v1/mailboxes/INBOX/threads/{id}?preview=false"),
+        )
+        .await;
     assert_no_previews(&thread_plain["messages"], "thread");
     assert_eq!(fetched(&bridge).await, (2.0 * by_server, 2.0 * read));
 
@@ -549,18 +514,17 @@ async fn previews_without_cache(profile: Profile) {
         BTreeMap::new()
     };
     let token = bridge.login().await;
-    let plain = get(
-        &bridge,
-        &token,
-        "/v1/mailboxes/INBOX/messages?preview=false",
-    )
-    .await;
+    let plain = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/messages?preview=false")
+        .await;
     assert_no_previews(&plain["messages"], "list");
     assert_eq!(fetched(&bridge).await, (0.0, 0.0));
     for _ in 0..2 {
-        let listed = get(&bridge, &token, "/v1/mailboxes/INBOX/messages?limit=3").await;
+        let listed = bridge
+            .get_ok(&token, "/v1/mailboxes/INBOX/messages?limit=3")
+            .await;
         assert_eq!(listed["messages"].as_array().map(Vec::len), Some(3));
-        let listed = get(&bridge, &token, "/v1/mailboxes/INBOX/messages").await;
+        let listed = bridge.get_ok(&token, "/v1/mailboxes/INBOX/messages").await;
         check(
             &cases,
             &previews_of(&listed["messages"]),

@@ -10,11 +10,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::bridge::{PASSWORD, USER, assert_problem, json_of};
+use common::bridge::{assert_problem, json_of};
 use common::servers::{Profile, ServerBridge};
 use imap_bridge::imap::error::ImapError;
 use imap_bridge::imap::state::ThreadId;
-use imap_bridge::imap::{Credentials, MailboxName, UserKey};
 use imap_bridge::mail::threading::{self, Message};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -96,21 +95,7 @@ fn bridge_threads() -> Vec<Vec<(u32, usize)>> {
 }
 
 async fn server_threads(bridge: &ServerBridge) -> Result<Vec<Vec<(u32, usize)>>, ImapError> {
-    let key = UserKey {
-        upstream: bridge.state.upstream.clone(),
-        username: USER.to_owned(),
-    };
-    let credentials = Credentials::password(USER, PASSWORD);
-    let mut session = bridge
-        .state
-        .pools
-        .session(&key, &credentials)
-        .await
-        .expect("a session");
-    session
-        .select(&MailboxName::new("INBOX").expect("name"))
-        .await
-        .expect("select");
+    let mut session = bridge.pooled_session("INBOX").await;
     let threads = session.server_threads(&[]).await?;
     // The session is as good as before: the stream after the THREAD response still parses.
     session.noop().await.expect("the session goes on");
@@ -164,13 +149,6 @@ async fn a_server_without_thread_names_what_it_lacks() {
     }
 }
 
-/// The thread list of `path` (`/v1/mailboxes/…/threads?…`), asserting success.
-async fn list(bridge: &ServerBridge, token: &str, path: &str) -> Value {
-    let (status, body) = bridge.get_json(token, path).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
-}
-
 /// Each listed thread as its mailbox UIDs in reading order.
 fn uid_lists(page: &Value) -> Vec<Vec<u64>> {
     page["threads"]
@@ -189,21 +167,6 @@ fn numbers(list: &Value) -> Vec<u64> {
         .collect()
 }
 
-/// The value of a counter series on the bridge's `/metrics` (0 when absent), by the
-/// exposition line's prefix, e.g. `imap_bridge_imap_commands_total{command="UID THREAD"`.
-async fn counter(bridge: &ServerBridge, series: &str) -> f64 {
-    let res = bridge
-        .request(Method::GET, "/metrics", None)
-        .send()
-        .await
-        .expect("metrics");
-    let text = res.text().await.expect("metrics text");
-    text.lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 const THREAD_COMMANDS: &str = "imap_bridge_imap_commands_total{command=\"UID THREAD\"";
 const LIST_CACHE_HITS: &str = "imap_bridge_thread_cache_lookups_total{hit=\"true\"";
 
@@ -214,7 +177,7 @@ const LIST_CACHE_HITS: &str = "imap_bridge_thread_cache_lookups_total{hit=\"true
 async fn the_endpoints_thread_the_awkward_conversations(profile: Profile) {
     let bridge = seeded(profile).await;
     let token = bridge.login().await;
-    let page = list(&bridge, &token, "/v1/mailboxes/INBOX/threads").await;
+    let page = bridge.get_ok(&token, "/v1/mailboxes/INBOX/threads").await;
     // Newest first by the latest message: lunch (11), the message without an id (10), the
     // plan (9), the budget (8), the lost thread (6).
     assert_eq!(
@@ -316,7 +279,7 @@ async fn the_endpoints_thread_the_awkward_conversations(profile: Profile) {
         .collect();
     assert_eq!(depths, [(5, 0), (6, 1)]);
 
-    let by_server = counter(&bridge, THREAD_COMMANDS).await;
+    let by_server = bridge.counter(THREAD_COMMANDS).await;
     assert_eq!(
         by_server > 0.0,
         bridge.has("THREAD=REFERENCES"),
@@ -324,11 +287,11 @@ async fn the_endpoints_thread_the_awkward_conversations(profile: Profile) {
         profile.name()
     );
     // A repeat is served from the cache: no THREAD, a hit.
-    let hits = counter(&bridge, LIST_CACHE_HITS).await;
-    let again = list(&bridge, &token, "/v1/mailboxes/INBOX/threads").await;
+    let hits = bridge.counter(LIST_CACHE_HITS).await;
+    let again = bridge.get_ok(&token, "/v1/mailboxes/INBOX/threads").await;
     assert_eq!(again["threads"], page["threads"]);
-    assert_eq!(counter(&bridge, THREAD_COMMANDS).await, by_server);
-    assert!(counter(&bridge, LIST_CACHE_HITS).await > hits);
+    assert_eq!(bridge.counter(THREAD_COMMANDS).await, by_server);
+    assert!(bridge.counter(LIST_CACHE_HITS).await > hits);
 
     // A late reply to the budget puts its thread on top, under the same id.
     bridge.server.deliver(
@@ -337,7 +300,9 @@ async fn the_endpoints_thread_the_awkward_conversations(profile: Profile) {
         "",
         None,
     );
-    let moved = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?limit=1").await;
+    let moved = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/threads?limit=1")
+        .await;
     assert_eq!(uid_lists(&moved), [vec![7, 8, 12]]);
     assert_eq!(moved["threads"][0]["thread_id"], origin("g@t").as_str());
     assert!(moved["next_cursor"].is_string());
@@ -394,7 +359,7 @@ async fn paging_neither_skips_nor_repeats_while_mail_arrives(profile: Profile) {
             None => "/v1/mailboxes/INBOX/threads?limit=4".to_owned(),
             Some(c) => format!("/v1/mailboxes/INBOX/threads?limit=4&cursor={c}"),
         };
-        let page = list(&bridge, &token, &path).await;
+        let page = bridge.get_ok(&token, &path).await;
         for thread in page["threads"].as_array().expect("threads") {
             let id = thread["thread_id"].as_str().expect("id").to_owned();
             if seen.insert(id.clone(), numbers(&thread["uids"])).is_some() {
@@ -448,7 +413,9 @@ async fn paging_neither_skips_nor_repeats_while_mail_arrives(profile: Profile) {
     assert!(!seen.contains_key(&origin("c4-0@t")), "{seen:?}");
     assert_eq!(seen.len(), 29);
     // Whatever got new mail is on top of a fresh list, newest first.
-    let top = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?limit=3").await;
+    let top = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/threads?limit=3")
+        .await;
     let top_ids: Vec<&str> = top["threads"]
         .as_array()
         .expect("threads")
@@ -491,11 +458,11 @@ async fn unread_counts_follow_flags(profile: Profile) {
     let all = "/v1/mailboxes/INBOX/threads";
     let unseen = "/v1/mailboxes/INBOX/threads?unseen=true";
     assert_eq!(
-        unread(&list(&bridge, &token, all).await),
+        unread(&bridge.get_ok(&token, all).await),
         (3, vec![1, 2, 3])
     );
     assert_eq!(
-        uid_lists(&list(&bridge, &token, unseen).await),
+        uid_lists(&bridge.get_ok(&token, unseen).await),
         [vec![1, 2, 3]]
     );
 
@@ -508,20 +475,22 @@ async fn unread_counts_follow_flags(profile: Profile) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(unread(&list(&bridge, &token, all).await), (2, vec![1, 3]));
+    assert_eq!(unread(&bridge.get_ok(&token, all).await), (2, vec![1, 3]));
     assert_eq!(
-        uid_lists(&list(&bridge, &token, unseen).await),
+        uid_lists(&bridge.get_ok(&token, unseen).await),
         [vec![1, 3]]
     );
 
     let mut direct = bridge.server.direct().await;
     direct.store("INBOX", "1,3", "+FLAGS (\\Seen)").await;
     direct.store("INBOX", "2", "-FLAGS (\\Seen)").await;
-    let page = list(&bridge, &token, all).await;
+    let page = bridge.get_ok(&token, all).await;
     assert_eq!(unread(&page), (1, vec![2]));
     assert_eq!(page["threads"][0]["messages"], 3);
-    assert_eq!(uid_lists(&list(&bridge, &token, unseen).await), [vec![2]]);
-    let read = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?unseen=false").await;
+    assert_eq!(uid_lists(&bridge.get_ok(&token, unseen).await), [vec![2]]);
+    let read = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/threads?unseen=false")
+        .await;
     assert_eq!(uid_lists(&read), [vec![1, 3]]);
 }
 
@@ -577,15 +546,12 @@ async fn sent_replies_join_their_threads(profile: Profile) {
     let token = bridge.login().await;
     let origin = |o: &str| ThreadId::derive(&[b"origin", o.as_bytes()]).to_string();
 
-    let plain = list(&bridge, &token, "/v1/mailboxes/INBOX/threads").await;
+    let plain = bridge.get_ok(&token, "/v1/mailboxes/INBOX/threads").await;
     assert_eq!(uid_lists(&plain), [vec![1, 3], vec![2]], "{plain:#}");
     assert_eq!(plain["sent_mailbox"], Value::Null);
-    let with_sent = list(
-        &bridge,
-        &token,
-        "/v1/mailboxes/INBOX/threads?include_sent=true",
-    )
-    .await;
+    let with_sent = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/threads?include_sent=true")
+        .await;
     assert_eq!(with_sent["sent_mailbox"], "Sent", "{with_sent:#}");
     assert_eq!(
         uid_lists(&with_sent),
@@ -661,12 +627,9 @@ async fn sent_replies_join_their_threads(profile: Profile) {
         "S",
         None,
     );
-    let again = list(
-        &bridge,
-        &token,
-        "/v1/mailboxes/INBOX/threads?include_sent=true",
-    )
-    .await;
+    let again = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/threads?include_sent=true")
+        .await;
     assert_eq!(numbers(&again["threads"][0]["sent_uids"]), [2, 4]);
 }
 
@@ -692,7 +655,9 @@ async fn bad_input_is_refused(profile: Profile) {
     let token = bridge.login().await;
     let mut direct = bridge.server.direct().await;
     let before = direct.flag_map("INBOX").await;
-    let page = list(&bridge, &token, "/v1/mailboxes/INBOX/threads?limit=2").await;
+    let page = bridge
+        .get_ok(&token, "/v1/mailboxes/INBOX/threads?limit=2")
+        .await;
     let cursor = page["next_cursor"].as_str().expect("a cursor").to_owned();
     let (_, messages) = bridge
         .get_json(&token, "/v1/mailboxes/INBOX/messages?limit=2")
@@ -801,12 +766,9 @@ async fn bad_input_is_refused(profile: Profile) {
     );
     assert_eq!(direct.flag_map("INBOX").await, before, "nothing changed");
     // The cursor still works after all that.
-    let next = list(
-        &bridge,
-        &token,
-        &format!("{threads}?limit=2&cursor={cursor}"),
-    )
-    .await;
+    let next = bridge
+        .get_ok(&token, &format!("{threads}?limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(uid_lists(&next), [vec![1, 2, 3, 9], vec![7, 8]]);
 }
 

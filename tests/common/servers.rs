@@ -19,6 +19,8 @@ use std::time::SystemTime;
 
 use imap_bridge::config::{Config, Security};
 use imap_bridge::http::AppState;
+use imap_bridge::imap::pool::Session;
+use imap_bridge::imap::{Credentials, MailboxName, UserKey};
 
 use super::bridge::{BridgeApi, DirectImap, PASSWORD, Serving, USER};
 use super::cyrus::{self, Cyrus};
@@ -254,5 +256,47 @@ impl ServerBridge {
     /// Whether the server advertises `capability`.
     pub fn has(&self, capability: &str) -> bool {
         self.profile.has(capability)
+    }
+
+    /// A session of the bridge's own pool for the default user, with `mailbox` selected.
+    pub async fn pooled_session(&self, mailbox: &str) -> Session {
+        let key = UserKey {
+            upstream: self.state.upstream.clone(),
+            username: USER.to_owned(),
+        };
+        let credentials = Credentials::password(USER, PASSWORD);
+        let mut session = self
+            .state
+            .pools
+            .session(&key, &credentials)
+            .await
+            .expect("a session");
+        session
+            .select(&MailboxName::new(mailbox).expect("name"))
+            .await
+            .expect("select");
+        session
+    }
+
+    /// The JSON of `GET path`, asserting success.
+    pub async fn get_ok(&self, token: &str, path: &str) -> serde_json::Value {
+        let (status, body) = self.get_json(token, path).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{path}: {body}");
+        body
+    }
+
+    /// The value of a counter series on the bridge's `/metrics` (0 when absent), by the
+    /// exposition line's prefix, e.g. `imap_bridge_imap_commands_total{command="UID THREAD"`.
+    pub async fn counter(&self, series: &str) -> f64 {
+        let res = self
+            .request(reqwest::Method::GET, "/metrics", None)
+            .send()
+            .await
+            .expect("metrics");
+        let text = res.text().await.expect("metrics text");
+        text.lines()
+            .filter(|line| line.starts_with(series))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
