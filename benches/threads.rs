@@ -38,7 +38,7 @@
 //!
 //! | case | bridge | direct |
 //! | --- | --- | --- |
-//! | (a) warm, after one new message; Dovecot (`THREAD=REFERENCES`) | the page, its thread list computed anew (the server threads) | *minimal*: `NOOP`, `UID THREAD REFERENCES UTF-8 ALL`, `UID SEARCH UNSEEN` + `UID FETCH` summaries. *Same data*: the same, plus `UID FETCH <the page's other messages> (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])` in the last round trip, for each thread's first subject and its participants, which the bridge's page shows too. *Replica* (reference): the bridge's own exchanges, one command per round trip as the bridge sends them: `NOOP`, `STATUS`, `UID THREAD` (unless the UIDNEXT and message count of the list it holds still stand), the threading headers it lacks of the threads' first messages and the page's messages, `UID SEARCH UNSEEN`, `UID FETCH <the 50 latest> (UID FLAGS)`, the summaries it lacks; bridge − replica is the bridge's own work |
+//! | (a) warm, after one new message; Dovecot (`THREAD=REFERENCES`) | the page, its thread list computed anew (the server threads) | *minimal*: `NOOP`, `UID THREAD REFERENCES UTF-8 ALL`, `UID SEARCH UNSEEN` + `UID FETCH` summaries. *Same data*: the same, plus `UID FETCH <the page's other messages> (UID BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])` in the last round trip, for each thread's first subject and its participants, which the bridge's page shows too. *Replica* (reference): the bridge's own exchanges, one round trip each as the bridge sends them: `NOOP`, `STATUS`, `UID THREAD` (unless the UIDNEXT and message count of the list it holds still stand), the threading headers it lacks of the threads' first messages and the page's messages, `UID SEARCH UNSEEN` pipelined with `UID FETCH <the 50 latest> (UID FLAGS)`, the summaries it lacks; bridge − replica is the bridge's own work |
 //! | (b) cached repeat, nothing new; Dovecot | the page, its list from the bridge's cache | the same exchanges as in (a) |
 //! | (c) warm, after one new message; Dovecot advertising Gmail's capabilities (no THREAD, no SORT) | the page, the bridge threading itself from the headers it keeps | *stateless*: `NOOP`, `UID FETCH 1:* <the bridge's threading header items>` with every header parsed and threaded locally with the bridge's own code (`mail::threading`), `UID SEARCH UNSEEN` + `UID FETCH` summaries (From and Subject came with the headers). *Own header cache* (reference): keeps the parsed headers, so its second round trip is `UID FETCH <next UID>:* <header items>`, only new mail (it assumes no expunges), then it threads all it holds and goes on as the stateless one |
 //! | (d) cached repeat, nothing new; Gmail profile | the page from the cache | as in (c) |
@@ -195,42 +195,21 @@ struct Items {
 impl Items {
     fn from_source() -> anyhow::Result<Self> {
         Ok(Items {
-            summary: str_const(include_str!("../src/imap/previews.rs"), "SUMMARY_ITEMS")?,
-            summary_with_preview: str_const(
+            summary: direct::str_const(include_str!("../src/imap/previews.rs"), "SUMMARY_ITEMS")?,
+            summary_with_preview: direct::str_const(
                 include_str!("../src/imap/previews.rs"),
                 "SUMMARY_ITEMS_WITH_PREVIEW",
             )?,
-            summary_with_first_part: str_const(
+            summary_with_first_part: direct::str_const(
                 include_str!("../src/imap/previews.rs"),
                 "SUMMARY_ITEMS_WITH_FIRST_PART",
             )?,
-            thread_header: str_const(include_str!("../src/imap/threads.rs"), "HEADER_ITEMS")?,
+            thread_header: direct::str_const(
+                include_str!("../src/imap/threads.rs"),
+                "HEADER_ITEMS",
+            )?,
         })
     }
-}
-
-/// The value of `const NAME: &str = "…";` in Rust source `source` (no escapes other than
-/// line continuations).
-fn str_const(source: &str, name: &str) -> anyhow::Result<String> {
-    let start = format!("const {name}: &str = \"");
-    let at = source
-        .find(&start)
-        .with_context(|| format!("no {name} in the bridge's source"))?;
-    let rest = &source[at + start.len()..];
-    let end = rest
-        .find("\";")
-        .with_context(|| format!("{name} does not end"))?;
-    let mut value = String::new();
-    let mut lines = rest[..end].split("\\\n");
-    value.push_str(lines.next().unwrap_or_default());
-    for line in lines {
-        value.push_str(line.trim_start());
-    }
-    ensure!(
-        !value.contains('\\') && value.starts_with('(') && value.ends_with(')'),
-        "{name} is not a plain FETCH item list: {value}"
-    );
-    Ok(value)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1734,28 +1713,24 @@ impl Raw {
         self.fetch_headers(missing).await?;
         let threaded = Instant::now();
         let mut unseen = HashSet::new();
-        self.exchange(
-            &[format!(
-                "UID SEARCH UNSEEN UID {}",
-                UidSet::from_uids(listed.iter().copied())?
-            )],
-            |r| {
-                if let Ok((_, Response::MailboxData(MailboxDatum::Search(uids)))) =
-                    Response::parse(r)
-                {
-                    unseen.extend(uids);
-                }
-                Ok(())
-            },
-        )
-        .await?;
         let latest: Vec<u32> = threads.iter().map(|(latest, _)| *latest).collect();
+        // The unread messages and the latest ones' flags, pipelined as the bridge sends them.
         self.exchange(
-            &[format!(
-                "UID FETCH {} (UID FLAGS)",
-                UidSet::from_uids(latest.iter().copied())?
-            )],
+            &[
+                format!(
+                    "UID SEARCH UNSEEN UID {}",
+                    UidSet::from_uids(listed.iter().copied())?
+                ),
+                format!(
+                    "UID FETCH {} (UID FLAGS)",
+                    UidSet::from_uids(latest.iter().copied())?
+                ),
+            ],
             |r| match Response::parse(r) {
+                Ok((_, Response::MailboxData(MailboxDatum::Search(uids)))) => {
+                    unseen.extend(uids);
+                    Ok(())
+                }
                 Ok(_) => Ok(()),
                 Err(e) => bail!("unreadable answer: {e:?}"),
             },

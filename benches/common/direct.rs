@@ -34,25 +34,30 @@ pub static SUMMARY_ITEMS_NO_PREVIEW: LazyLock<String> =
 /// What the bridge fetches for a page whose summaries it has cached.
 pub const FLAGS_ITEMS: &str = "(UID FLAGS)";
 
-/// The value of the string constant `name` in `src/imap/previews.rs` (a FETCH item list over
-/// continued lines).
+/// The value of the string constant `name` in `src/imap/previews.rs`.
 fn bridge_items(name: &str) -> String {
-    let source = include_str!("../../src/imap/previews.rs");
+    str_const(include_str!("../../src/imap/previews.rs"), name)
+        .unwrap_or_else(|e| panic!("src/imap/previews.rs: {e}"))
+}
+
+/// The value of `const NAME: &str = "…";` in Rust source `source`: a FETCH item list, over
+/// continued lines, with no other escapes.
+pub fn str_const(source: &str, name: &str) -> anyhow::Result<String> {
     let start = format!("const {name}: &str = \"");
     let at = source
         .find(&start)
-        .unwrap_or_else(|| panic!("no {name} in src/imap/previews.rs"));
+        .with_context(|| format!("no {name} in the bridge's source"))?;
     let rest = &source[at + start.len()..];
     let end = rest
         .find("\";")
-        .unwrap_or_else(|| panic!("{name} does not end"));
+        .with_context(|| format!("{name} does not end"))?;
     let items: Vec<&str> = rest[..end].split("\\\n").map(str::trim_start).collect();
     let items = items.concat();
-    assert!(
+    anyhow::ensure!(
         items.starts_with('(') && items.ends_with(')') && !items.contains('\\'),
         "{name} is not a plain FETCH item list: {items}"
     );
-    items
+    Ok(items)
 }
 
 /// Which newest page to fetch.
